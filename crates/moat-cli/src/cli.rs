@@ -1,0 +1,130 @@
+//! The command line, as clap structs only.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run commands of coding agents in a sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "moat", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run a command in the sandbox: moat run [OPTIONS] -- CMD [ARGS...]
+    Run(RunArgs),
+    /// Show or check the effective policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyVerb,
+    },
+    /// Show what this machine supports and how `moat run` will enforce.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyVerb {
+    /// Print the effective policy and where each value came from.
+    Show {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// Namespaces, mounts, Landlock and seccomp.
+    Full,
+    /// Landlock and seccomp only (needs --allow-degraded).
+    LandlockOnly,
+}
+
+/// The flags that shape the policy.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
+    /// The directory the command may write [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Starting point: workspace-write (default), read-only, full-access.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Another writable root (repeatable).
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+    /// A path whose reads are denied (repeatable).
+    #[arg(long = "deny-read", value_name = "PATH")]
+    pub deny_read: Vec<PathBuf>,
+    /// A readable path in restricted mode, or a default denial to lift.
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub allow_read: Vec<PathBuf>,
+    /// What may be read: all (default) or restricted.
+    #[arg(long, value_name = "MODE")]
+    pub read: Option<String>,
+    /// A name kept read-only in every writable root (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub protect: Vec<PathBuf>,
+    /// Make all of `.git` read-only, not just hooks and config.
+    #[arg(long)]
+    pub strict_git: bool,
+    /// Network: off (default) or on.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Set NAME=VALUE, or pass NAME through from this environment.
+    #[arg(long, value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Start from an empty environment (PATH, HOME, USER, LOGNAME, TERM,
+    /// LANG kept).
+    #[arg(long)]
+    pub env_clear: bool,
+    /// Kill the run after this long (90, 90s, 15m, 2h).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Most processes alive at once.
+    #[arg(long, value_name = "N")]
+    pub max_processes: Option<u64>,
+    /// Most memory per process (512M, 4G).
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Largest file the command may write.
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
+    /// Ignore the config files (yours and the workspace's).
+    #[arg(long)]
+    pub no_config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Give the command a terminal of its own.
+    #[arg(long)]
+    pub pty: bool,
+    /// Report as JSON on stderr (moat's own messages too).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON run report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Run even if some layers cannot be enforced; the run says what was
+    /// lost.
+    #[arg(long)]
+    pub allow_degraded: bool,
+    /// Which layers to build the sandbox from.
+    #[arg(long, value_enum, default_value = "full")]
+    pub isolation: IsolationArg,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}

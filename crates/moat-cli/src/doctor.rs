@@ -1,0 +1,105 @@
+//! `moat doctor`: what this machine supports, and what `moat run` will
+//! enforce here, found by actually starting a sandbox.
+
+use anyhow::Result;
+use moat::advanced::detect;
+use moat::{Command, Policy, Stdio};
+use serde_json::json;
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+pub fn doctor(as_json: bool) -> Result<()> {
+    let s = detect::detect();
+    // A throw-away workspace: the trial must not depend on where doctor
+    // runs (the current directory could be `/`).
+    let trial_dir = std::env::temp_dir().join(format!("moat-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&trial_dir)?;
+    let trial = Command::new("true")
+        .workspace(&trial_dir)
+        .current_dir(&trial_dir)
+        .policy(Policy::workspace_write())
+        .stdin(Stdio::Null)
+        .status();
+    let _ = std::fs::remove_dir_all(&trial_dir);
+    let (mode, layers, trial_error) = match &trial {
+        Ok(o) if o.success() => (o.report.mode.clone(), o.report.layers.clone(), None),
+        Ok(o) => (o.report.mode.clone(), o.report.layers.clone(), Some(format!("`true` exited {}", o.code()))),
+        Err(e) => ("refuses".to_string(), Vec::new(), Some(format!("{:#}", e))),
+    };
+    let userns = match &s.user_namespaces {
+        Ok(()) => "yes".to_string(),
+        Err(e) => format!("no: {}", e),
+    };
+    let cgroup = match &s.cgroup2 {
+        Some((path, ctrl)) => format!(
+            "{} (controllers: {})",
+            path.display(),
+            if ctrl.is_empty() { "none".to_string() } else { ctrl.join(" ") }
+        ),
+        None => "not mounted".to_string(),
+    };
+    if as_json {
+        let doc = json!({
+            "kernel": s.kernel,
+            "arch": s.arch,
+            "landlock_abi": s.landlock_abi,
+            "user_namespaces": { "available": s.user_namespaces.is_ok(), "error": s.user_namespaces.as_ref().err() },
+            "userns_sysctls": s.userns_sysctls.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+            "seccomp": s.seccomp,
+            "cgroup2": s.cgroup2.as_ref().map(|(p, c)| json!({"mount": p.display().to_string(), "controllers": c})),
+            "nftables": { "nft": s.nftables.0, "kernel": s.nftables.1 },
+            "idmapped_mounts": s.idmapped_mounts,
+            "run": {
+                "mode": mode,
+                "layers": layers,
+                "error": trial_error,
+            },
+            "probe": "run `moat probe` (coming) to try the escape catalogue on this machine",
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let line = |k: &str, v: String| println!("{:<22} {}", k, v);
+    line("kernel", format!("{} ({})", s.kernel, s.arch));
+    line(
+        "landlock",
+        if s.landlock_abi > 0 {
+            format!("ABI {}", s.landlock_abi)
+        } else {
+            "unavailable".to_string()
+        },
+    );
+    line("user namespaces", userns);
+    for (k, v) in &s.userns_sysctls {
+        line(&format!("  {}", k), v.clone());
+    }
+    line("seccomp", yes(s.seccomp).to_string());
+    line("cgroup v2", cgroup);
+    line(
+        "nftables",
+        format!("nft tool: {}, kernel support: {}", yes(s.nftables.0), yes(s.nftables.1)),
+    );
+    line("idmapped mounts", yes(s.idmapped_mounts).to_string());
+    println!();
+    match &trial_error {
+        None => {
+            println!("`moat run` works here, in {} mode, enforcing:", mode);
+            for l in &layers {
+                println!("  {:<11} {:<8} {}", l.layer, l.state, l.detail);
+            }
+        }
+        Some(e) => {
+            println!("`moat run` does not work here as configured:");
+            for l in e.lines() {
+                println!("  {}", l);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Policy flags into a policy layer, with conflicts refused.
+
+use anyhow::{bail, Context, Result};
+use moat::advanced::{units, Layer, Source};
+use moat::{NetworkMode, Preset, ReadMode};
+
+use crate::cli::PolicyArgs;
+
+/// Turns the flags into a layer above the config files.
+pub fn layer(args: &PolicyArgs) -> Result<Layer> {
+    let mut l = Layer::new(Source::Flag("command line".into()));
+    if let Some(p) = &args.preset {
+        l.preset = Some(p.parse::<Preset>().map_err(|e| anyhow::anyhow!("--preset: {}", e))?);
+    }
+    l.write = args.allow_write.clone();
+    l.deny_read = args.deny_read.clone();
+    l.allow_read = args.allow_read.clone();
+    if let Some(r) = &args.read {
+        l.read = Some(r.parse::<ReadMode>().map_err(|e| anyhow::anyhow!("--read: {}", e))?);
+    }
+    l.protect = args.protect.clone();
+    if args.strict_git {
+        l.strict_git = Some(true);
+    }
+    if let Some(n) = &args.network {
+        l.network = Some(n.parse::<NetworkMode>().map_err(|e| anyhow::anyhow!("--network: {}", e))?);
+    }
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((name, value)) => l.env_set.push((name.to_string(), value.to_string())),
+            None => l.env_pass.push(e.clone()),
+        }
+    }
+    if args.env_clear {
+        l.env_clear = Some(true);
+    }
+    if let Some(t) = &args.timeout {
+        l.timeout = Some(units::parse_duration(t).context("--timeout")?);
+    }
+    if let Some(n) = args.max_processes {
+        if n == 0 {
+            bail!("--max-processes: must be at least 1");
+        }
+        l.processes = Some(n);
+    }
+    if let Some(m) = &args.max_memory {
+        l.memory = Some(units::parse_size(m).context("--max-memory")?);
+    }
+    if let Some(f) = &args.max_file_size {
+        l.file_size = Some(units::parse_size(f).context("--max-file-size")?);
+    }
+    conflicts(args, l.preset)?;
+    Ok(l)
+}
+
+/// Flags that contradict each other are refused rather than resolved by a
+/// rule the person may not know.
+fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
+    let sandbox_flags: Vec<&str> = [
+        (!args.allow_write.is_empty(), "--allow-write"),
+        (!args.deny_read.is_empty(), "--deny-read"),
+        (!args.allow_read.is_empty(), "--allow-read"),
+        (args.read.is_some(), "--read"),
+        (!args.protect.is_empty(), "--protect"),
+        (args.strict_git, "--strict-git"),
+        (args.network.is_some(), "--network"),
+        (!args.env.is_empty(), "--env"),
+        (args.env_clear, "--env-clear"),
+        (args.timeout.is_some(), "--timeout"),
+        (args.max_processes.is_some(), "--max-processes"),
+        (args.max_memory.is_some(), "--max-memory"),
+        (args.max_file_size.is_some(), "--max-file-size"),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| *name)
+    .collect();
+    match preset {
+        Some(Preset::FullAccess) if !sandbox_flags.is_empty() => bail!(
+            "--preset full-access runs without a sandbox, so {} cannot apply; drop one or the other",
+            sandbox_flags.join(", ")
+        ),
+        Some(Preset::ReadOnly) if !args.allow_write.is_empty() => bail!(
+            "--preset read-only and --allow-write contradict each other; use workspace-write with \
+             --allow-write, or drop --allow-write"
+        ),
+        _ => Ok(()),
+    }
+}

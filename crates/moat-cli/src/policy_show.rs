@@ -1,0 +1,172 @@
+//! `moat policy show`: the effective policy, where each value came from,
+//! and what it means in this workspace.
+
+use anyhow::Result;
+use moat::advanced::{host::StdFs, scan, view, Sourced};
+use moat::{Command, Policy};
+use serde_json::{json, Value};
+
+use crate::cli::PolicyArgs;
+use crate::flags;
+
+fn sourced<T: std::fmt::Display>(s: &Sourced<T>) -> Value {
+    json!({ "value": s.value.to_string(), "source": s.source.to_string() })
+}
+
+fn sourced_path(s: &Sourced<std::path::PathBuf>) -> Value {
+    json!({ "value": s.value.display().to_string(), "source": s.source.to_string() })
+}
+
+pub fn show(args: &PolicyArgs, as_json: bool) -> Result<()> {
+    let mut policy = Policy::from_layer(flags::layer(args)?);
+    if !args.no_config {
+        policy = policy.with_config_files();
+    }
+    let mut cmd = Command::new("true");
+    cmd.policy(policy);
+    if let Some(ws) = &args.workspace {
+        cmd.workspace(ws);
+    }
+    let resolved = cmd.resolve()?;
+    let p = &resolved.policy;
+    let view = view::build(p, &StdFs, scan::ScanLimits::DEFAULT);
+    let limits = json!({
+        "timeout": p.limits.timeout.as_ref().map(|t| json!({"seconds": t.value.as_secs(), "source": t.source.to_string()})),
+        "processes": p.limits.processes.as_ref().map(|v| json!({"value": v.value, "source": v.source.to_string()})),
+        "memory": p.limits.memory.as_ref().map(|v| json!({"bytes": v.value, "source": v.source.to_string()})),
+        "file_size": p.limits.file_size.as_ref().map(|v| json!({"bytes": v.value, "source": v.source.to_string()})),
+    });
+    let mut precedence = vec![json!({"source": "built-in defaults"})];
+    for (path, _, found) in &resolved.config_files {
+        precedence.push(json!({"source": path.display().to_string(), "found": found}));
+    }
+    precedence.push(json!({"source": "command-line flags"}));
+    let (view_json, view_error) = match &view {
+        Ok(v) => (
+            json!({
+                "writable": v.writable.iter().map(|w| json!({"path": w.path.display().to_string(), "source": w.source.to_string()})).collect::<Vec<_>>(),
+                "protected": v.protected.iter().map(|x| json!({"path": x.path.display().to_string(), "reason": x.reason})).collect::<Vec<_>>(),
+                "placeholders": v.placeholders.iter().map(|x| x.display().to_string()).collect::<Vec<_>>(),
+                "pinned": v.pins.iter().map(|x| x.display().to_string()).collect::<Vec<_>>(),
+                "denied": v.denied.iter().map(|d| json!({"path": d.path.display().to_string(), "source": d.source.to_string()})).collect::<Vec<_>>(),
+                "repositories": v.repos.iter().map(|r| r.repo.worktree.display().to_string()).collect::<Vec<_>>(),
+                "readable": v.readable.as_ref().map(|r| r.iter().map(|x| x.display().to_string()).collect::<Vec<_>>()),
+                "notes": v.notes,
+            }),
+            None,
+        ),
+        Err(e) => (Value::Null, Some(e.to_string())),
+    };
+    let doc = json!({
+        "workspace": sourced_path(&p.workspace),
+        "preset": sourced(&p.preset),
+        "filesystem": {
+            "read": sourced(&p.read),
+            "write": p.write.iter().map(sourced_path).collect::<Vec<_>>(),
+            "deny_read": p.deny_read.iter().map(sourced_path).collect::<Vec<_>>(),
+            "allow_read": p.allow_read.iter().map(sourced_path).collect::<Vec<_>>(),
+            "protect": p.protect.iter().map(sourced_path).collect::<Vec<_>>(),
+            "strict_git": sourced(&p.strict_git),
+        },
+        "network": { "mode": sourced(&p.network) },
+        "env": {
+            "clear": sourced(&p.env.clear),
+            "pass": p.env.pass.iter().map(sourced).collect::<Vec<_>>(),
+            "set": p.env.set.iter().map(|s| json!({"name": s.value.0, "value": s.value.1, "source": s.source.to_string()})).collect::<Vec<_>>(),
+        },
+        "limits": limits,
+        "ignored": p.ignored.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        "precedence": precedence,
+        "view": view_json,
+        "view_error": view_error,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    print_human(p, &resolved, view.as_ref().ok(), view_error.as_deref());
+    Ok(())
+}
+
+fn print_human(
+    p: &moat::advanced::ResolvedPolicy,
+    resolved: &moat::Resolved,
+    view: Option<&view::FsView>,
+    view_error: Option<&str>,
+) {
+    let line = |k: &str, v: String| println!("{:<12} {}", k, v);
+    line("workspace", format!("{}  ({})", p.workspace.value.display(), p.workspace.source));
+    line("preset", format!("{}  ({})", p.preset.value, p.preset.source));
+    line("read", format!("{}  ({})", p.read.value, p.read.source));
+    for w in &p.write {
+        line("write", format!("{}  ({})", w.value.display(), w.source));
+    }
+    for d in &p.deny_read {
+        line("deny_read", format!("{}  ({})", d.value.display(), d.source));
+    }
+    for a in &p.allow_read {
+        line("allow_read", format!("{}  ({})", a.value.display(), a.source));
+    }
+    let protect: Vec<String> = p.protect.iter().map(|x| x.value.display().to_string()).collect();
+    line("protect", protect.join(" "));
+    line("strict_git", format!("{}  ({})", p.strict_git.value, p.strict_git.source));
+    line("network", format!("{}  ({})", p.network.value, p.network.source));
+    line("env.clear", format!("{}  ({})", p.env.clear.value, p.env.clear.source));
+    for s in &p.env.pass {
+        line("env.pass", format!("{}  ({})", s.value, s.source));
+    }
+    for s in &p.env.set {
+        line("env.set", format!("{}={}  ({})", s.value.0, s.value.1, s.source));
+    }
+    let limit = |name: &str, v: Option<String>| line(name, v.unwrap_or_else(|| "none".into()));
+    limit("timeout", p.limits.timeout.as_ref().map(|t| format!("{}s  ({})", t.value.as_secs(), t.source)));
+    limit("processes", p.limits.processes.as_ref().map(|t| format!("{}  ({})", t.value, t.source)));
+    limit("memory", p.limits.memory.as_ref().map(|t| format!("{} bytes  ({})", t.value, t.source)));
+    limit("file_size", p.limits.file_size.as_ref().map(|t| format!("{} bytes  ({})", t.value, t.source)));
+    for i in &p.ignored {
+        line("ignored", i.to_string());
+    }
+    println!();
+    println!("precedence, lowest first:");
+    println!("  1. built-in defaults");
+    let mut n = 2;
+    for (path, source, found) in &resolved.config_files {
+        let kind = match source {
+            moat::advanced::Source::WorkspaceConfig(_) => "workspace config, can only narrow",
+            _ => "your config",
+        };
+        println!(
+            "  {}. {} ({}, {})",
+            n,
+            path.display(),
+            kind,
+            if *found { "found" } else { "not found" }
+        );
+        n += 1;
+    }
+    println!("  {}. command-line flags", n);
+    println!();
+    match (view, view_error) {
+        (Some(v), _) => {
+            println!("in this workspace:");
+            for w in &v.writable {
+                println!("  writable     {}", w.path.display());
+            }
+            for x in &v.protected {
+                let tag = if v.placeholders.contains(&x.path) { " (absent: placeholder)" } else { "" };
+                println!("  read-only    {}{}", x.path.display(), tag);
+            }
+            for x in &v.denied {
+                println!("  unreadable   {}", x.path.display());
+            }
+            for r in &v.repos {
+                println!("  repository   {}", r.repo.worktree.display());
+            }
+            for note in &v.notes {
+                println!("  note: {}", note);
+            }
+        }
+        (None, Some(e)) => println!("this policy cannot run here: {}", e),
+        _ => {}
+    }
+}

@@ -1,0 +1,130 @@
+//! `moat run`.
+
+use anyhow::{Context, Result};
+use moat::advanced::Isolation;
+use moat::{Command, Exit, Policy, RunReport};
+
+use crate::cli::{IsolationArg, RunArgs};
+use crate::flags;
+
+fn say(json: bool, kind: &str, message: &str) {
+    if json {
+        let line = serde_json::json!({ "type": kind, "message": message });
+        eprintln!("{}", line);
+    } else {
+        for (i, l) in message.lines().enumerate() {
+            if i == 0 {
+                eprintln!("moat: {}", l);
+            } else {
+                eprintln!("      {}", l);
+            }
+        }
+    }
+}
+
+/// Runs the command; returns the exit status to end with.
+pub fn run(args: RunArgs) -> Result<u8> {
+    let layer = flags::layer(&args.policy)?;
+    let mut policy = Policy::from_layer(layer);
+    if !args.policy.no_config {
+        policy = policy.with_config_files();
+    }
+    let (program, rest) = match args.command.split_first() {
+        Some(split) => split,
+        None => anyhow::bail!("no command given: moat run [OPTIONS] -- CMD [ARGS...]"),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .policy(policy)
+        .pty(args.pty)
+        .forward_signals(true)
+        .allow_degraded(args.allow_degraded)
+        .isolation(match args.isolation {
+            IsolationArg::Full => Isolation::Full,
+            IsolationArg::LandlockOnly => Isolation::LandlockOnly,
+        });
+    if let Some(ws) = &args.policy.workspace {
+        cmd.workspace(ws);
+    }
+    let json = args.json;
+    let resolved = cmd.resolve().map_err(|e| report_error(json, e.into()))?;
+    for ignored in &resolved.policy.ignored {
+        say(json, "warning", &ignored.to_string());
+    }
+    if resolved.policy.is_unsandboxed() {
+        say(
+            json,
+            "warning",
+            &format!(
+                "full-access: running `{}` WITHOUT a sandbox (preset from {})",
+                program.to_string_lossy(),
+                resolved.policy.preset.source
+            ),
+        );
+    }
+    let mut child = cmd.spawn().map_err(|e| report_error(json, e.into()))?;
+    let r = child.report();
+    if !r.lost.is_empty() {
+        say(
+            json,
+            "degraded",
+            &format!(
+                "this {} run does not enforce:\n{}",
+                r.mode,
+                r.lost.iter().map(|l| format!("- {}", l)).collect::<Vec<_>>().join("\n")
+            ),
+        );
+    }
+    for note in &r.notes {
+        say(json, "note", note);
+    }
+    let outcome = child.wait().map_err(|e| report_error(json, e.into()))?;
+    let report = &outcome.report;
+    for n in &report.neutralised {
+        say(json, "neutralised", n);
+    }
+    match outcome.exit {
+        Exit::TimedOut => say(
+            json,
+            "timeout",
+            &format!(
+                "timed out after {:.1}s: killed the command and everything it started",
+                report.duration_ms as f64 / 1000.0
+            ),
+        ),
+        Exit::NotStarted { errno } => {
+            let what = std::io::Error::from_raw_os_error(errno);
+            let why = if outcome.code() == 127 { "command not found" } else { "cannot execute" };
+            say(
+                json,
+                "error",
+                &format!("cannot run `{}`: {} ({})", program.to_string_lossy(), why, what),
+            );
+        }
+        _ => {}
+    }
+    write_report(json, args.report.as_deref(), report)?;
+    Ok(outcome.code().clamp(0, 255) as u8)
+}
+
+fn write_report(json: bool, file: Option<&std::path::Path>, report: &RunReport) -> Result<()> {
+    let text = serde_json::to_string(&serde_json::json!({ "type": "report", "report": report }))?;
+    if json {
+        eprintln!("{}", text);
+    }
+    if let Some(path) = file {
+        std::fs::write(path, format!("{}\n", text))
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// With --json, errors are JSON too; the caller still exits 125.
+fn report_error(json: bool, e: anyhow::Error) -> anyhow::Error {
+    if json {
+        eprintln!("{}", serde_json::json!({ "type": "error", "message": format!("{:#}", e) }));
+        anyhow::Error::new(crate::Reported)
+    } else {
+        e
+    }
+}

@@ -1,0 +1,416 @@
+//! moat's config files, read into [`moat_policy::Layer`]s.
+//!
+//! Two files are read, both optional:
+//! - the person's, `$XDG_CONFIG_HOME/moat/config.toml` (default
+//!   `~/.config/moat/config.toml`), which may widen the defaults;
+//! - the workspace's, `.moat/config.toml`, which may only narrow them
+//!   (enforced when layers are resolved, in `moat-policy`).
+//!
+//! Unknown keys, wrong types, bad values and bad paths are errors that name
+//! the file, the line and the key. Files larger than [`MAX_CONFIG_BYTES`] are
+//! refused rather than read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use moat_policy::units::{parse_duration, parse_size};
+use moat_policy::{Layer, NetworkMode, Preset, ReadMode, Source};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A config file is a few dozen lines; anything this large is a mistake.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The workspace's config file, relative to the workspace.
+pub const WORKSPACE_CONFIG: &str = ".moat/config.toml";
+
+/// A config file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based line and column, when the problem is at a place in the file.
+    pub line: Option<(usize, usize)>,
+    /// The key, e.g. `filesystem.write`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some((line, col)) = self.line {
+            write!(f, ":{}:{}", line, col)?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{}: ", key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    preset: Option<Spanned<String>>,
+    filesystem: Option<Filesystem>,
+    network: Option<Network>,
+    env: Option<Env>,
+    limits: Option<Limits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filesystem {
+    write: Option<Vec<Spanned<String>>>,
+    deny_read: Option<Vec<Spanned<String>>>,
+    allow_read: Option<Vec<Spanned<String>>>,
+    read: Option<Spanned<String>>,
+    protect: Option<Vec<Spanned<String>>>,
+    strict_git: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Network {
+    mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Env {
+    set: Option<BTreeMap<String, String>>,
+    pass: Option<Vec<String>>,
+    clear: Option<bool>,
+}
+
+/// A limit written as a number or as a string with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    timeout: Option<Spanned<Amount>>,
+    processes: Option<Spanned<i64>>,
+    memory: Option<Spanned<Amount>>,
+    file_size: Option<Spanned<Amount>>,
+}
+
+/// Where the person's config file is, given `XDG_CONFIG_HOME` and the home
+/// directory.
+pub fn user_config_path(xdg_config_home: Option<&Path>, home: &Path) -> PathBuf {
+    match xdg_config_home {
+        Some(dir) if dir.is_absolute() => dir.join("moat/config.toml"),
+        _ => home.join(".config/moat/config.toml"),
+    }
+}
+
+/// Reads `path` into a layer from `source`, or `Ok(None)` if there is no
+/// file there.
+pub fn load(path: &Path, source: Source) -> Result<Option<Layer>, ConfigError> {
+    let err = |message: String| ConfigError {
+        path: path.to_path_buf(),
+        line: None,
+        key: None,
+        message,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(format!("cannot read: {}", e))),
+    };
+    if !meta.is_file() {
+        return Err(err("is not a regular file".to_string()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(err(format!(
+            "is {} bytes; config files are limited to {} bytes",
+            meta.len(),
+            MAX_CONFIG_BYTES
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {}", e)))?;
+    parse(&text, path, source).map(Some)
+}
+
+/// Parses config text into a layer.
+pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigError> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|s| s.start);
+        ConfigError {
+            path: path.to_path_buf(),
+            line: at.map(|at| line_col(text, at)),
+            key: at.and_then(|at| key_at(text, at)),
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    let ctx = Ctx { text, path };
+    let mut layer = Layer::new(source);
+    if let Some(preset) = file.preset {
+        layer.preset = Some(ctx.word::<Preset>("preset", &preset)?);
+    }
+    if let Some(fs) = file.filesystem {
+        layer.write = ctx.paths("filesystem.write", fs.write)?;
+        layer.deny_read = ctx.paths("filesystem.deny_read", fs.deny_read)?;
+        layer.allow_read = ctx.paths("filesystem.allow_read", fs.allow_read)?;
+        layer.protect = ctx.paths("filesystem.protect", fs.protect)?;
+        if let Some(read) = fs.read {
+            layer.read = Some(ctx.word::<ReadMode>("filesystem.read", &read)?);
+        }
+        layer.strict_git = fs.strict_git;
+    }
+    if let Some(net) = file.network {
+        if let Some(mode) = net.mode {
+            layer.network = Some(ctx.word::<NetworkMode>("network.mode", &mode)?);
+        }
+    }
+    if let Some(env) = file.env {
+        layer.env_set = env.set.unwrap_or_default().into_iter().collect();
+        layer.env_pass = env.pass.unwrap_or_default();
+        layer.env_clear = env.clear;
+    }
+    if let Some(limits) = file.limits {
+        if let Some(t) = limits.timeout {
+            layer.timeout = Some(ctx.amount("limits.timeout", &t, |s| {
+                parse_duration(s).map_err(|e| e.to_string())
+            })?);
+        }
+        if let Some(p) = limits.processes {
+            let n = *p.get_ref();
+            if n <= 0 {
+                return Err(ctx.at(
+                    "limits.processes",
+                    p.span().start,
+                    format!("must be a positive number, not {}", n),
+                ));
+            }
+            layer.processes = Some(n as u64);
+        }
+        if let Some(m) = limits.memory {
+            layer.memory = Some(ctx.amount("limits.memory", &m, |s| {
+                parse_size(s).map_err(|e| e.to_string())
+            })?);
+        }
+        if let Some(f) = limits.file_size {
+            layer.file_size = Some(ctx.amount("limits.file_size", &f, |s| {
+                parse_size(s).map_err(|e| e.to_string())
+            })?);
+        }
+    }
+    Ok(layer)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn at(&self, key: &str, offset: usize, message: String) -> ConfigError {
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line: Some(line_col(self.text, offset)),
+            key: Some(key.to_string()),
+            message,
+        }
+    }
+
+    fn word<T>(&self, key: &str, value: &Spanned<String>) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        value
+            .get_ref()
+            .parse()
+            .map_err(|e: T::Err| self.at(key, value.span().start, e.to_string()))
+    }
+
+    fn paths(
+        &self,
+        key: &str,
+        values: Option<Vec<Spanned<String>>>,
+    ) -> Result<Vec<PathBuf>, ConfigError> {
+        let mut out = Vec::new();
+        for v in values.unwrap_or_default() {
+            let text = v.get_ref();
+            if text.is_empty() || text.contains('\0') {
+                return Err(self.at(key, v.span().start, "empty path".to_string()));
+            }
+            out.push(PathBuf::from(text));
+        }
+        Ok(out)
+    }
+
+    fn amount<T>(
+        &self,
+        key: &str,
+        value: &Spanned<Amount>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let text = match value.get_ref() {
+            Amount::Number(n) => n.to_string(),
+            Amount::Text(s) => s.clone(),
+        };
+        parse(&text).map_err(|message| self.at(key, value.span().start, message))
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// The dotted key on the line holding `offset`, from the nearest table
+/// header above it and the left side of `=`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let table = before[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let trimmed = line.trim();
+    let key = if trimmed.starts_with('[') {
+        return Some(trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    } else {
+        trimmed.split('=').next()?.trim().trim_matches('"').to_string()
+    };
+    if key.is_empty() {
+        return table;
+    }
+    Some(match table {
+        Some(t) => format!("{}.{}", t, key),
+        None => key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    fn user(text: &str) -> Result<Layer, ConfigError> {
+        parse(
+            text,
+            Path::new("/home/u/.config/moat/config.toml"),
+            Source::UserConfig(PathBuf::from("/home/u/.config/moat/config.toml")),
+        )
+    }
+
+    #[test]
+    fn full_file() {
+        let layer = user(
+            r#"
+preset = "read-only"
+[filesystem]
+write = ["~/out", "/data"]
+deny_read = ["~/.config/secret"]
+allow_read = ["~/.npmrc"]
+read = "restricted"
+protect = [".pre-commit-config.yaml"]
+strict_git = true
+[network]
+mode = "on"
+[env]
+set = { FOO = "bar" }
+pass = ["GITHUB_TOKEN"]
+clear = true
+[limits]
+timeout = "10m"
+processes = 256
+memory = "4G"
+file_size = 1048576
+"#,
+        )
+        .unwrap();
+        assert_eq!(layer.preset, Some(Preset::ReadOnly));
+        assert_eq!(layer.write, [PathBuf::from("~/out"), PathBuf::from("/data")]);
+        assert_eq!(layer.read, Some(ReadMode::Restricted));
+        assert_eq!(layer.strict_git, Some(true));
+        assert_eq!(layer.network, Some(NetworkMode::On));
+        assert_eq!(layer.env_set, [("FOO".to_string(), "bar".to_string())]);
+        assert_eq!(layer.env_pass, ["GITHUB_TOKEN"]);
+        assert_eq!(layer.env_clear, Some(true));
+        assert_eq!(layer.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(layer.processes, Some(256));
+        assert_eq!(layer.memory, Some(4 << 30));
+        assert_eq!(layer.file_size, Some(1 << 20));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases: &[(&str, (usize, usize), &str, &str)] = &[
+            ("[filesystem]\nwrtie = []\n", (2, 1), "filesystem.wrtie", "unknown field"),
+            ("[network]\nmode = \"sometimes\"\n", (2, 8), "network.mode", "sometimes"),
+            ("[filesystem]\nstrict_git = \"yes\"\n", (2, 14), "filesystem.strict_git", "boolean"),
+            ("[limits]\ntimeout = \"soon\"\n", (2, 11), "limits.timeout", "duration"),
+            ("[limits]\nprocesses = 0\n", (2, 13), "limits.processes", "positive"),
+            ("[limits]\nmemory = \"12Q\"\n", (2, 10), "limits.memory", "size"),
+            ("preset = \"yolo\"\n", (1, 10), "preset", "expected one of"),
+            ("[nonsense]\n", (1, 2), "nonsense", "unknown field"),
+            ("[filesystem]\nwrite = [\"\"]\n", (2, 10), "filesystem.write", "empty"),
+        ];
+        for (text, line, key, needle) in cases {
+            let err = user(text).unwrap_err();
+            assert_eq!(err.line, Some(*line), "{text}: {err}");
+            assert_eq!(err.key.as_deref(), Some(*key), "{text}: {err}");
+            assert!(err.message.contains(needle), "{text}: {err}");
+            assert!(err.to_string().starts_with("/home/u/.config/moat/config.toml:"));
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_a_place() {
+        let err = user("preset = \n").unwrap_err();
+        assert_eq!(err.line.map(|l| l.0), Some(1), "{err}");
+    }
+
+    #[test]
+    fn workspace_layer_is_narrow_only() {
+        let layer = parse(
+            "[network]\nmode = \"on\"\n",
+            Path::new("/ws/.moat/config.toml"),
+            Source::WorkspaceConfig(PathBuf::from("/ws/.moat/config.toml")),
+        )
+        .unwrap();
+        assert_eq!(layer.trust, moat_policy::Trust::NarrowOnly);
+    }
+
+    #[test]
+    fn user_config_location() {
+        assert_eq!(
+            user_config_path(Some(Path::new("/x")), Path::new("/home/u")),
+            PathBuf::from("/x/moat/config.toml")
+        );
+        assert_eq!(
+            user_config_path(Some(Path::new("rel")), Path::new("/home/u")),
+            PathBuf::from("/home/u/.config/moat/config.toml")
+        );
+    }
+
+    #[test]
+    fn missing_file_is_no_layer_and_directories_are_errors() {
+        let dir = std::env::temp_dir().join(format!("moat-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(load(&dir.join("absent.toml"), Source::Default).unwrap(), None);
+        let err = load(&dir, Source::Default).unwrap_err();
+        assert!(err.message.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,329 @@
+//! The code that runs after the fork: the sandbox's init and the command's
+//! process.
+//!
+//! Everything here is fork-safe: moat may have other threads (the network
+//! proxy), and a lock one of them held at the fork stays held in the child
+//! forever. So no allocation, no locks, no Rust I/O: only the `sys`
+//! wrappers, with every argument prepared by the parent in a
+//! [`ChildSpec`]. Failures are sent as fixed-size records and the process
+//! exits.
+//!
+//! Order in init: die with moat, map ids, run the mount plan, open the
+//! terminal, fork the command, then reap and forward signals until the
+//! command ends. Order in the command: new session, terminal, signals,
+//! limits, working directory, capabilities, no_new_privs, Landlock,
+//! seccomp, close inherited descriptors, exec.
+
+use std::os::fd::RawFd;
+
+use crate::plan::Op;
+use crate::spec::{ChildSpec, Stdio};
+use crate::sys::{self, Errno, SysResult};
+use crate::wire::{Message, Step};
+
+/// Exit status when the sandbox could not be set up (as `env` and
+/// `timeout` use 125 for their own failures).
+pub const SETUP_FAILED: i32 = 125;
+
+fn fail(report: RawFd, step: Step, index: u32, errno: Errno) -> ! {
+    Message::Failed {
+        step,
+        index,
+        errno: errno.0,
+    }
+    .send(report);
+    sys::clone::exit_now(SETUP_FAILED)
+}
+
+fn must<T>(report: RawFd, step: Step, index: u32, result: SysResult<T>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => fail(report, step, index, e),
+    }
+}
+
+/// The first process inside the sandbox. Never returns.
+pub fn init_main(spec: &mut ChildSpec) -> ! {
+    let report = spec.report;
+    must(
+        report,
+        Step::ParentDeathSignal,
+        0,
+        sys::process::set_parent_death_signal(libc::SIGKILL),
+    );
+    // moat may have died before the line above took effect; then the pipe
+    // it holds open is closed.
+    let revents = must(
+        report,
+        Step::ParentGone,
+        0,
+        sys::fd::poll_one(spec.lifeline, libc::POLLIN, 0),
+    );
+    if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+        sys::clone::exit_now(SETUP_FAILED);
+    }
+    if let Some((uid_map, gid_map)) = &spec.id_maps {
+        must(report, Step::UidMap, 0, sys::fd::write_file(c"/proc/self/uid_map", uid_map));
+        must(report, Step::SetGroups, 0, sys::fd::write_file(c"/proc/self/setgroups", b"deny"));
+        must(report, Step::GidMap, 0, sys::fd::write_file(c"/proc/self/gid_map", gid_map));
+    }
+    let mut empty_mount: RawFd = -1;
+    for (i, op) in spec.ops.iter().enumerate() {
+        let result = run_op(op, &mut spec.slots, &mut empty_mount);
+        must(report, Step::Mount, i as u32, result);
+    }
+    if empty_mount >= 0 {
+        sys::fd::close_raw(empty_mount);
+    }
+
+    let mut pty_slave: RawFd = -1;
+    if let Some((sock, winsize)) = spec.pty {
+        let (master, slave) = must(report, Step::Pty, 0, sys::pty::open_pair_at(c"/dev/ptmx"));
+        if let Some(ws) = winsize {
+            must(report, Step::Pty, 1, sys::pty::set_winsize(master, &ws));
+        }
+        must(report, Step::Pty, 2, sys::fd::send_fd(sock, master));
+        sys::fd::close_raw(master);
+        sys::fd::close_raw(sock);
+        pty_slave = slave;
+    }
+
+    if !spec.init {
+        command_main(spec, pty_slave);
+    }
+    // Block everything: signals are taken with sigwaitinfo below, and a
+    // blocked signal is never discarded, even for a namespace's init.
+    let all = sys::signal::SigSet::full();
+    must(report, Step::Signals, 0, sys::signal::mask(libc::SIG_SETMASK, &all));
+    let pid = match must(report, Step::Fork, 0, sys::clone::fork_plain()) {
+        None => command_main(spec, pty_slave),
+        Some(pid) => pid,
+    };
+    Message::Started { pid }.send(report);
+    // init keeps only the report pipe: the command's terminal, moat's
+    // descriptors and the ruleset are no business of a process that
+    // outlives every step of setup.
+    let _ = sys::fd::close_from_except(0, report);
+    reap_loop(report, pid, &all)
+}
+
+fn reap_loop(report: RawFd, command: libc::pid_t, all: &sys::signal::SigSet) -> ! {
+    loop {
+        let signal = match sys::signal::wait(all) {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        match signal {
+            libc::SIGCHLD => {
+                while let Ok(Some((pid, exit))) = sys::process::reap(-1) {
+                    if pid != command {
+                        continue;
+                    }
+                    // Leaving ends the pid namespace, which kills every
+                    // process the command left behind.
+                    match exit {
+                        sys::process::Exit::Code(code) => {
+                            Message::Exited { code }.send(report);
+                            sys::clone::exit_now(code)
+                        }
+                        sys::process::Exit::Signal(signal) => {
+                            Message::Signaled { signal }.send(report);
+                            sys::clone::exit_now(128 + signal)
+                        }
+                    }
+                }
+            }
+            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT | libc::SIGUSR1
+            | libc::SIGUSR2 | libc::SIGWINCH | libc::SIGCONT | libc::SIGTSTP | libc::SIGALRM => {
+                // The command leads its own process group; a shell pipeline
+                // in it gets the signal as it would from a terminal.
+                if sys::process::kill(-command, signal).is_err() {
+                    let _ = sys::process::kill(command, signal);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()> {
+    use crate::sys::mount::*;
+    let slot_fd = |slots: &[RawFd], slot: usize| slots.get(slot).copied().ok_or(Errno(libc::EINVAL));
+    match op {
+        Op::MakePrivate => mount(
+            None,
+            c"/",
+            None,
+            (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong,
+            None,
+        ),
+        Op::Clone {
+            slot,
+            path,
+            recursive,
+        } => {
+            let fd = clone_tree(libc::AT_FDCWD, path, *recursive)?;
+            match slots.get_mut(*slot) {
+                Some(s) => {
+                    *s = fd;
+                    Ok(())
+                }
+                None => Err(Errno(libc::EINVAL)),
+            }
+        }
+        Op::LockDown => set_attr(
+            libc::AT_FDCWD,
+            c"/",
+            false,
+            true,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            0,
+        ),
+        Op::Tmpfs {
+            target,
+            options,
+            flags,
+        } => mount(Some(c"tmpfs"), target, Some(c"tmpfs"), *flags, Some(options)),
+        Op::Mkdir { path, mode } => sys::fd::mkdir(path, *mode),
+        Op::Touch { path } => sys::fd::touch(path, 0o644),
+        Op::Symlink { target, link } => sys::fd::symlink(target, link),
+        Op::Attach { slot, target, set } => {
+            let fd = slot_fd(slots, *slot)?;
+            set_attr(fd, c"", true, true, *set, 0)?;
+            let result = attach(fd, target);
+            sys::fd::close_raw(fd);
+            result
+        }
+        Op::BindSelf { path, read_only } => {
+            let fd = clone_tree(libc::AT_FDCWD, path, true)?;
+            let result = (|| {
+                if *read_only {
+                    set_attr(
+                        fd,
+                        c"",
+                        true,
+                        true,
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                        0,
+                    )?;
+                }
+                attach(fd, path)
+            })();
+            sys::fd::close_raw(fd);
+            result
+        }
+        Op::EmptyFile => {
+            let mnt = detached_tmpfs(&[c"mode=0555", c"size=4k"], 0)?;
+            let file = sys::fd::openat(mnt, c"empty", libc::O_CREAT | libc::O_WRONLY, 0)?;
+            sys::fd::close_raw(file);
+            set_attr(
+                mnt,
+                c"",
+                true,
+                false,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                0,
+            )?;
+            *empty_mount = mnt;
+            Ok(())
+        }
+        Op::MaskFile { target } => {
+            let fd = clone_tree(*empty_mount, c"empty", false)?;
+            let result = attach(fd, target);
+            sys::fd::close_raw(fd);
+            result
+        }
+        Op::MaskDir { target } => mount(
+            Some(c"tmpfs"),
+            target,
+            Some(c"tmpfs"),
+            (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong,
+            Some(c"mode=000,size=4k"),
+        ),
+        Op::Proc { target } => mount(
+            Some(c"proc"),
+            target,
+            Some(c"proc"),
+            (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong,
+            None,
+        ),
+        Op::Devpts { target } => mount(
+            Some(c"devpts"),
+            target,
+            Some(c"devpts"),
+            (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+            Some(c"newinstance,ptmxmode=0666,mode=620"),
+        ),
+        Op::SetAttr { path, set } => set_attr(libc::AT_FDCWD, path, false, false, *set, 0),
+        Op::LoopbackUp => sys::net::loopback_up(),
+    }
+}
+
+/// The command's process: applies the process, privilege, Landlock and
+/// seccomp layers, then execs. Never returns.
+fn command_main(spec: &ChildSpec, pty_slave: RawFd) -> ! {
+    let report = spec.report;
+    must(report, Step::Session, 0, sys::process::new_session());
+    if pty_slave >= 0 {
+        must(report, Step::Terminal, 0, sys::process::set_controlling_tty(pty_slave));
+        for target in 0..3 {
+            must(report, Step::Stdio, target as u32, sys::fd::dup_to(pty_slave, target));
+        }
+    } else {
+        for (target, stdio) in spec.stdio.iter().enumerate() {
+            if let Stdio::Fd(fd) = stdio {
+                must(report, Step::Stdio, target as u32, sys::fd::dup_to(*fd, target as RawFd));
+            }
+        }
+    }
+    let none = sys::signal::SigSet::empty();
+    must(report, Step::Signals, 1, sys::signal::mask(libc::SIG_SETMASK, &none));
+    // moat (as every Rust program) ignores SIGPIPE; the command must not
+    // inherit that.
+    must(report, Step::Signals, 2, sys::signal::set_default(libc::SIGPIPE));
+    for (i, (resource, value)) in spec.rlimits.iter().enumerate() {
+        must(report, Step::Rlimit, i as u32, sys::process::set_rlimit(*resource, *value));
+    }
+    must(report, Step::Chdir, 0, sys::fd::chdir(&spec.cwd));
+    must(report, Step::Capabilities, 0, sys::caps::drop_all());
+    must(report, Step::NoNewPrivs, 0, sys::caps::set_no_new_privs());
+    if let Some(ruleset) = spec.ruleset {
+        for (i, (path, access)) in spec.inner_rules.iter().enumerate() {
+            must(report, Step::LandlockRule, i as u32, sys::landlock::allow_beneath(ruleset, path, *access));
+        }
+        must(report, Step::LandlockRestrict, 0, sys::landlock::restrict_self(ruleset));
+        sys::fd::close_raw(ruleset);
+    }
+    for (i, filter) in spec.filters.iter().enumerate() {
+        must(report, Step::Seccomp, i as u32, sys::seccomp::install(filter));
+    }
+    must(report, Step::CloseFds, 0, sys::fd::cloexec_from(3));
+
+    let mut last = Errno(libc::ENOENT);
+    let mut denied = None;
+    for path in &spec.exec_paths {
+        let e = sys::process::exec(path, spec.argv.ptrs(), spec.envp.ptrs());
+        match e.0 {
+            libc::EACCES => denied = Some(e),
+            libc::ENOENT | libc::ENOTDIR => {}
+            _ => {
+                last = e;
+                break;
+            }
+        }
+        last = e;
+    }
+    let errno = denied.unwrap_or(last);
+    Message::Failed {
+        step: Step::Exec,
+        index: 0,
+        errno: errno.0,
+    }
+    .send(report);
+    let code = if errno.0 == libc::ENOENT || errno.0 == libc::ENOTDIR {
+        127
+    } else {
+        126
+    };
+    sys::clone::exit_now(code)
+}

@@ -1,0 +1,48 @@
+//! moat's Linux backend: runs one command under a [`moat_policy::Policy`].
+//!
+//! # What it enforces
+//! Each layer holds on its own; together they cover each other's gaps.
+//! 1. **Process**: a new session (no TIOCSTI into the person's terminal), a
+//!    pid namespace whose init reaps and forwards signals, death with moat,
+//!    every inherited descriptor but stdio closed, the environment scrubbed.
+//! 2. **Privilege**: no capabilities (bounding set emptied, securebits
+//!    locked), `no_new_privs`.
+//! 3. **Mounts**: a private mount namespace with the host read-only, the
+//!    writable roots writable, protected paths read-only and pinned, denied
+//!    paths and host sockets masked, a private /tmp, /run and /dev, a fresh
+//!    /proc.
+//! 4. **Landlock** at the kernel's best ABI: filesystem rights, TCP (when no
+//!    network namespace stands in), abstract-socket and signal scopes.
+//! 5. **seccomp**: architecture check, unreviewed syscalls refused, a deny
+//!    table (see [`seccomp`]).
+//! 6. **Network**: an empty network namespace with loopback, when off.
+//! 7. **Resources**: rlimits, a wall-clock timeout, the whole tree killed at
+//!    the end.
+//!
+//! Without user namespaces (some distributions and containers disable
+//! them), only a Landlock + seccomp mode is possible; it runs only when the
+//! person accepts what it loses ([`Isolation::LandlockOnly`]).
+//!
+//! # Tests
+//! Unit tests cover the plan, the seccomp table and the wire format; the
+//! `moat` CLI's integration tests attack a real sandbox with `moat-probe`.
+
+mod bpf;
+mod child;
+pub mod detect;
+pub mod placeholders;
+mod plan;
+mod rules;
+mod run;
+pub mod seccomp;
+mod sockets;
+mod spec;
+#[allow(unsafe_code)]
+mod sys;
+mod wire;
+
+pub use detect::Support;
+pub use run::{
+    spawn, Child, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest, StdioSpec,
+    WaitOptions,
+};

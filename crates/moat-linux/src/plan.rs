@@ -1,0 +1,569 @@
+//! The mount plan: an ordered list of operations the sandbox's first
+//! process performs in its new mount namespace, built from the filesystem
+//! view. Pure data, so the order can be unit-tested.
+//!
+//! The order matters and is:
+//! 1. make every mount private (nothing propagates back to the host);
+//! 2. clone, while the host's mounts are still writable, the trees that must
+//!    stay writable (writable roots) and the device nodes;
+//! 3. make every mount read-only, nosuid and nodev in one recursive call;
+//! 4. mount the private areas (/tmp, /var/tmp, /run), so that writable roots
+//!    living under them can be re-attached inside them;
+//! 5. attach the writable roots;
+//! 6. pin directories above protected paths, then bind protected paths
+//!    read-only over themselves;
+//! 7. mask denied paths and the host's sockets;
+//! 8. build /dev, mount a fresh /proc, bring up loopback.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use moat_policy::view::FsView;
+use moat_policy::EntryKind;
+
+use crate::sys::mount::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+
+/// Device nodes the sandbox gets (bound from the host's /dev).
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// One step of the plan. Paths are C strings so the child can use them
+/// without allocating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Make every mount private, recursively.
+    MakePrivate,
+    /// Clone the tree at `path` into detached slot `slot`.
+    Clone {
+        slot: usize,
+        path: CString,
+        recursive: bool,
+    },
+    /// Read-only, nosuid, nodev on every mount.
+    LockDown,
+    /// Mount a tmpfs.
+    Tmpfs {
+        target: CString,
+        options: CString,
+        flags: libc::c_ulong,
+    },
+    /// Create a directory (inside a tmpfs the plan mounted).
+    Mkdir { path: CString, mode: libc::mode_t },
+    /// Create an empty file as a mount point.
+    Touch { path: CString },
+    Symlink { target: CString, link: CString },
+    /// Attach slot `slot` at `target`, setting `set` attributes on it.
+    Attach {
+        slot: usize,
+        target: CString,
+        set: u64,
+    },
+    /// Bind `path` over itself: read-only (protected) or not (pinned).
+    BindSelf { path: CString, read_only: bool },
+    /// Prepare the empty, unreadable file that masks denied files.
+    EmptyFile,
+    /// Bind the empty file over `target`.
+    MaskFile { target: CString },
+    /// Mount an empty, unreadable, read-only tmpfs over `target`.
+    MaskDir { target: CString },
+    Proc { target: CString },
+    Devpts { target: CString },
+    /// Change attributes of the single mount at `path`.
+    SetAttr { path: CString, set: u64 },
+    LoopbackUp,
+}
+
+impl Op {
+    /// What the step does, for error messages.
+    pub fn describe(&self) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            Op::MakePrivate => "make mounts private".into(),
+            Op::Clone { path, .. } => format!("clone the mount at {}", s(path)),
+            Op::LockDown => "make every mount read-only".into(),
+            Op::Tmpfs { target, .. } => format!("mount a private tmpfs on {}", s(target)),
+            Op::Mkdir { path, .. } => format!("create directory {}", s(path)),
+            Op::Touch { path } => format!("create mount point {}", s(path)),
+            Op::Symlink { link, .. } => format!("create symlink {}", s(link)),
+            Op::Attach { target, .. } => format!("attach {}", s(target)),
+            Op::BindSelf {
+                path,
+                read_only: true,
+            } => format!("keep {} read-only", s(path)),
+            Op::BindSelf { path, .. } => format!("pin {}", s(path)),
+            Op::EmptyFile => "prepare the mask for denied files".into(),
+            Op::MaskFile { target } | Op::MaskDir { target } => format!("hide {}", s(target)),
+            Op::Proc { target } => format!("mount proc on {}", s(target)),
+            Op::Devpts { target } => format!("mount devpts on {}", s(target)),
+            Op::SetAttr { path, .. } => format!("set attributes on {}", s(path)),
+            Op::LoopbackUp => "bring up loopback".into(),
+        }
+    }
+}
+
+/// A rule Landlock can only get inside the sandbox, because the mount it
+/// names is created there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerRule {
+    pub path: CString,
+    pub access: InnerAccess,
+}
+
+/// The kind of access an inner rule grants (turned into bits by the
+/// Landlock module, which knows the ABI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InnerAccess {
+    /// Everything (private temporary directories).
+    All,
+    /// Read, write and ioctl on device files.
+    Devices,
+    /// Read only.
+    Read,
+}
+
+/// Host facts the plan depends on, passed in so tests can vary them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanInput {
+    /// Whether the run gets its own network namespace.
+    pub own_network: bool,
+    /// The workspace, which stays visible even when read-only.
+    pub workspace: PathBuf,
+    /// Host directories that exist and are not symlinks.
+    pub var_tmp: bool,
+    pub var_run_is_dir: bool,
+    pub run: bool,
+    /// `$XDG_RUNTIME_DIR`, if set and an existing directory.
+    pub runtime_dir: Option<PathBuf>,
+    /// A file under /run that must stay visible (the target of
+    /// /etc/resolv.conf when the network is on).
+    pub keep_under_run: Vec<PathBuf>,
+    /// Host device nodes that exist.
+    pub dev_nodes: Vec<&'static str>,
+    /// Paths of listening sockets of the host.
+    pub host_sockets: Vec<PathBuf>,
+}
+
+/// The plan and what Landlock needs from inside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountPlan {
+    pub ops: Vec<Op>,
+    pub slots: usize,
+    pub inner_rules: Vec<InnerRule>,
+}
+
+fn c(path: &Path) -> CString {
+    // Paths from the OS never hold NUL bytes; one that did would be dropped
+    // to an empty string, which every mount call refuses.
+    CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn cs(text: &str) -> CString {
+    CString::new(text).unwrap_or_default()
+}
+
+/// Private areas replaced by a fresh tmpfs, in mount order.
+fn private_areas(input: &PlanInput) -> Vec<(&'static str, &'static str, bool)> {
+    // (path, options, read-only once populated)
+    let mut areas = vec![("/tmp", "mode=1777", false)];
+    if input.var_tmp {
+        areas.push(("/var/tmp", "mode=1777", false));
+    }
+    if input.run {
+        areas.push(("/run", "mode=755", true));
+    }
+    if input.var_run_is_dir {
+        areas.push(("/var/run", "mode=755", true));
+    }
+    areas
+}
+
+struct Builder {
+    plan: MountPlan,
+}
+
+impl Builder {
+    fn op(&mut self, op: Op) {
+        self.plan.ops.push(op);
+    }
+
+    fn slot(&mut self) -> usize {
+        self.plan.slots += 1;
+        self.plan.slots - 1
+    }
+
+    /// Creates the directories from `area` down to `path` inside a tmpfs
+    /// the plan mounted at `area`.
+    fn mkdirs(&mut self, area: &Path, path: &Path) {
+        let mut dirs: Vec<&Path> = path
+            .ancestors()
+            .take_while(|a| *a != area && a.starts_with(area))
+            .collect();
+        dirs.reverse();
+        for d in dirs {
+            self.op(Op::Mkdir {
+                path: c(d),
+                mode: 0o755,
+            });
+        }
+    }
+}
+
+/// Builds the plan for `view`.
+pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
+    let mut b = Builder {
+        plan: MountPlan::default(),
+    };
+    b.op(Op::MakePrivate);
+    let areas = private_areas(input);
+    let under_area = |p: &Path| {
+        areas
+            .iter()
+            .map(|(a, _, _)| Path::new(a))
+            .find(|a| p.starts_with(a))
+            .map(Path::to_path_buf)
+    };
+
+    // 2. Clones taken while everything is still as on the host.
+    let mut roots = Vec::new();
+    for w in &view.writable {
+        let slot = b.slot();
+        b.op(Op::Clone {
+            slot,
+            path: c(&w.path),
+            recursive: true,
+        });
+        roots.push((slot, w.path.clone(), 0u64));
+    }
+    // A read-only workspace under a private area must stay visible.
+    let ws_covered = view.writable.iter().any(|w| input.workspace.starts_with(&w.path));
+    if !ws_covered && under_area(&input.workspace).is_some() {
+        let slot = b.slot();
+        b.op(Op::Clone {
+            slot,
+            path: c(&input.workspace),
+            recursive: true,
+        });
+        roots.push((slot, input.workspace.clone(), MOUNT_ATTR_RDONLY));
+    }
+    let mut kept = Vec::new();
+    for k in &input.keep_under_run {
+        let slot = b.slot();
+        b.op(Op::Clone {
+            slot,
+            path: c(k),
+            recursive: false,
+        });
+        kept.push((slot, k.clone()));
+    }
+    let mut nodes = Vec::new();
+    for n in &input.dev_nodes {
+        let slot = b.slot();
+        b.op(Op::Clone {
+            slot,
+            path: cs(&format!("/dev/{}", n)),
+            recursive: false,
+        });
+        nodes.push((slot, *n));
+    }
+
+    // 3.
+    b.op(Op::LockDown);
+
+    // 4. Private areas; a writable root that is one of them (or holds one)
+    // replaces it instead.
+    let mut mounted_areas = Vec::new();
+    for (area, options, _) in &areas {
+        let area_path = Path::new(area);
+        if view.writable.iter().any(|w| area_path.starts_with(&w.path)) {
+            continue;
+        }
+        b.op(Op::Tmpfs {
+            target: cs(area),
+            options: cs(options),
+            flags: (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong,
+        });
+        mounted_areas.push(area_path.to_path_buf());
+        let access = if *area == "/run" || *area == "/var/run" {
+            InnerAccess::Read
+        } else {
+            InnerAccess::All
+        };
+        b.plan.inner_rules.push(InnerRule {
+            path: cs(area),
+            access,
+        });
+    }
+
+    // 5. Writable roots (and the read-only workspace), re-created inside a
+    // private area when they live under one.
+    for (slot, path, extra) in &roots {
+        if let Some(area) = mounted_areas.iter().find(|a| path.starts_with(a)) {
+            let area = area.clone();
+            b.mkdirs(&area, path);
+        }
+        b.op(Op::Attach {
+            slot: *slot,
+            target: c(path),
+            set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | extra,
+        });
+    }
+    for (slot, path) in &kept {
+        if let (Some(area), Some(parent)) = (
+            mounted_areas.iter().find(|a| path.starts_with(a)).cloned(),
+            path.parent(),
+        ) {
+            b.mkdirs(&area, parent);
+            b.op(Op::Touch { path: c(path) });
+            b.op(Op::Attach {
+                slot: *slot,
+                target: c(path),
+                set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            });
+        }
+    }
+    for (area, _, read_only) in &areas {
+        if *read_only && mounted_areas.iter().any(|a| a == Path::new(area)) {
+            b.op(Op::SetAttr {
+                path: cs(area),
+                set: MOUNT_ATTR_RDONLY,
+            });
+        }
+    }
+
+    // 6. Pins before the protected paths below them.
+    for pin in &view.pins {
+        b.op(Op::BindSelf {
+            path: c(pin),
+            read_only: false,
+        });
+    }
+    for p in &view.protected {
+        b.op(Op::BindSelf {
+            path: c(&p.path),
+            read_only: true,
+        });
+    }
+
+    // 7. Masks. What lies under a private area is hidden already.
+    let hidden = |p: &Path| mounted_areas.iter().any(|a| p.starts_with(a));
+    let mut file_masks = Vec::new();
+    let mut dir_masks = Vec::new();
+    for d in &view.denied {
+        if hidden(&d.path) {
+            continue;
+        }
+        match d.kind {
+            EntryKind::Dir => dir_masks.push(d.path.clone()),
+            _ => file_masks.push(d.path.clone()),
+        }
+    }
+    if let Some(rt) = &input.runtime_dir {
+        if !hidden(rt) && !view.writable.iter().any(|w| rt.starts_with(&w.path)) {
+            dir_masks.push(rt.clone());
+        }
+    }
+    for s in &input.host_sockets {
+        let already = hidden(s) || view.denied.iter().any(|d| s.starts_with(&d.path));
+        if !already {
+            file_masks.push(s.clone());
+        }
+    }
+    for d in dir_masks {
+        b.op(Op::MaskDir { target: c(&d) });
+    }
+    if !file_masks.is_empty() {
+        b.op(Op::EmptyFile);
+        for f in file_masks {
+            b.op(Op::MaskFile { target: c(&f) });
+        }
+    }
+
+    // 8. /dev, /proc, loopback.
+    b.op(Op::Tmpfs {
+        target: cs("/dev"),
+        options: cs("mode=755"),
+        flags: (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+    });
+    for (slot, name) in &nodes {
+        let path = cs(&format!("/dev/{}", name));
+        b.op(Op::Touch { path: path.clone() });
+        b.op(Op::Attach {
+            slot: *slot,
+            target: path,
+            set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        });
+    }
+    b.op(Op::Mkdir {
+        path: cs("/dev/pts"),
+        mode: 0o755,
+    });
+    b.op(Op::Devpts {
+        target: cs("/dev/pts"),
+    });
+    b.op(Op::Symlink {
+        target: cs("pts/ptmx"),
+        link: cs("/dev/ptmx"),
+    });
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        b.op(Op::Symlink {
+            target: cs(target),
+            link: cs(link),
+        });
+    }
+    b.op(Op::Mkdir {
+        path: cs("/dev/shm"),
+        mode: 0o755,
+    });
+    b.op(Op::Tmpfs {
+        target: cs("/dev/shm"),
+        options: cs("mode=1777"),
+        flags: (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong,
+    });
+    b.op(Op::SetAttr {
+        path: cs("/dev"),
+        set: MOUNT_ATTR_RDONLY,
+    });
+    b.plan.inner_rules.push(InnerRule {
+        path: cs("/dev"),
+        access: InnerAccess::Devices,
+    });
+    b.plan.inner_rules.push(InnerRule {
+        path: cs("/dev/shm"),
+        access: InnerAccess::All,
+    });
+    b.op(Op::Proc {
+        target: cs("/proc"),
+    });
+    b.plan.inner_rules.push(InnerRule {
+        path: cs("/proc"),
+        access: InnerAccess::Read,
+    });
+    if input.own_network {
+        b.op(Op::LoopbackUp);
+    }
+    b.plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_policy::view::{Denied, Protected, Writable};
+    use moat_policy::Source;
+
+    fn names(plan: &MountPlan) -> Vec<String> {
+        plan.ops.iter().map(Op::describe).collect()
+    }
+
+    fn position(plan: &MountPlan, text: &str) -> usize {
+        names(plan)
+            .iter()
+            .position(|n| n == text)
+            .unwrap_or_else(|| usize::MAX)
+    }
+
+    fn view() -> FsView {
+        FsView {
+            writable: vec![Writable {
+                path: PathBuf::from("/tmp/ws"),
+                source: Source::Default,
+            }],
+            protected: vec![Protected {
+                path: PathBuf::from("/tmp/ws/.git/hooks"),
+                kind: EntryKind::Dir,
+                reason: "test",
+            }],
+            pins: vec![PathBuf::from("/tmp/ws/.git")],
+            denied: vec![
+                Denied {
+                    path: PathBuf::from("/home/u/.ssh"),
+                    kind: EntryKind::Dir,
+                    source: Source::Default,
+                },
+                Denied {
+                    path: PathBuf::from("/home/u/.netrc"),
+                    kind: EntryKind::File,
+                    source: Source::Default,
+                },
+            ],
+            ..FsView::default()
+        }
+    }
+
+    fn input() -> PlanInput {
+        PlanInput {
+            own_network: true,
+            workspace: PathBuf::from("/tmp/ws"),
+            run: true,
+            dev_nodes: vec!["null", "tty"],
+            host_sockets: vec![
+                PathBuf::from("/var/lib/x.sock"),
+                PathBuf::from("/run/dbus/socket"),
+                PathBuf::from("/home/u/.ssh/agent"),
+            ],
+            ..PlanInput::default()
+        }
+    }
+
+    #[test]
+    fn order_of_operations() {
+        let plan = build(&view(), &input());
+        let clone_ws = position(&plan, "clone the mount at /tmp/ws");
+        let lock = position(&plan, "make every mount read-only");
+        let tmp = position(&plan, "mount a private tmpfs on /tmp");
+        let attach = position(&plan, "attach /tmp/ws");
+        let pin = position(&plan, "pin /tmp/ws/.git");
+        let hooks = position(&plan, "keep /tmp/ws/.git/hooks read-only");
+        assert_eq!(position(&plan, "make mounts private"), 0);
+        assert!(clone_ws < lock, "roots are cloned while still writable");
+        assert!(position(&plan, "clone the mount at /dev/null") < lock);
+        assert!(lock < tmp && tmp < attach, "roots under /tmp re-attached inside it");
+        assert!(position(&plan, "create directory /tmp/ws") < attach);
+        assert!(attach < pin && pin < hooks, "pins before what they protect");
+        assert!(position(&plan, "hide /home/u/.ssh") > hooks);
+        assert!(position(&plan, "hide /home/u/.netrc") > position(&plan, "prepare the mask for denied files"));
+        assert!(position(&plan, "bring up loopback") < usize::MAX);
+    }
+
+    #[test]
+    fn host_sockets_masked_unless_already_hidden() {
+        let plan = build(&view(), &input());
+        let n = names(&plan);
+        assert!(n.contains(&"hide /var/lib/x.sock".to_string()));
+        assert!(!n.contains(&"hide /run/dbus/socket".to_string()));
+        assert!(!n.contains(&"hide /home/u/.ssh/agent".to_string()));
+    }
+
+    #[test]
+    fn no_loopback_without_own_network_and_read_only_run() {
+        let mut i = input();
+        i.own_network = false;
+        let plan = build(&view(), &i);
+        assert_eq!(position(&plan, "bring up loopback"), usize::MAX);
+        assert!(position(&plan, "set attributes on /run") > position(&plan, "mount a private tmpfs on /run"));
+    }
+
+    #[test]
+    fn writable_tmp_replaces_the_private_one() {
+        let mut v = view();
+        v.writable[0].path = PathBuf::from("/tmp");
+        let plan = build(&v, &input());
+        assert_eq!(position(&plan, "mount a private tmpfs on /tmp"), usize::MAX);
+    }
+
+    #[test]
+    fn read_only_workspace_under_tmp_stays_visible() {
+        let mut v = view();
+        v.writable.clear();
+        let plan = build(&v, &input());
+        let attach = plan.ops.iter().find_map(|op| match op {
+            Op::Attach { target, set, .. } if target.as_bytes() == b"/tmp/ws" => Some(*set),
+            _ => None,
+        });
+        assert_eq!(attach.map(|s| s & MOUNT_ATTR_RDONLY), Some(MOUNT_ATTR_RDONLY));
+    }
+}

@@ -1,0 +1,965 @@
+//! Starting a sandboxed command and supervising it to the end.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use moat_policy::env::{self, Removal};
+use moat_policy::view::FsView;
+use moat_policy::{NetworkMode, Policy};
+
+use crate::child;
+use crate::plan::{self, PlanInput};
+use crate::rules::{self, NetRules};
+use crate::seccomp::{self, SocketPolicy};
+use crate::spec::{self, ChildSpec, CVec, Stdio};
+use crate::sys::{self, Errno};
+use crate::wire::{Message, Reader, Step};
+
+/// How much of the machine the sandbox is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Namespaces, mounts, Landlock and seccomp: every layer.
+    Full,
+    /// Landlock and seccomp only, for machines without unprivileged user
+    /// namespaces. Loses what only namespaces give (see
+    /// [`landlock_only_losses`]); runs only when the person accepts that.
+    LandlockOnly,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Full => "namespaces",
+            Isolation::LandlockOnly => "landlock-only",
+        }
+    }
+}
+
+/// What a standard stream of the command is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdioSpec {
+    Inherit,
+    /// A descriptor the caller keeps open until `spawn` returns.
+    Fd(RawFd),
+}
+
+/// Everything needed to start one command.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest<'a> {
+    pub policy: &'a Policy,
+    pub view: &'a FsView,
+    pub host_env: &'a [(OsString, OsString)],
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Where the command starts; must be visible inside the sandbox.
+    pub cwd: PathBuf,
+    pub stdio: [StdioSpec; 3],
+    /// Give the command a terminal of its own (relayed by [`Child::wait`]).
+    pub pty: bool,
+    pub isolation: Isolation,
+    /// Accept the losses of a weaker mode instead of refusing.
+    pub allow_degraded: bool,
+}
+
+/// How well a layer is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerState {
+    Full,
+    Partial,
+    Off,
+}
+
+impl LayerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerState::Full => "full",
+            LayerState::Partial => "partial",
+            LayerState::Off => "off",
+        }
+    }
+}
+
+/// What a run enforces: the run report's core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforcement {
+    pub isolation: Isolation,
+    pub landlock_abi: i32,
+    /// `(layer, state, detail)` for each layer.
+    pub layers: Vec<(&'static str, LayerState, String)>,
+    /// What the chosen mode cannot enforce (accepted with
+    /// `allow_degraded`).
+    pub lost: Vec<String>,
+    /// Host variables kept from the command, and why.
+    pub env_removed: Vec<(String, &'static str)>,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// Killed at the policy's timeout.
+    TimedOut,
+    /// The program could not be started (not found, not executable).
+    NotStarted { errno: i32 },
+}
+
+impl Exit {
+    /// The status moat exits with: the command's own, 128+N for signal N,
+    /// 124 on timeout (as timeout(1)), 127 if not found, 126 if not
+    /// executable.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+            Exit::TimedOut => 124,
+            Exit::NotStarted { errno } if errno == libc::ENOENT || errno == libc::ENOTDIR => 127,
+            Exit::NotStarted { .. } => 126,
+        }
+    }
+}
+
+/// Why a command could not be run in the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {errno}")]
+    Sys { what: &'static str, errno: Errno },
+    #[error("{0}")]
+    Rules(#[from] rules::RulesError),
+    #[error("{0}")]
+    Seccomp(#[from] crate::bpf::BpfError),
+    #[error("sandbox setup failed {step}{at}: {errno}{hint}")]
+    Setup {
+        step: &'static str,
+        at: String,
+        errno: Errno,
+        hint: &'static str,
+    },
+    #[error(
+        "unprivileged user namespaces are not available here ({reason}), so moat cannot build its \
+         private mounts, pid and network namespaces\n{losses}\
+         hint: enable them (`sysctl -w kernel.unprivileged_userns_clone=1`, \
+         `sysctl -w user.max_user_namespaces=15000`, or on Ubuntu \
+         `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), \
+         or accept a Landlock + seccomp-only run with --allow-degraded"
+    )]
+    NoUserNamespaces { reason: String, losses: String },
+    #[error(
+        "a landlock-only run cannot enforce all of this policy:\n{losses}\
+         hint: pass --allow-degraded to run anyway, knowing the above"
+    )]
+    Degraded { losses: String },
+    #[error("Landlock is not available on this kernel (it needs Linux 5.13 and `lsm=landlock`)\nhint: {0}")]
+    NoLandlock(&'static str),
+    #[error("{what} contains a NUL byte")]
+    Nul { what: &'static str },
+    #[error("the sandbox ended without reporting how the command ended")]
+    Lost,
+}
+
+fn sys_err(what: &'static str) -> impl Fn(Errno) -> Error {
+    move |errno| Error::Sys { what, errno }
+}
+
+/// Options for [`Child::wait`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitOptions {
+    /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT received by this process
+    /// to the command (the CLI does; a library host usually does not).
+    pub forward_signals: bool,
+    /// Copy this process's stdin to the command's terminal and its output
+    /// to stdout (with `pty`), with the person's terminal in raw mode.
+    pub relay_pty: bool,
+}
+
+/// A running sandbox.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    report: OwnedFd,
+    // Held open so the child can tell moat is alive; dropped at the end.
+    _lifeline: OwnedFd,
+    pty_master: Option<OwnedFd>,
+    isolation: Isolation,
+    timeout: Option<Duration>,
+    started: Instant,
+    ops: Vec<String>,
+    enforcement: Enforcement,
+    // The per-run temporary directory of a landlock-only run.
+    temp_dir: Option<PathBuf>,
+}
+
+/// What the landlock-only mode cannot enforce for `policy`, given the
+/// Landlock ABI.
+pub fn landlock_only_losses(policy: &Policy, view: &FsView, abi: i32) -> Vec<String> {
+    let mut lost = Vec::new();
+    if abi < 9 {
+        lost.push(
+            "the host's pathname UNIX sockets (D-Bus, docker.sock, ssh-agent, tmux) stay \
+             reachable: Landlock restricts connect() only from ABI 9"
+                .to_string(),
+        );
+    }
+    if abi < 6 {
+        lost.push("abstract UNIX sockets and signals to other processes are not scoped (Landlock ABI < 6)".into());
+    }
+    if !view.protected.is_empty() {
+        lost.push(format!(
+            "{} protected paths inside writable roots (git hooks and config, editor and agent \
+             settings) are not kept read-only; only new repositories are audited at the end",
+            view.protected.len()
+        ));
+    }
+    if view
+        .denied
+        .iter()
+        .any(|d| view.writable.iter().any(|w| d.path.starts_with(&w.path)))
+    {
+        lost.push("denied paths inside writable roots stay readable".into());
+    }
+    lost.push("/proc shows the host's processes and their command lines (ptrace, signals and /proc/PID/environ stay blocked)".into());
+    lost.push("no private /dev or /dev/shm: POSIX shared memory and device nodes are the host's (writes outside /dev/null and terminals stay blocked)".into());
+    lost.push("System V IPC and POSIX message queues are the host's".into());
+    lost.push("/tmp is not private: a per-run directory is used as TMPDIR, /tmp itself is read-only".into());
+    lost.push("if moat itself is killed with SIGKILL, background processes of the command may survive".into());
+    match policy.network.value {
+        NetworkMode::Off => {
+            if abi < 4 {
+                lost.push("TCP is not restricted (Landlock ABI < 4); only non-UNIX sockets are refused by seccomp".into());
+            }
+            lost.push("with the network off, servers the command starts on localhost cannot be reached either".into());
+        }
+        _ => {}
+    }
+    if policy.limits.processes.is_some() {
+        lost.push("the process limit counts all of your processes, not only the sandbox's".into());
+    }
+    lost
+}
+
+fn bullet(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("  - {}\n", l)).collect()
+}
+
+struct Prepared {
+    spec: ChildSpec,
+    flags: libc::c_ulong,
+    report_read: OwnedFd,
+    lifeline_write: OwnedFd,
+    pty_parent: Option<OwnedFd>,
+    // Descriptors the child uses; closed in the parent after the fork.
+    child_fds: Vec<OwnedFd>,
+    ops: Vec<String>,
+    enforcement: Enforcement,
+    temp_dir: Option<PathBuf>,
+}
+
+fn exists_dir(p: &str) -> bool {
+    std::fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+fn plan_input(req: &SpawnRequest<'_>, own_network: bool) -> PlanInput {
+    let runtime_dir = req
+        .host_env
+        .iter()
+        .find(|(n, _)| n == "XDG_RUNTIME_DIR")
+        .map(|(_, v)| PathBuf::from(v))
+        .filter(|p| p.is_absolute() && p.is_dir());
+    let mut keep_under_run = Vec::new();
+    if req.policy.network.value == NetworkMode::On {
+        if let Ok(target) = std::fs::canonicalize("/etc/resolv.conf") {
+            if target.starts_with("/run") || target.starts_with("/var/run") {
+                keep_under_run.push(target);
+            }
+        }
+    }
+    PlanInput {
+        own_network,
+        workspace: std::fs::canonicalize(&req.policy.workspace.value)
+            .unwrap_or_else(|_| req.policy.workspace.value.clone()),
+        var_tmp: exists_dir("/var/tmp"),
+        var_run_is_dir: exists_dir("/var/run"),
+        run: exists_dir("/run"),
+        runtime_dir,
+        keep_under_run,
+        dev_nodes: plan::DEV_NODES
+            .iter()
+            .copied()
+            .filter(|n| Path::new("/dev").join(n).exists())
+            .collect(),
+        host_sockets: crate::sockets::host_sockets(),
+    }
+}
+
+fn rlimits(policy: &Policy) -> Vec<(libc::__rlimit_resource_t, u64)> {
+    let mut out = Vec::new();
+    if let Some(p) = &policy.limits.processes {
+        out.push((libc::RLIMIT_NPROC, p.value));
+    }
+    if let Some(m) = &policy.limits.memory {
+        out.push((libc::RLIMIT_AS, m.value));
+    }
+    if let Some(f) = &policy.limits.file_size {
+        out.push((libc::RLIMIT_FSIZE, f.value));
+    }
+    out
+}
+
+fn removed(list: &[(String, Removal)]) -> Vec<(String, &'static str)> {
+    list.iter().map(|(n, r)| (n.clone(), r.as_str())).collect()
+}
+
+/// A private temporary directory for a landlock-only run.
+fn make_temp_dir() -> Result<PathBuf, Error> {
+    let base = std::env::temp_dir();
+    for attempt in 0..16u32 {
+        let nanos = Instant::now().elapsed().as_nanos() as u32 ^ std::process::id().rotate_left(attempt);
+        let dir = base.join(format!("moat-{}-{:08x}", std::process::id(), nanos.wrapping_add(attempt)));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: "creating the run's temporary directory",
+                    errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+                })
+            }
+        }
+    }
+    Err(Error::Sys {
+        what: "creating the run's temporary directory",
+        errno: Errno(libc::EEXIST),
+    })
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
+    let policy = req.policy;
+    let full = req.isolation == Isolation::Full;
+    let abi = sys::landlock::abi_version();
+    let network_off = policy.network.value == NetworkMode::Off;
+
+    let mut lost = Vec::new();
+    if !full {
+        lost = landlock_only_losses(policy, req.view, abi);
+        if !req.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&lost),
+            });
+        }
+    }
+    if abi == 0 {
+        if !req.allow_degraded || !full {
+            return Err(Error::NoLandlock(
+                "boot with `lsm=...,landlock` (most distribution kernels build it in), or pass \
+                 --allow-degraded to run with namespaces and seccomp only",
+            ));
+        }
+        lost.push("Landlock is unavailable: only mounts enforce the filesystem policy".into());
+    }
+
+    // Landlock-only runs get a per-run directory as their temp dir.
+    let temp_dir = if full { None } else { Some(make_temp_dir()?) };
+    let tmp_value: OsString = match &temp_dir {
+        Some(d) => d.clone().into_os_string(),
+        None => OsString::from("/tmp"),
+    };
+    let mut forced: Vec<(&str, &OsStr)> = vec![("MOAT_SANDBOX", OsStr::new("1")), ("TMPDIR", tmp_value.as_os_str())];
+    for name in ["TMP", "TEMP", "TEMPDIR"] {
+        if req.host_env.iter().any(|(n, _)| n == name) {
+            forced.push((name, tmp_value.as_os_str()));
+        }
+    }
+    let env_plan = env::build(req.host_env, &policy.env, &forced);
+
+    let mut view = req.view.clone();
+    if let Some(d) = &temp_dir {
+        view.writable.push(moat_policy::view::Writable {
+            path: d.clone(),
+            source: moat_policy::Source::Default,
+        });
+    }
+    let mut mplan = if full {
+        Some(plan::build(&view, &plan_input(req, network_off)))
+    } else {
+        None
+    };
+    let mut landlock_detail = String::from("unavailable");
+    let mut ruleset_fd = None;
+    let mut inner = Vec::new();
+    if abi > 0 {
+        let net = if !full && network_off { NetRules::DenyTcp } else { NetRules::Unhandled };
+        if !full {
+            // Without a private /dev the host's terminals and null device
+            // need explicit rights.
+            for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx"] {
+                if Path::new(dev).exists() {
+                    view.writable.push(moat_policy::view::Writable {
+                        path: PathBuf::from(dev),
+                        source: moat_policy::Source::Default,
+                    });
+                }
+            }
+        }
+        let prepared = rules::build(&view, &moat_policy::host::StdFs, abi, net)?;
+        if let Some(p) = &mplan {
+            for r in &p.inner_rules {
+                inner.push((r.path.clone(), prepared.bits(r.access)));
+            }
+        }
+        landlock_detail = format!(
+            "ABI {}, {} rules{}",
+            abi,
+            prepared.rules + inner.len(),
+            if prepared.tcp_denied { ", TCP denied" } else { "" }
+        );
+        ruleset_fd = Some(prepared.fd);
+    }
+    let sockets = if !full && network_off {
+        SocketPolicy::UnixOnly
+    } else {
+        SocketPolicy::UnixAndIp
+    };
+    let filters = seccomp::build(sockets)?;
+
+    let (report_read, report_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
+    let (lifeline_read, lifeline_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
+    let mut child_fds = vec![report_write, lifeline_read];
+    let mut pty_parent = None;
+    let mut pty = None;
+    if req.pty {
+        let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
+        let winsize = sys::pty::get_winsize(0).or_else(|_| sys::pty::get_winsize(1)).ok();
+        pty = Some((childs.as_raw_fd(), winsize));
+        child_fds.push(childs);
+        pty_parent = Some(parent);
+    }
+    let argv = CVec::new(std::iter::once(req.program.clone()).chain(req.args.iter().cloned()))
+        .map_err(|_| Error::Nul { what: "an argument" })?;
+    let envp = CVec::new(spec::env_strings(&env_plan.vars)).map_err(|_| Error::Nul {
+        what: "an environment variable",
+    })?;
+    let path_var = env_plan
+        .vars
+        .iter()
+        .find(|(n, _)| n == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let exec_paths = spec::exec_candidates(&req.program, path_var);
+    let cwd = spec::cpath(&req.cwd).ok_or(Error::Nul {
+        what: "the working directory",
+    })?;
+    let (uid, gid) = sys::process::ids();
+    let id_maps = if full {
+        let line = |id: u32| format!("{} {} 1\n", id, id).into_bytes();
+        Some((line(uid), line(gid)))
+    } else {
+        None
+    };
+    let stdio = req.stdio.map(|s| match s {
+        StdioSpec::Inherit => Stdio::Inherit,
+        StdioSpec::Fd(fd) => Stdio::Fd(fd),
+    });
+    let ops_plan = mplan.take().unwrap_or_default();
+    let ops_desc = ops_plan.ops.iter().map(|o| o.describe()).collect();
+    let slots = vec![-1; ops_plan.slots];
+
+    let mut flags = libc::CLONE_PIDFD as libc::c_ulong;
+    let mut namespaces = Vec::new();
+    if full {
+        for (flag, name) in [
+            (libc::CLONE_NEWUSER, "user"),
+            (libc::CLONE_NEWNS, "mount"),
+            (libc::CLONE_NEWPID, "pid"),
+            (libc::CLONE_NEWIPC, "ipc"),
+            (libc::CLONE_NEWUTS, "uts"),
+            (libc::CLONE_NEWCGROUP, "cgroup"),
+        ] {
+            flags |= flag as libc::c_ulong;
+            namespaces.push(name);
+        }
+        if network_off {
+            flags |= libc::CLONE_NEWNET as libc::c_ulong;
+            namespaces.push("net");
+        }
+    }
+
+    let mut layers = Vec::new();
+    layers.push((
+        "process",
+        LayerState::Full,
+        if full {
+            "new session, pid namespace with init, dies with moat, only stdio inherited".to_string()
+        } else {
+            "new session, dies with moat, only stdio inherited, descendants reaped".to_string()
+        },
+    ));
+    layers.push(("privilege", LayerState::Full, "no capabilities, no_new_privs".to_string()));
+    layers.push(if full {
+        (
+            "namespaces",
+            LayerState::Full,
+            namespaces.join(", "),
+        )
+    } else {
+        ("namespaces", LayerState::Off, "user namespaces unavailable or not chosen".to_string())
+    });
+    layers.push(if full {
+        (
+            "mounts",
+            LayerState::Full,
+            format!(
+                "{} writable roots, {} protected paths, {} masked paths",
+                view.writable.len(),
+                view.protected.len(),
+                view.denied.len()
+            ),
+        )
+    } else {
+        ("mounts", LayerState::Off, "no mount namespace".to_string())
+    });
+    layers.push((
+        "landlock",
+        if abi >= 6 {
+            LayerState::Full
+        } else if abi > 0 {
+            LayerState::Partial
+        } else {
+            LayerState::Off
+        },
+        landlock_detail,
+    ));
+    layers.push((
+        "seccomp",
+        LayerState::Full,
+        format!(
+            "{} instructions, sockets: {}",
+            filters.program.len(),
+            match sockets {
+                SocketPolicy::UnixAndIp => "unix, inet, inet6",
+                SocketPolicy::UnixOnly => "unix",
+            }
+        ),
+    ));
+    layers.push((
+        "network",
+        if network_off && !full && abi < 4 {
+            LayerState::Partial
+        } else {
+            LayerState::Full
+        },
+        match (policy.network.value, full) {
+            (NetworkMode::Off, true) => "off: empty network namespace, loopback only".to_string(),
+            (NetworkMode::Off, false) => "off: TCP denied by Landlock, other sockets by seccomp".to_string(),
+            _ => "on: the host's network".to_string(),
+        },
+    ));
+    let limits = rlimits(policy);
+    layers.push((
+        "resources",
+        if policy.limits.memory.is_some() {
+            LayerState::Partial
+        } else {
+            LayerState::Full
+        },
+        {
+            let mut parts = Vec::new();
+            if let Some(t) = &policy.limits.timeout {
+                parts.push(format!("timeout {}s", t.value.as_secs()));
+            }
+            if let Some(p) = &policy.limits.processes {
+                parts.push(format!("{} processes", p.value));
+            }
+            if let Some(m) = &policy.limits.memory {
+                parts.push(format!("{} bytes of memory per process (no cgroup)", m.value));
+            }
+            if let Some(f) = &policy.limits.file_size {
+                parts.push(format!("files up to {} bytes", f.value));
+            }
+            if parts.is_empty() {
+                "no limits set; the whole tree is killed when the run ends".to_string()
+            } else {
+                parts.join(", ")
+            }
+        },
+    ));
+
+    let spec = ChildSpec {
+        report: child_fds[0].as_raw_fd(),
+        lifeline: child_fds[1].as_raw_fd(),
+        id_maps,
+        ops: ops_plan.ops,
+        slots,
+        ruleset: ruleset_fd.as_ref().map(|f| f.as_raw_fd()),
+        inner_rules: inner,
+        filters: vec![filters.program],
+        rlimits: limits,
+        cwd,
+        exec_paths,
+        argv,
+        envp,
+        stdio,
+        pty,
+        init: full,
+    };
+    if let Some(fd) = ruleset_fd {
+        child_fds.push(fd);
+    }
+    Ok(Prepared {
+        spec,
+        flags,
+        report_read,
+        lifeline_write,
+        pty_parent,
+        child_fds,
+        ops: ops_desc,
+        enforcement: Enforcement {
+            isolation: req.isolation,
+            landlock_abi: abi,
+            layers,
+            lost,
+            env_removed: removed(&env_plan.removed),
+        },
+        temp_dir,
+    })
+}
+
+fn is_userns_errno(e: Errno) -> bool {
+    matches!(e.0, libc::EPERM | libc::ENOSPC | libc::EINVAL | libc::EUSERS | libc::EACCES)
+}
+
+/// Starts the command in a sandbox.
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
+    let mut p = prepare(req)?;
+    if req.isolation == Isolation::LandlockOnly {
+        sys::process::set_child_subreaper().map_err(sys_err("becoming a subreaper"))?;
+    }
+    let forked = match sys::clone::fork_with(p.flags) {
+        Ok(f) => f,
+        Err(e) if req.isolation == Isolation::Full && is_userns_errno(e) => {
+            let losses = bullet(&landlock_only_losses(req.policy, req.view, sys::landlock::abi_version()));
+            return Err(Error::NoUserNamespaces {
+                reason: format!("clone: {}", e),
+                losses: format!("a landlock-only run would lose:\n{}", losses),
+            });
+        }
+        Err(e) => return Err(Error::Sys { what: "starting the sandbox", errno: e }),
+    };
+    let (pid, pidfd) = match forked {
+        sys::clone::Forked::Child => child::init_main(&mut p.spec),
+        sys::clone::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    // The child has its copies now.
+    drop(std::mem::take(&mut p.child_fds));
+    let pidfd = pidfd.ok_or(Error::Sys {
+        what: "starting the sandbox",
+        errno: Errno(libc::ENOSYS),
+    })?;
+    let mut child = Child {
+        pid,
+        pidfd,
+        report: p.report_read,
+        _lifeline: p.lifeline_write,
+        pty_master: None,
+        isolation: req.isolation,
+        timeout: req.policy.limits.timeout.as_ref().map(|t| t.value),
+        started: Instant::now(),
+        ops: p.ops,
+        enforcement: p.enforcement,
+        temp_dir: p.temp_dir,
+    };
+    if let Some(sock) = p.pty_parent {
+        match sys::fd::recv_fd(sock.as_raw_fd()) {
+            Ok(master) => child.pty_master = Some(master),
+            Err(_) => {
+                // Setup failed before the terminal was made; wait() reports
+                // why.
+            }
+        }
+    }
+    Ok(child)
+}
+
+/// Kills every process left that was reparented to us (landlock-only runs
+/// have no pid namespace to end them).
+fn kill_orphans() {
+    let me = std::process::id().to_string();
+    for _round in 0..16 {
+        let mut found = false;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let name = entry.file_name();
+                let pid: libc::pid_t = match name.to_str().and_then(|n| n.parse().ok()) {
+                    Some(p) => p,
+                    None => continue,
+                };
+                let stat = match std::fs::read_to_string(entry.path().join("stat")) {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                };
+                // The parent pid is the second field after the command name,
+                // which is in parentheses and may contain spaces.
+                let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+                let ppid = after.split_whitespace().nth(1);
+                if ppid == Some(me.as_str()) {
+                    found = true;
+                    let _ = sys::process::kill(pid, libc::SIGKILL);
+                    let _ = sys::process::wait(pid);
+                }
+            }
+        }
+        if !found {
+            break;
+        }
+    }
+}
+
+impl Child {
+    /// The host pid of the sandbox's first process.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    pub fn enforcement(&self) -> &Enforcement {
+        &self.enforcement
+    }
+
+    /// The terminal's master side, with `pty` (for callers relaying it
+    /// themselves).
+    pub fn pty_master(&self) -> Option<RawFd> {
+        self.pty_master.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Kills the whole sandbox.
+    pub fn kill(&mut self) {
+        let _ = sys::process::pidfd_kill(self.pidfd.as_fd(), libc::SIGKILL);
+    }
+
+    /// Waits for the command to end, enforcing the timeout.
+    pub fn wait(&mut self, opts: WaitOptions) -> Result<(Exit, Duration), Error> {
+        let forwarded = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH];
+        let mut old_mask = None;
+        let sigfd = if opts.forward_signals {
+            let set = sys::signal::SigSet::of(&forwarded);
+            old_mask = Some(sys::signal::mask(libc::SIG_BLOCK, &set).map_err(sys_err("blocking signals"))?);
+            Some(sys::signal::signalfd(&set).map_err(sys_err("creating a signalfd"))?)
+        } else {
+            None
+        };
+        let relay = if opts.relay_pty { self.pty_master.as_ref().map(|m| m.as_raw_fd()) } else { None };
+        let mut raw_guard = None;
+        if relay.is_some() && sys::pty::is_tty(0) {
+            if let Ok(saved) = sys::pty::get_termios(0) {
+                let _ = sys::pty::set_termios(0, &sys::pty::raw(&saved));
+                raw_guard = Some(saved);
+            }
+        }
+        let result = self.wait_loop(sigfd.as_ref().map(|f| f.as_raw_fd()), relay);
+        if let Some(saved) = raw_guard {
+            let _ = sys::pty::set_termios(0, &saved);
+        }
+        if let Some(mask) = old_mask {
+            let _ = sys::signal::mask(libc::SIG_SETMASK, &mask);
+        }
+        if self.isolation == Isolation::LandlockOnly {
+            kill_orphans();
+        }
+        if let Some(dir) = self.temp_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
+    }
+
+    fn wait_loop(&mut self, sigfd: Option<RawFd>, relay: Option<RawFd>) -> Result<(Exit, Duration), Error> {
+        let deadline = self.timeout.map(|t| self.started + t);
+        let mut reader = Reader::new();
+        let mut report_open = true;
+        let mut init_exit: Option<sys::process::Exit> = None;
+        let mut messages = Vec::new();
+        let mut timed_out = false;
+        let mut stdin_open = relay.is_some();
+        if let Some(m) = relay {
+            let _ = sys::fd::set_nonblocking(m, true);
+        }
+        while init_exit.is_none() || report_open {
+            let mut fds = vec![
+                libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: if report_open { self.report.as_raw_fd() } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd { fd: sigfd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: relay.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: if stdin_open { 0 } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let timeout_ms = match (deadline, init_exit) {
+                (_, Some(_)) => 1000,
+                (Some(d), None) if !timed_out => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    left.as_millis().min(i32::MAX as u128) as i32
+                }
+                _ => -1,
+            };
+            match sys::fd::poll(&mut fds, timeout_ms) {
+                Ok(_) => {}
+                Err(Errno(libc::EINTR)) => continue,
+                Err(e) => return Err(Error::Sys { what: "waiting for the sandbox", errno: e }),
+            }
+            if let Some(d) = deadline {
+                if init_exit.is_none() && !timed_out && Instant::now() >= d {
+                    timed_out = true;
+                    self.kill();
+                }
+            }
+            if fds[2].revents & libc::POLLIN != 0 {
+                if let Some(fd) = sigfd {
+                    while let Ok(Some(sig)) = sys::signal::read_signalfd(fd) {
+                        self.forward(sig, relay);
+                    }
+                }
+            }
+            if let Some(master) = relay {
+                if fds[3].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                    copy_available(master, 1);
+                }
+                if fds[4].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                    let mut buf = [0u8; 4096];
+                    match sys::fd::read(0, &mut buf) {
+                        Ok(0) | Err(_) => {
+                            stdin_open = false;
+                            // Tell the command its input ended.
+                            let eof = sys::pty::get_termios(master).map(|t| sys::pty::eof_char(&t)).unwrap_or(4);
+                            let _ = sys::fd::write_all(master, &[eof]);
+                        }
+                        Ok(n) => {
+                            let _ = sys::fd::write_all(master, &buf[..n]);
+                        }
+                    }
+                }
+            }
+            if fds[1].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                match reader.read(self.report.as_raw_fd()) {
+                    Ok(Some(batch)) => messages.extend(batch),
+                    Ok(None) | Err(_) => report_open = false,
+                }
+            }
+            if init_exit.is_none() && fds[0].revents & libc::POLLIN != 0 {
+                init_exit = Some(sys::process::wait(self.pid).map_err(sys_err("reaping the sandbox"))?);
+                if self.isolation == Isolation::LandlockOnly {
+                    // Without a pid namespace the command's own descendants
+                    // may hold the report pipe open.
+                    kill_orphans();
+                }
+            } else if init_exit.is_some() && fds[1].revents == 0 {
+                // Everything the sandbox had is gone; nothing more will come.
+                report_open = false;
+            }
+        }
+        if let Some(master) = relay {
+            copy_available(master, 1);
+        }
+        let elapsed = self.started.elapsed();
+        if timed_out {
+            return Ok((Exit::TimedOut, elapsed));
+        }
+        let mut exit = None;
+        for m in &messages {
+            match *m {
+                Message::Failed { step: Step::Exec, errno, .. } => {
+                    return Ok((Exit::NotStarted { errno }, elapsed));
+                }
+                Message::Failed { step, index, errno } => {
+                    return Err(self.setup_error(step, index, Errno(errno)));
+                }
+                Message::Exited { code } => exit = Some(Exit::Code(code)),
+                Message::Signaled { signal } => exit = Some(Exit::Signal(signal)),
+                Message::Started { .. } => {}
+            }
+        }
+        match (exit, init_exit) {
+            (Some(e), _) => Ok((e, elapsed)),
+            // Without init, the child is the command.
+            (None, Some(sys::process::Exit::Code(c))) if self.isolation == Isolation::LandlockOnly => {
+                Ok((Exit::Code(c), elapsed))
+            }
+            (None, Some(sys::process::Exit::Signal(s))) if self.isolation == Isolation::LandlockOnly => {
+                Ok((Exit::Signal(s), elapsed))
+            }
+            // init was killed from outside (moat's own kill, OOM killer).
+            (None, Some(sys::process::Exit::Signal(s))) => Ok((Exit::Signal(s), elapsed)),
+            _ => Err(Error::Lost),
+        }
+    }
+
+    fn forward(&self, sig: libc::c_int, relay: Option<RawFd>) {
+        if sig == libc::SIGWINCH {
+            if let (Some(master), Ok(ws)) = (relay, sys::pty::get_winsize(0)) {
+                let _ = sys::pty::set_winsize(master, &ws);
+            }
+            return;
+        }
+        match self.isolation {
+            Isolation::Full => {
+                let _ = sys::process::pidfd_kill(self.pidfd.as_fd(), sig);
+            }
+            Isolation::LandlockOnly => {
+                // The command leads its own process group.
+                if sys::process::kill(-self.pid, sig).is_err() {
+                    let _ = sys::process::pidfd_kill(self.pidfd.as_fd(), sig);
+                }
+            }
+        }
+    }
+
+    fn setup_error(&self, step: Step, index: u32, errno: Errno) -> Error {
+        let at = match step {
+            Step::Mount => self
+                .ops
+                .get(index as usize)
+                .map(|d| format!(" ({})", d))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let hint = match (step, errno.0) {
+            (Step::UidMap | Step::GidMap | Step::SetGroups, _) => {
+                "\nhint: user namespaces are restricted here (AppArmor's \
+                 apparmor_restrict_unprivileged_userns?); see `moat doctor`, or pass --allow-degraded"
+            }
+            (Step::Mount, libc::EPERM) => {
+                "\nhint: mounting inside a user namespace was refused; an LSM may be restricting \
+                 user namespaces (see `moat doctor`), or pass --allow-degraded"
+            }
+            (Step::Chdir, _) => "\nhint: the working directory must lie inside what the sandbox can see",
+            _ => "",
+        };
+        Error::Setup {
+            step: step.describe(),
+            at,
+            errno,
+            hint,
+        }
+    }
+}
+
+/// Copies what can be read from `from` to `to` without blocking on `from`.
+fn copy_available(from: RawFd, to: RawFd) {
+    let mut buf = [0u8; 16384];
+    loop {
+        match sys::fd::read(from, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if sys::fd::write_all(to, &buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

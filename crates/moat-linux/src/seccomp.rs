@@ -1,0 +1,259 @@
+//! The seccomp filter: one reviewed table, compiled by [`crate::bpf`].
+//!
+//! The program checks the architecture first and kills on a mismatch, so
+//! `int 0x80` cannot reach the i386 table. It then answers every syscall
+//! number above the highest one reviewed here with ENOSYS (new syscalls are
+//! refused until someone reads them, and x32 numbers, which have bit 30
+//! set, land there too). After that, a deny table answers EPERM, or ENOSYS
+//! for calls whose callers fall back gracefully on it (clone3 to clone,
+//! io_uring to plain I/O).
+//!
+//! ioctl requests are compared on their low 32 bits only, as the kernel
+//! does: comparing all 64 would let `TIOCSTI | 1 << 32` through
+//! (CVE-2019-10063).
+
+use crate::bpf::{self, Action, Cmp, Entry};
+
+#[cfg(target_arch = "x86_64")]
+mod arch {
+    pub const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    /// One past the highest x86_64 syscall reviewed for this table
+    /// (file_setattr, 469, Linux 6.17).
+    pub const FIRST_UNREVIEWED: u32 = 470;
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    pub const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    pub const FIRST_UNREVIEWED: u32 = 470;
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("moat's seccomp table has been reviewed for x86_64 and aarch64 only");
+
+/// Calls that are refused outright, each with the reason.
+const DENY: &[(i64, &str)] = &[
+    (libc::SYS_ptrace, "reads and rewrites other processes"),
+    (libc::SYS_process_vm_readv, "reads other processes' memory"),
+    (libc::SYS_process_vm_writev, "writes other processes' memory"),
+    (libc::SYS_process_madvise, "acts on other processes' memory"),
+    (libc::SYS_pidfd_getfd, "steals other processes' descriptors"),
+    (libc::SYS_kcmp, "probes other processes' kernel objects"),
+    (libc::SYS_keyctl, "kernel keyrings are not namespaced"),
+    (libc::SYS_add_key, "kernel keyrings are not namespaced"),
+    (libc::SYS_request_key, "kernel keyrings are not namespaced"),
+    (libc::SYS_bpf, "kernel attack surface"),
+    (libc::SYS_perf_event_open, "kernel attack surface and side channels"),
+    (libc::SYS_userfaultfd, "widens kernel race windows"),
+    (libc::SYS_mount, "mounts could undo the sandbox's view"),
+    (libc::SYS_umount2, "unmounting would reveal what masks hide"),
+    (libc::SYS_pivot_root, "changes the root"),
+    (libc::SYS_chroot, "chroot tricks escape path checks"),
+    (libc::SYS_fsopen, "new mount API"),
+    (libc::SYS_fsconfig, "new mount API"),
+    (libc::SYS_fsmount, "new mount API"),
+    (libc::SYS_fspick, "new mount API"),
+    (libc::SYS_open_tree, "new mount API"),
+    (467, "new mount API (open_tree_attr)"),
+    (libc::SYS_move_mount, "new mount API"),
+    (libc::SYS_mount_setattr, "new mount API"),
+    (libc::SYS_unshare, "new namespaces expose kernel attack surface"),
+    (libc::SYS_setns, "joining namespaces"),
+    (libc::SYS_kexec_load, "loads a kernel"),
+    (libc::SYS_kexec_file_load, "loads a kernel"),
+    (libc::SYS_init_module, "loads kernel code"),
+    (libc::SYS_finit_module, "loads kernel code"),
+    (libc::SYS_delete_module, "unloads kernel code"),
+    (libc::SYS_reboot, "host control"),
+    (libc::SYS_swapon, "host control"),
+    (libc::SYS_swapoff, "host control"),
+    (libc::SYS_syslog, "reads the kernel log"),
+    (libc::SYS_acct, "host control"),
+    (libc::SYS_quotactl, "host control"),
+    (libc::SYS_quotactl_fd, "host control"),
+    (libc::SYS_settimeofday, "host clock"),
+    (libc::SYS_clock_settime, "host clock"),
+    (libc::SYS_clock_adjtime, "host clock"),
+    (libc::SYS_open_by_handle_at, "opens files by handle, bypassing paths"),
+    (libc::SYS_fanotify_init, "watches the host's filesystem"),
+    (libc::SYS_lookup_dcookie, "kernel attack surface"),
+    (libc::SYS_iopl, "raw hardware access"),
+    (libc::SYS_ioperm, "raw hardware access"),
+    (libc::SYS_uselib, "obsolete loader"),
+    (libc::SYS_vhangup, "hangs up terminals"),
+    (libc::SYS__sysctl, "obsolete"),
+    (libc::SYS_sysfs, "obsolete"),
+    (libc::SYS_nfsservctl, "obsolete"),
+];
+
+/// Calls answered with ENOSYS: their callers fall back when they see it.
+const ENOSYS: &[(i64, &str)] = &[
+    (libc::SYS_clone3, "its flags live in memory seccomp cannot read; libc falls back to clone"),
+    (libc::SYS_io_uring_setup, "io_uring operations bypass this filter"),
+    (libc::SYS_io_uring_enter, "io_uring operations bypass this filter"),
+    (libc::SYS_io_uring_register, "io_uring operations bypass this filter"),
+];
+
+/// Terminal ioctls that are refused: pushing input into a terminal
+/// (TIOCSTI, TIOCLINUX), changing its line discipline (TIOCSETD loads
+/// kernel modules) and redirecting the console (TIOCCONS).
+const DENY_IOCTLS: &[(u64, &str)] = &[
+    (0x5412, "TIOCSTI"),
+    (0x541C, "TIOCLINUX"),
+    (0x5423, "TIOCSETD"),
+    (0x541D, "TIOCCONS"),
+];
+
+/// Namespace flags refused in clone(2).
+const CLONE_NAMESPACES: &[u64] = &[
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+const IPPROTO_MPTCP: u64 = 262;
+
+/// What the filter allows of sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketPolicy {
+    /// UNIX, INET and INET6 sockets (the network is cut elsewhere, by a
+    /// network namespace).
+    UnixAndIp,
+    /// UNIX sockets only: the network is off and no namespace cuts it.
+    UnixOnly,
+}
+
+/// The compiled filter.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    pub program: Vec<libc::sock_filter>,
+}
+
+fn entries(sockets: SocketPolicy) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let plain = |nr: i64, errno: i32| Entry {
+        nr: nr as u32,
+        action: Action::Errno(errno as u16),
+        rules: Vec::new(),
+    };
+    for (nr, _why) in DENY {
+        out.push(plain(*nr, libc::EPERM));
+    }
+    for (nr, _why) in ENOSYS {
+        out.push(plain(*nr, libc::ENOSYS));
+    }
+    let eperm = Action::Errno(libc::EPERM as u16);
+    out.push(Entry {
+        nr: libc::SYS_ioctl as u32,
+        action: eperm,
+        rules: DENY_IOCTLS
+            .iter()
+            .map(|(request, _)| vec![(1, Cmp::Eq(*request as u32))])
+            .collect(),
+    });
+    let namespaces = CLONE_NAMESPACES.iter().fold(0u32, |acc, f| acc | *f as u32);
+    out.push(Entry {
+        nr: libc::SYS_clone as u32,
+        action: eperm,
+        rules: vec![vec![(0, Cmp::AnyBit(namespaces))]],
+    });
+    // Socket families other than the allowed ones (module autoloading of
+    // rare protocols, raw packet access, vsock to the hypervisor), and
+    // MPTCP, which Landlock's TCP rules do not see.
+    let allowed: &[i32] = match sockets {
+        SocketPolicy::UnixAndIp => &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
+        SocketPolicy::UnixOnly => &[libc::AF_UNIX],
+    };
+    out.push(Entry {
+        nr: libc::SYS_socket as u32,
+        action: eperm,
+        rules: vec![
+            allowed.iter().map(|f| (0, Cmp::Ne(*f as u32))).collect(),
+            vec![(2, Cmp::Eq(IPPROTO_MPTCP as u32))],
+        ],
+    });
+    out.push(Entry {
+        nr: libc::SYS_socketpair as u32,
+        action: eperm,
+        rules: vec![vec![(0, Cmp::Ne(libc::AF_UNIX as u32))]],
+    });
+    out
+}
+
+/// Compiles the filter for `sockets`.
+pub fn build(sockets: SocketPolicy) -> Result<Filters, bpf::BpfError> {
+    let program = bpf::compile(&bpf::Filter {
+        audit_arch: arch::AUDIT_ARCH,
+        first_unknown: arch::FIRST_UNREVIEWED,
+        unknown: Action::Errno(libc::ENOSYS as u16),
+        entries: entries(sockets),
+    })?;
+    Ok(Filters { program })
+}
+
+/// The table as text, for `moat policy show` and the README.
+pub fn describe() -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    for (nr, why) in DENY {
+        out.push((format!("syscall {} -> EPERM", nr), why));
+    }
+    for (nr, why) in ENOSYS {
+        out.push((format!("syscall {} -> ENOSYS", nr), why));
+    }
+    for (req, name) in DENY_IOCTLS {
+        out.push((format!("ioctl {:#x} ({}) -> EPERM", req, name), "terminal injection or reconfiguration"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(f: &Filters, nr: i64, args: [u64; 6]) -> u32 {
+        bpf::evaluate(&f.program, arch::AUDIT_ARCH, nr as u32, args)
+    }
+
+    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const ENOSYS_RET: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+    #[test]
+    fn the_table_does_what_it_says() {
+        let f = match build(SocketPolicy::UnixAndIp) {
+            Ok(f) => f,
+            Err(e) => return assert!(false, "{e}"),
+        };
+        assert_eq!(run(&f, libc::SYS_ptrace, [0; 6]), EPERM);
+        assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS_RET);
+        assert_eq!(run(&f, libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&f, 470, [0; 6]), ENOSYS_RET);
+        assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x1_0000_5412, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        let newuser = libc::CLONE_NEWUSER as u64 | libc::SIGCHLD as u64;
+        assert_eq!(run(&f, libc::SYS_clone, [newuser, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_clone, [0x3d0f00, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_INET as u64, 1, 262, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_NETLINK as u64, 3, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0]), EPERM);
+        let unix_only = match build(SocketPolicy::UnixOnly) {
+            Ok(f) => f,
+            Err(e) => return assert!(false, "{e}"),
+        };
+        assert_eq!(run(&unix_only, libc::SYS_socket, [libc::AF_INET6 as u64, 2, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&unix_only, libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn the_dispatch_is_short() {
+        // The binary search keeps the path for an allowed syscall to a
+        // dozen instructions, whatever the table's size.
+        let f = build(SocketPolicy::UnixAndIp).map(|f| f.program.len()).unwrap_or(usize::MAX);
+        assert!(f < 400, "program is {f} instructions");
+    }
+}

@@ -1,0 +1,40 @@
+//! Installing a compiled seccomp filter. Fork-safe.
+
+use super::{check, SysResult};
+
+/// Installs `program` on the calling thread. The caller has set
+/// `no_new_privs` already; the kernel refuses otherwise.
+pub fn install(program: &[libc::sock_filter]) -> SysResult<()> {
+    if program.is_empty() || program.len() > u16::MAX as usize {
+        return Err(super::Errno(libc::EINVAL));
+    }
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the
+    // kernel copies the instructions and never writes through the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    check(ret).map(|_| ())
+}
+
+/// Whether the kernel can return `action` from a filter (for `moat doctor`).
+pub fn action_available(action: u32) -> bool {
+    // SAFETY: `action` is a live u32 the kernel only reads.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0u32,
+            &action as *const u32,
+        )
+    };
+    ret == 0
+}

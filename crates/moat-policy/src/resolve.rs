@@ -1,0 +1,594 @@
+//! Layers in, one effective policy out.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::host::HostFacts;
+use crate::known::{DENIED_UNDER_HOME, PROTECTED_IN_ROOT};
+use crate::layer::{Layer, Trust};
+use crate::paths::{absolutize, is_within, PathError};
+use crate::types::{EnvPolicy, Limits, NetworkMode, Preset, ReadMode, Source, Sourced};
+
+/// A setting a layer asked for that did not take effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub source: Source,
+    /// The config key, e.g. `network.mode`.
+    pub key: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ignored {} = {} from {}: {}",
+            self.key, self.value, self.source, self.reason
+        )
+    }
+}
+
+/// A policy that cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A path in a layer is unusable.
+    BadPath {
+        source: Source,
+        key: &'static str,
+        error: PathError,
+    },
+    /// The workspace is the filesystem root, which would make everything
+    /// writable.
+    WorkspaceIsRoot,
+    /// A writable root lies inside a path whose reads are denied.
+    WriteInsideDenied {
+        write: Sourced<PathBuf>,
+        denied: Sourced<PathBuf>,
+    },
+    /// A name to protect is absolute or climbs out of its root.
+    BadProtectedName { source: Source, name: PathBuf },
+    /// An environment variable name that cannot be set.
+    BadEnvName { source: Source, name: String },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::BadPath { source, key, error } => {
+                write!(f, "{} in {}: {}", key, source, error)
+            }
+            PolicyError::WorkspaceIsRoot => f.write_str(
+                "the workspace is `/`, which would make the whole filesystem writable\n\
+                 hint: run moat from your project's directory or pass --workspace DIR",
+            ),
+            PolicyError::WriteInsideDenied { write, denied } => write!(
+                f,
+                "writable root {} ({}) is inside {}, whose reads are denied ({})\n\
+                 hint: lift the denial with allow_read in your config or --allow-read",
+                write.value.display(),
+                write.source,
+                denied.value.display(),
+                denied.source
+            ),
+            PolicyError::BadProtectedName { source, name } => write!(
+                f,
+                "filesystem.protect in {}: `{}` must be a relative path inside each writable root",
+                source,
+                name.display()
+            ),
+            PolicyError::BadEnvName { source, name } => write!(
+                f,
+                "env in {}: `{}` is not a valid variable name (empty, or contains `=` or NUL)",
+                source, name
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// The effective policy: every value resolved, absolute and sourced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub preset: Sourced<Preset>,
+    pub workspace: Sourced<PathBuf>,
+    /// Writable roots beyond the workspace.
+    pub write: Vec<Sourced<PathBuf>>,
+    pub read: Sourced<ReadMode>,
+    /// Paths whose reads are denied, the built-in ones included.
+    pub deny_read: Vec<Sourced<PathBuf>>,
+    /// Extra readable paths (`restricted` mode) and lifted denials.
+    pub allow_read: Vec<Sourced<PathBuf>>,
+    /// Names kept read-only inside each writable root.
+    pub protect: Vec<Sourced<PathBuf>>,
+    pub strict_git: Sourced<bool>,
+    pub network: Sourced<NetworkMode>,
+    pub env: EnvPolicy,
+    pub limits: Limits,
+    /// Settings that did not take effect, and why.
+    pub ignored: Vec<Ignored>,
+    pub home: PathBuf,
+}
+
+impl Policy {
+    /// True when the preset asks for no sandbox at all.
+    pub fn is_unsandboxed(&self) -> bool {
+        self.preset.value == Preset::FullAccess
+    }
+
+    /// Every writable root: the workspace (unless read-only) and the extra
+    /// ones.
+    pub fn writable_roots(&self) -> Vec<Sourced<PathBuf>> {
+        let mut roots = Vec::new();
+        if self.preset.value != Preset::ReadOnly {
+            roots.push(self.workspace.clone());
+        }
+        roots.extend(self.write.iter().cloned());
+        roots
+    }
+}
+
+/// The layers of a run, lowest precedence first. Built-in defaults are
+/// implicit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    layers: Vec<Layer>,
+}
+
+impl Settings {
+    pub fn new() -> Settings {
+        Settings::default()
+    }
+
+    /// Adds a layer above the ones already added.
+    pub fn push(&mut self, layer: Layer) {
+        self.layers.push(layer);
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Resolves the layers against the host, for `workspace`.
+    pub fn resolve(
+        &self,
+        facts: &HostFacts,
+        workspace: Sourced<PathBuf>,
+    ) -> Result<Policy, PolicyError> {
+        let home = facts.home.clone();
+        let ws_path = absolutize(&workspace.value, &home, Some(&facts.cwd)).map_err(|error| {
+            PolicyError::BadPath {
+                source: workspace.source.clone(),
+                key: "workspace",
+                error,
+            }
+        })?;
+        if ws_path == Path::new("/") {
+            return Err(PolicyError::WorkspaceIsRoot);
+        }
+        let mut p = Policy {
+            preset: Sourced::default_value(Preset::WorkspaceWrite),
+            workspace: Sourced::new(ws_path, workspace.source),
+            write: Vec::new(),
+            read: Sourced::default_value(ReadMode::All),
+            deny_read: DENIED_UNDER_HOME
+                .iter()
+                .map(|rel| Sourced::default_value(home.join(rel)))
+                .collect(),
+            allow_read: Vec::new(),
+            protect: PROTECTED_IN_ROOT
+                .iter()
+                .map(|name| Sourced::default_value(PathBuf::from(name)))
+                .collect(),
+            strict_git: Sourced::default_value(false),
+            network: Sourced::default_value(NetworkMode::Off),
+            env: EnvPolicy {
+                clear: Sourced::default_value(false),
+                pass: Vec::new(),
+                set: Vec::new(),
+            },
+            limits: Limits::default(),
+            ignored: Vec::new(),
+            home,
+        };
+        for layer in &self.layers {
+            apply(&mut p, layer, facts)?;
+        }
+        // An allowed read lifts every denial at or below it.
+        let allow = p.allow_read.clone();
+        p.deny_read
+            .retain(|d| !allow.iter().any(|a| is_within(&d.value, &a.value)));
+        for w in p.writable_roots() {
+            if let Some(d) = p.deny_read.iter().find(|d| is_within(&w.value, &d.value)) {
+                return Err(PolicyError::WriteInsideDenied {
+                    write: w,
+                    denied: d.clone(),
+                });
+            }
+        }
+        Ok(p)
+    }
+}
+
+fn ignore(p: &mut Policy, layer: &Layer, key: &'static str, value: String, reason: &str) {
+    p.ignored.push(Ignored {
+        source: layer.source.clone(),
+        key,
+        value,
+        reason: reason.to_string(),
+    });
+}
+
+const WIDENS: &str = "a workspace config can only narrow the policy; \
+                      set this in your own config (~/.config/moat/config.toml) or pass a flag";
+
+/// Applies a scalar setting, refusing to widen from a narrow-only layer.
+/// `T`'s order runs from the most restrictive value to the least.
+fn narrowable<T: Ord + Copy + fmt::Display>(
+    p: &mut Policy,
+    layer: &Layer,
+    key: &'static str,
+    asked: Option<T>,
+    current: fn(&mut Policy) -> &mut Sourced<T>,
+) {
+    let value = match asked {
+        Some(value) => value,
+        None => return,
+    };
+    let slot = current(p);
+    if layer.trust == Trust::NarrowOnly && value > slot.value {
+        let v = value.to_string();
+        ignore(p, layer, key, v, WIDENS);
+        return;
+    }
+    *slot = Sourced::new(value, layer.source.clone());
+}
+
+/// Applies a limit, where a narrow-only layer may only lower it.
+fn limit<T: Ord + Copy + fmt::Debug>(
+    p: &mut Policy,
+    layer: &Layer,
+    key: &'static str,
+    asked: Option<T>,
+    current: fn(&mut Policy) -> &mut Option<Sourced<T>>,
+) {
+    let value = match asked {
+        Some(value) => value,
+        None => return,
+    };
+    let slot = current(p);
+    let widens = match slot {
+        Some(existing) => value > existing.value,
+        None => false,
+    };
+    if layer.trust == Trust::NarrowOnly && widens {
+        ignore(p, layer, key, format!("{:?}", value), WIDENS);
+        return;
+    }
+    *slot = Some(Sourced::new(value, layer.source.clone()));
+}
+
+fn paths(
+    layer: &Layer,
+    key: &'static str,
+    raw: &[PathBuf],
+    home: &Path,
+    facts: &HostFacts,
+    workspace: &Path,
+) -> Result<Vec<Sourced<PathBuf>>, PolicyError> {
+    // Relative paths mean: flags, relative to the current directory; a
+    // workspace config, relative to the workspace; the person's config file
+    // has no sensible base, so they are an error there.
+    let base = match layer.source {
+        Source::Flag(_) | Source::Api => Some(facts.cwd.as_path()),
+        Source::WorkspaceConfig(_) => Some(workspace),
+        _ => None,
+    };
+    raw.iter()
+        .map(|r| {
+            absolutize(r, home, base)
+                .map(|p| Sourced::new(p, layer.source.clone()))
+                .map_err(|error| PolicyError::BadPath {
+                    source: layer.source.clone(),
+                    key,
+                    error,
+                })
+        })
+        .collect()
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('=') && !name.contains('\0')
+}
+
+fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyError> {
+    let narrow = layer.trust == Trust::NarrowOnly;
+    narrowable(p, layer, "preset", layer.preset, |p| &mut p.preset);
+    narrowable(p, layer, "filesystem.read", layer.read, |p| &mut p.read);
+    narrowable(p, layer, "network.mode", layer.network, |p| &mut p.network);
+    // For these booleans, `true` is the narrower value.
+    if let Some(strict) = layer.strict_git {
+        if narrow && !strict && p.strict_git.value {
+            ignore(p, layer, "filesystem.strict_git", "false".into(), WIDENS);
+        } else {
+            p.strict_git = Sourced::new(strict, layer.source.clone());
+        }
+    }
+    if let Some(clear) = layer.env_clear {
+        if narrow && !clear && p.env.clear.value {
+            ignore(p, layer, "env.clear", "false".into(), WIDENS);
+        } else {
+            p.env.clear = Sourced::new(clear, layer.source.clone());
+        }
+    }
+
+    let home = p.home.clone();
+    let ws = p.workspace.value.clone();
+    for w in paths(layer, "filesystem.write", &layer.write, &home, facts, &ws)? {
+        let already = p
+            .writable_roots()
+            .iter()
+            .any(|r| is_within(&w.value, &r.value));
+        if narrow && !already {
+            ignore(
+                p,
+                layer,
+                "filesystem.write",
+                w.value.display().to_string(),
+                WIDENS,
+            );
+        } else if !already {
+            p.write.push(w);
+        }
+    }
+    for d in paths(layer, "filesystem.deny_read", &layer.deny_read, &home, facts, &ws)? {
+        if !p.deny_read.iter().any(|e| e.value == d.value) {
+            p.deny_read.push(d);
+        }
+    }
+    for a in paths(layer, "filesystem.allow_read", &layer.allow_read, &home, facts, &ws)? {
+        if narrow {
+            ignore(
+                p,
+                layer,
+                "filesystem.allow_read",
+                a.value.display().to_string(),
+                WIDENS,
+            );
+        } else {
+            p.allow_read.push(a);
+        }
+    }
+    for name in &layer.protect {
+        let climbs = name
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+        if name.as_os_str().is_empty() || climbs {
+            return Err(PolicyError::BadProtectedName {
+                source: layer.source.clone(),
+                name: name.clone(),
+            });
+        }
+        if !p.protect.iter().any(|e| &e.value == name) {
+            p.protect
+                .push(Sourced::new(name.clone(), layer.source.clone()));
+        }
+    }
+
+    for name in &layer.env_pass {
+        if !valid_env_name(name) {
+            return Err(PolicyError::BadEnvName {
+                source: layer.source.clone(),
+                name: name.clone(),
+            });
+        }
+        if narrow {
+            // Passing a host variable through could hand a secret to the
+            // command.
+            ignore(p, layer, "env.pass", name.clone(), WIDENS);
+        } else {
+            p.env.pass.push(Sourced::new(name.clone(), layer.source.clone()));
+        }
+    }
+    for (name, value) in &layer.env_set {
+        if !valid_env_name(name) || value.contains('\0') {
+            return Err(PolicyError::BadEnvName {
+                source: layer.source.clone(),
+                name: name.clone(),
+            });
+        }
+        p.env.set.retain(|s| &s.value.0 != name);
+        p.env
+            .set
+            .push(Sourced::new((name.clone(), value.clone()), layer.source.clone()));
+    }
+
+    limit(p, layer, "limits.timeout", layer.timeout, |p| {
+        &mut p.limits.timeout
+    });
+    limit(p, layer, "limits.processes", layer.processes, |p| {
+        &mut p.limits.processes
+    });
+    limit(p, layer, "limits.memory", layer.memory, |p| {
+        &mut p.limits.memory
+    });
+    limit(p, layer, "limits.file_size", layer.file_size, |p| {
+        &mut p.limits.file_size
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            home: PathBuf::from("/home/u"),
+            cwd: PathBuf::from("/ws"),
+            env: Vec::new(),
+        }
+    }
+
+    fn ws() -> Sourced<PathBuf> {
+        Sourced::default_value(PathBuf::from("/ws"))
+    }
+
+    fn user() -> Layer {
+        Layer::new(Source::UserConfig(PathBuf::from("/home/u/.config/moat/config.toml")))
+    }
+
+    fn repo() -> Layer {
+        Layer::new(Source::WorkspaceConfig(PathBuf::from("/ws/.moat/config.toml")))
+    }
+
+    fn flags() -> Layer {
+        Layer::new(Source::Flag("--test".into()))
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Settings::new().resolve(&facts(), ws()).unwrap();
+        assert_eq!(p.preset.value, Preset::WorkspaceWrite);
+        assert_eq!(p.network.value, NetworkMode::Off);
+        assert_eq!(p.read.value, ReadMode::All);
+        assert!(p
+            .deny_read
+            .iter()
+            .any(|d| d.value == Path::new("/home/u/.ssh")));
+        assert!(p.protect.iter().any(|d| d.value == Path::new(".vscode")));
+        assert_eq!(p.writable_roots().len(), 1);
+        assert!(p.ignored.is_empty());
+    }
+
+    #[test]
+    fn workspace_config_can_narrow_but_not_widen() {
+        let mut u = user();
+        u.network = Some(NetworkMode::On);
+        u.timeout = Some(Duration::from_secs(600));
+        let mut r = repo();
+        r.network = Some(NetworkMode::Off); // narrows
+        r.preset = Some(Preset::FullAccess); // widens
+        r.write.push(PathBuf::from("/etc")); // widens
+        r.write.push(PathBuf::from("build")); // inside the workspace: no-op
+        r.allow_read.push(PathBuf::from("~/.ssh")); // widens
+        r.env_pass.push("GITHUB_TOKEN".into()); // widens
+        r.timeout = Some(Duration::from_secs(60)); // narrows
+        r.processes = Some(100); // narrows (was unlimited)
+        r.deny_read.push(PathBuf::from("secrets")); // narrows
+        let mut settings = Settings::new();
+        settings.push(u);
+        settings.push(r);
+        let p = settings.resolve(&facts(), ws()).unwrap();
+        assert_eq!(p.network.value, NetworkMode::Off);
+        assert_eq!(p.preset.value, Preset::WorkspaceWrite);
+        assert!(p.write.is_empty());
+        assert!(p.allow_read.is_empty());
+        assert!(p.env.pass.is_empty());
+        assert_eq!(p.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+        assert_eq!(p.limits.processes.as_ref().unwrap().value, 100);
+        assert!(p.deny_read.iter().any(|d| d.value == Path::new("/ws/secrets")));
+        let keys: Vec<&str> = p.ignored.iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            ["preset", "filesystem.write", "filesystem.allow_read", "env.pass"]
+        );
+    }
+
+    #[test]
+    fn workspace_config_cannot_raise_limits_or_relax_booleans() {
+        let mut u = user();
+        u.timeout = Some(Duration::from_secs(60));
+        u.strict_git = Some(true);
+        u.env_clear = Some(true);
+        u.read = Some(ReadMode::Restricted);
+        let mut r = repo();
+        r.timeout = Some(Duration::from_secs(6000));
+        r.strict_git = Some(false);
+        r.env_clear = Some(false);
+        r.read = Some(ReadMode::All);
+        let mut settings = Settings::new();
+        settings.push(u);
+        settings.push(r);
+        let p = settings.resolve(&facts(), ws()).unwrap();
+        assert_eq!(p.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+        assert!(p.strict_git.value);
+        assert!(p.env.clear.value);
+        assert_eq!(p.read.value, ReadMode::Restricted);
+        assert_eq!(p.ignored.len(), 4);
+    }
+
+    #[test]
+    fn flags_override_everything_and_record_their_source() {
+        let mut r = repo();
+        r.network = Some(NetworkMode::Off);
+        let mut f = flags();
+        f.network = Some(NetworkMode::On);
+        f.write.push(PathBuf::from("../out"));
+        let mut settings = Settings::new();
+        settings.push(r);
+        settings.push(f);
+        let p = settings.resolve(&facts(), ws()).unwrap();
+        assert_eq!(p.network.value, NetworkMode::On);
+        assert_eq!(p.network.source, Source::Flag("--test".into()));
+        assert_eq!(p.write[0].value, PathBuf::from("/out"));
+    }
+
+    #[test]
+    fn allow_read_lifts_default_denials() {
+        let mut u = user();
+        u.allow_read.push(PathBuf::from("~/.npmrc"));
+        let mut settings = Settings::new();
+        settings.push(u);
+        let p = settings.resolve(&facts(), ws()).unwrap();
+        assert!(!p.deny_read.iter().any(|d| d.value == Path::new("/home/u/.npmrc")));
+        assert!(p.deny_read.iter().any(|d| d.value == Path::new("/home/u/.ssh")));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let mut u = user();
+        u.write.push(PathBuf::from("relative"));
+        let mut settings = Settings::new();
+        settings.push(u);
+        let err = settings.resolve(&facts(), ws()).unwrap_err();
+        assert!(err.to_string().contains("filesystem.write"), "{err}");
+        assert!(err.to_string().contains("relative"), "{err}");
+
+        let mut f = flags();
+        f.write.push(PathBuf::from("~/.ssh/keys"));
+        let mut settings = Settings::new();
+        settings.push(f);
+        let err = settings.resolve(&facts(), ws()).unwrap_err();
+        assert!(matches!(err, PolicyError::WriteInsideDenied { .. }), "{err}");
+
+        let mut f = flags();
+        f.protect.push(PathBuf::from("../escape"));
+        let mut settings = Settings::new();
+        settings.push(f);
+        assert!(matches!(
+            settings.resolve(&facts(), ws()).unwrap_err(),
+            PolicyError::BadProtectedName { .. }
+        ));
+
+        let mut f = flags();
+        f.env_set.push(("A=B".into(), "x".into()));
+        let mut settings = Settings::new();
+        settings.push(f);
+        assert!(matches!(
+            settings.resolve(&facts(), ws()).unwrap_err(),
+            PolicyError::BadEnvName { .. }
+        ));
+
+        assert_eq!(
+            Settings::new()
+                .resolve(&facts(), Sourced::default_value(PathBuf::from("/")))
+                .unwrap_err(),
+            PolicyError::WorkspaceIsRoot
+        );
+    }
+}

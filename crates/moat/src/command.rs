@@ -1,0 +1,562 @@
+//! `Command`, `Child`, `Output`: the std::process shapes, sandboxed.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use moat_policy::audit::{self, Fix};
+use moat_policy::host::StdFs;
+use moat_policy::scan::ScanLimits;
+use moat_policy::view::{self, FsView};
+
+use crate::policy::{resolve, Policy, Resolved};
+use crate::report::{EnvRemoved, LayerReport, RunReport};
+use crate::Error;
+
+#[cfg(target_os = "linux")]
+use moat_linux as backend;
+
+/// What a standard stream of the command is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stdio {
+    /// The same as this process's.
+    #[default]
+    Inherit,
+    /// /dev/null.
+    Null,
+    /// A pipe this process reads or writes (see [`Child::stdout`] etc).
+    Piped,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// Killed when the policy's timeout ran out.
+    TimedOut,
+    /// The program could not be started; `errno` says why.
+    NotStarted { errno: i32 },
+}
+
+impl Exit {
+    /// The conventional exit status: the command's own, 128+N for signal
+    /// N, 124 for a timeout, 127 for a program not found, 126 for one that
+    /// could not be executed.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+            Exit::TimedOut => 124,
+            Exit::NotStarted { errno } if not_found(errno) => 127,
+            Exit::NotStarted { .. } => 126,
+        }
+    }
+}
+
+fn not_found(errno: i32) -> bool {
+    matches!(
+        std::io::Error::from_raw_os_error(errno).kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub report: RunReport,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.exit == Exit::Code(0)
+    }
+
+    pub fn code(&self) -> i32 {
+        self.exit.code()
+    }
+}
+
+/// A finished run with its captured output.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub outcome: Outcome,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A command to run in the sandbox.
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    workspace: Option<PathBuf>,
+    policy: Policy,
+    stdio: [Stdio; 3],
+    pty: bool,
+    forward_signals: bool,
+    allow_degraded: bool,
+    #[cfg(target_os = "linux")]
+    isolation: backend::Isolation,
+}
+
+impl Command {
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_os_string(),
+            args: Vec::new(),
+            cwd: None,
+            workspace: None,
+            policy: Policy::default(),
+            stdio: [Stdio::Inherit; 3],
+            pty: false,
+            forward_signals: false,
+            allow_degraded: false,
+            #[cfg(target_os = "linux")]
+            isolation: backend::Isolation::Full,
+        }
+    }
+
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Where the command starts. Also the workspace, unless
+    /// [`Command::workspace`] names another.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// The directory the command may write (with `workspace-write`).
+    pub fn workspace(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.workspace = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn policy(&mut self, policy: Policy) -> &mut Command {
+        self.policy = policy;
+        self
+    }
+
+    pub fn stdin(&mut self, s: Stdio) -> &mut Command {
+        self.stdio[0] = s;
+        self
+    }
+
+    pub fn stdout(&mut self, s: Stdio) -> &mut Command {
+        self.stdio[1] = s;
+        self
+    }
+
+    pub fn stderr(&mut self, s: Stdio) -> &mut Command {
+        self.stdio[2] = s;
+        self
+    }
+
+    /// Gives the command a terminal of its own, relayed to this process's
+    /// standard streams while waiting.
+    pub fn pty(&mut self, on: bool) -> &mut Command {
+        self.pty = on;
+        self
+    }
+
+    /// While waiting, forward SIGINT, SIGTERM, SIGHUP and SIGQUIT that this
+    /// process receives to the command (what a CLI wants; off by default).
+    pub fn forward_signals(&mut self, on: bool) -> &mut Command {
+        self.forward_signals = on;
+        self
+    }
+
+    /// Accept running with fewer layers than the policy asks for; the
+    /// report lists what was lost.
+    pub fn allow_degraded(&mut self, on: bool) -> &mut Command {
+        self.allow_degraded = on;
+        self
+    }
+
+    /// Chooses Landlock + seccomp only (no namespaces). Needs
+    /// [`Command::allow_degraded`].
+    #[cfg(target_os = "linux")]
+    pub fn isolation(&mut self, isolation: backend::Isolation) -> &mut Command {
+        self.isolation = isolation;
+        self
+    }
+
+    fn workspace_dir(&self) -> Option<PathBuf> {
+        self.workspace.clone().or_else(|| self.cwd.clone())
+    }
+
+    /// Resolves the policy this command would run under.
+    pub fn resolve(&self) -> Result<Resolved, Error> {
+        resolve(&self.policy, self.workspace_dir().as_deref())
+    }
+
+    pub fn status(&mut self) -> Result<Outcome, Error> {
+        self.spawn()?.wait()
+    }
+
+    /// Runs with stdout and stderr captured (stdin from /dev/null unless
+    /// set otherwise).
+    pub fn output(&mut self) -> Result<Output, Error> {
+        let saved = self.stdio;
+        if self.stdio[0] == Stdio::Inherit {
+            self.stdio[0] = Stdio::Null;
+        }
+        self.stdio[1] = Stdio::Piped;
+        self.stdio[2] = Stdio::Piped;
+        let spawned = self.spawn();
+        self.stdio = saved;
+        let mut child = spawned?;
+        let out = child.stdout.take();
+        let err = child.stderr.take();
+        let read_all = |f: Option<File>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut f) = f {
+                    let _ = f.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let (out_t, err_t) = (read_all(out), read_all(err));
+        let outcome = child.wait()?;
+        Ok(Output {
+            outcome,
+            stdout: out_t.join().unwrap_or_default(),
+            stderr: err_t.join().unwrap_or_default(),
+        })
+    }
+
+    /// Starts the command.
+    pub fn spawn(&mut self) -> Result<Child, Error> {
+        let resolved = self.resolve()?;
+        let started = Instant::now();
+        let mut report = RunReport {
+            command: std::iter::once(&self.program)
+                .chain(self.args.iter())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            workspace: resolved.policy.workspace.value.display().to_string(),
+            tier: "unelevated".into(),
+            network: resolved.policy.network.value.to_string(),
+            ignored: resolved.policy.ignored.iter().map(|i| i.to_string()).collect(),
+            ..RunReport::default()
+        };
+        let cwd = match &self.cwd {
+            Some(c) => moat_policy::paths::absolutize(c, &resolved.facts.home, Some(&resolved.facts.cwd))
+                .unwrap_or_else(|_| c.clone()),
+            None => resolved.facts.cwd.clone(),
+        };
+        let (stdio, parent_ends) = make_stdio(self.stdio)?;
+
+        if resolved.policy.is_unsandboxed() {
+            report.mode = "none".into();
+            report.layers.push(LayerReport {
+                layer: "sandbox".into(),
+                state: "off".into(),
+                detail: "full-access: no sandbox".into(),
+            });
+            let mut cmd = std::process::Command::new(&self.program);
+            cmd.args(&self.args).current_dir(&cwd);
+            for (i, s) in stdio.iter().enumerate() {
+                let std_stdio = match s {
+                    Some(fd) => std::process::Stdio::from(fd.try_clone().map_err(Error::Spawn)?),
+                    None => std::process::Stdio::inherit(),
+                };
+                match i {
+                    0 => cmd.stdin(std_stdio),
+                    1 => cmd.stdout(std_stdio),
+                    _ => cmd.stderr(std_stdio),
+                };
+            }
+            let child = cmd.spawn();
+            drop(stdio);
+            let child = match child {
+                Ok(c) => Inner::Plain(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inner::NotFound(2),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Inner::NotFound(13),
+                Err(e) => return Err(Error::Spawn(e)),
+            };
+            return Ok(Child::new(child, report, parent_ends, started, None));
+        }
+        self.spawn_sandboxed(resolved, cwd, stdio, parent_ends, report, started)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn spawn_sandboxed(
+        &self,
+        resolved: Resolved,
+        cwd: PathBuf,
+        stdio: [Option<OwnedFd>; 3],
+        parent_ends: [Option<File>; 3],
+        mut report: RunReport,
+        started: Instant,
+    ) -> Result<Child, Error> {
+        let fs = StdFs;
+        let view = view::build(&resolved.policy, &fs, ScanLimits::DEFAULT)?;
+        report.notes = view.notes.clone();
+        report.writable = view.writable.iter().map(|w| w.path.display().to_string()).collect();
+        let placeholders = backend::placeholders::Placeholders::create(&view.placeholders)?;
+        let spec = |s: &Option<OwnedFd>| match s {
+            Some(fd) => backend::StdioSpec::Fd(fd.as_raw_fd()),
+            None => backend::StdioSpec::Inherit,
+        };
+        let req = backend::SpawnRequest {
+            policy: &resolved.policy,
+            view: &view,
+            host_env: &resolved.facts.env,
+            program: self.program.clone(),
+            args: self.args.clone(),
+            cwd,
+            stdio: [spec(&stdio[0]), spec(&stdio[1]), spec(&stdio[2])],
+            pty: self.pty,
+            isolation: self.isolation,
+            allow_degraded: self.allow_degraded,
+        };
+        let child = backend::spawn(&req)?;
+        drop(stdio);
+        let e = child.enforcement();
+        report.mode = e.isolation.as_str().into();
+        report.landlock_abi = Some(e.landlock_abi);
+        report.lost = e.lost.clone();
+        report.layers = e
+            .layers
+            .iter()
+            .map(|(l, s, d)| LayerReport {
+                layer: (*l).into(),
+                state: s.as_str().into(),
+                detail: d.clone(),
+            })
+            .collect();
+        report.env_removed = e
+            .env_removed
+            .iter()
+            .map(|(n, r)| EnvRemoved {
+                name: n.clone(),
+                reason: (*r).into(),
+            })
+            .collect();
+        let wait = backend::WaitOptions {
+            forward_signals: self.forward_signals,
+            relay_pty: self.pty,
+        };
+        let mut c = Child::new(Inner::Sandboxed(child, wait), report, parent_ends, started, Some(view));
+        c.placeholders = Some(placeholders);
+        Ok(c)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn spawn_sandboxed(
+        &self,
+        _resolved: Resolved,
+        _cwd: PathBuf,
+        _stdio: [Option<OwnedFd>; 3],
+        _parent_ends: [Option<File>; 3],
+        _report: RunReport,
+        _started: Instant,
+    ) -> Result<Child, Error> {
+        Err(Error::Unsupported)
+    }
+}
+
+/// The child's ends (descriptors it gets) and this process's ends.
+fn make_stdio(stdio: [Stdio; 3]) -> Result<([Option<OwnedFd>; 3], [Option<File>; 3]), Error> {
+    let mut child: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut parent: [Option<File>; 3] = [None, None, None];
+    for (i, s) in stdio.iter().enumerate() {
+        match s {
+            Stdio::Inherit => {}
+            Stdio::Null => {
+                let f = std::fs::OpenOptions::new()
+                    .read(i == 0)
+                    .write(i != 0)
+                    .open("/dev/null")
+                    .map_err(Error::Spawn)?;
+                child[i] = Some(OwnedFd::from(f));
+            }
+            Stdio::Piped => {
+                let (r, w) = std::io::pipe().map_err(Error::Spawn)?;
+                if i == 0 {
+                    child[i] = Some(OwnedFd::from(r));
+                    parent[i] = Some(File::from(OwnedFd::from(w)));
+                } else {
+                    child[i] = Some(OwnedFd::from(w));
+                    parent[i] = Some(File::from(OwnedFd::from(r)));
+                }
+            }
+        }
+    }
+    Ok((child, parent))
+}
+
+#[derive(Debug)]
+enum Inner {
+    #[cfg(target_os = "linux")]
+    Sandboxed(backend::Child, backend::WaitOptions),
+    Plain(std::process::Child),
+    /// full-access, and the program could not be started (errno).
+    NotFound(i32),
+}
+
+/// A running command.
+#[derive(Debug)]
+pub struct Child {
+    inner: Inner,
+    report: RunReport,
+    started: Instant,
+    view: Option<FsView>,
+    #[cfg(target_os = "linux")]
+    placeholders: Option<backend::placeholders::Placeholders>,
+    pub stdin: Option<File>,
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+}
+
+impl Child {
+    fn new(inner: Inner, report: RunReport, ends: [Option<File>; 3], started: Instant, view: Option<FsView>) -> Child {
+        let [stdin, stdout, stderr] = ends;
+        Child {
+            inner,
+            report,
+            started,
+            view,
+            #[cfg(target_os = "linux")]
+            placeholders: None,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The report so far (layers and mode are known once started).
+    pub fn report(&self) -> &RunReport {
+        &self.report
+    }
+
+    /// Kills the command and everything it started.
+    pub fn kill(&mut self) {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Sandboxed(c, _) => c.kill(),
+            Inner::Plain(c) => {
+                let _ = c.kill();
+            }
+            Inner::NotFound(_) => {}
+        }
+    }
+
+    /// Waits for the command, then audits what it left in git directories
+    /// and removes moat's placeholders.
+    pub fn wait(&mut self) -> Result<Outcome, Error> {
+        drop(self.stdin.take());
+        let (exit, duration) = match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Sandboxed(c, opts) => {
+                let result = c.wait(*opts);
+                match result {
+                    Ok((e, d)) => (convert(e), d),
+                    Err(e) => {
+                        self.finish();
+                        return Err(e.into());
+                    }
+                }
+            }
+            Inner::Plain(c) => {
+                let status = c.wait().map_err(Error::Spawn)?;
+                use std::os::unix::process::ExitStatusExt;
+                let exit = match (status.code(), status.signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(sig)) => Exit::Signal(sig),
+                    _ => Exit::Code(1),
+                };
+                (exit, self.started.elapsed())
+            }
+            Inner::NotFound(errno) => (Exit::NotStarted { errno: *errno }, Duration::ZERO),
+        };
+        let neutralised = self.finish();
+        let mut report = std::mem::take(&mut self.report);
+        report.neutralised = neutralised;
+        report.exit_code = exit.code();
+        report.duration_ms = duration.as_millis() as u64;
+        match exit {
+            Exit::Code(_) => report.outcome = "exited".into(),
+            Exit::Signal(s) => {
+                report.outcome = "signaled".into();
+                report.signal = Some(s);
+            }
+            Exit::TimedOut => report.outcome = "timed-out".into(),
+            Exit::NotStarted { errno } => {
+                report.outcome = "not-started".into();
+                report.error = Some(std::io::Error::from_raw_os_error(errno).to_string());
+            }
+        }
+        Ok(Outcome { exit, report })
+    }
+
+    /// The audit and the clean-up, once.
+    fn finish(&mut self) -> Vec<String> {
+        #[cfg(target_os = "linux")]
+        if let Some(mut p) = self.placeholders.take() {
+            p.remove();
+        }
+        let view = match self.view.take() {
+            Some(v) => v,
+            None => return Vec::new(),
+        };
+        let fixes = audit::plan(&view, &StdFs, ScanLimits::DEFAULT);
+        let mut lines = Vec::new();
+        for fix in &fixes {
+            match apply(fix) {
+                Ok(()) => lines.extend(fix.describe()),
+                Err(e) => lines.push(format!(
+                    "could not neutralise {}: {} (check it before running git there)",
+                    fix.path().display(),
+                    e
+                )),
+            }
+        }
+        lines
+    }
+}
+
+fn apply(fix: &Fix) -> std::io::Result<()> {
+    match fix {
+        Fix::Rename { path, to, .. } => std::fs::rename(path, to),
+        Fix::Rewrite { path, text, .. } => {
+            // Written beside and renamed over, so a crash leaves either the
+            // old file or the new one.
+            let tmp = path.with_extension("moat-tmp");
+            let perms = std::fs::metadata(path)?.permissions();
+            std::fs::write(&tmp, text)?;
+            std::fs::set_permissions(&tmp, perms)?;
+            std::fs::rename(&tmp, path)
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn convert(e: backend::Exit) -> Exit {
+    match e {
+        backend::Exit::Code(c) => Exit::Code(c),
+        backend::Exit::Signal(s) => Exit::Signal(s),
+        backend::Exit::TimedOut => Exit::TimedOut,
+        backend::Exit::NotStarted { errno } => Exit::NotStarted { errno },
+    }
+}

@@ -1,0 +1,56 @@
+//! Run a command the way [`std::process::Command`] does, inside moat's
+//! sandbox.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use moat::{Command, NetworkMode, Policy};
+//!
+//! # fn main() -> Result<(), moat::Error> {
+//! let outcome = Command::new("cargo")
+//!     .args(["test", "--offline"])
+//!     .current_dir("/home/me/project")
+//!     .policy(
+//!         Policy::workspace_write()
+//!             .network(NetworkMode::Off)
+//!             .timeout(Duration::from_secs(600)),
+//!     )
+//!     .status()?;
+//! println!("exit {} in {} ms", outcome.code(), outcome.report.duration_ms);
+//! for line in &outcome.report.neutralised {
+//!     println!("neutralised: {line}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The workspace is the command's directory unless [`Command::workspace`]
+//! says otherwise. The policy starts from moat's defaults (the workspace
+//! and a private /tmp writable, secrets unreadable, no network); the
+//! person's and the workspace's config files are read only when asked for
+//! with [`Policy::with_config_files`].
+//!
+//! What each layer enforces is described by `moat-linux`; every run returns
+//! a [`RunReport`] saying which layers ran and what, if anything, was lost.
+
+mod command;
+mod error;
+mod policy;
+mod report;
+
+pub use command::{Child, Command, Exit, Outcome, Output, Stdio};
+pub use error::Error;
+pub use moat_policy::{NetworkMode, Preset, ReadMode};
+pub use policy::{resolve, Policy, Resolved};
+pub use report::{EnvRemoved, LayerReport, RunReport};
+
+/// Low-level access for tools built on moat (the CLI): policy layers,
+/// config files and backend options.
+pub mod advanced {
+    pub use moat_config::{load, user_config_path, ConfigError, WORKSPACE_CONFIG};
+    pub use moat_policy::{
+        audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings, Source,
+        Sourced, Trust,
+    };
+    #[cfg(target_os = "linux")]
+    pub use moat_linux::{detect, seccomp, Isolation};
+}

@@ -1,0 +1,52 @@
+//! The run report: what ran, how it ended, what was enforced.
+
+use serde::Serialize;
+
+/// One layer's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerReport {
+    pub layer: String,
+    /// `full`, `partial` or `off`.
+    pub state: String,
+    pub detail: String,
+}
+
+/// A host variable the command did not get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvRemoved {
+    pub name: String,
+    /// `secret`, `host-ipc` or `cleared`.
+    pub reason: String,
+}
+
+/// Everything an agent needs to know about a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub command: Vec<String>,
+    pub workspace: String,
+    /// `unelevated` (the elevated tier will say `elevated`).
+    pub tier: String,
+    /// `namespaces`, `landlock-only`, or `none` (full access).
+    pub mode: String,
+    /// The exit status moat itself ends with.
+    pub exit_code: i32,
+    /// `exited`, `signaled`, `timed-out` or `not-started`.
+    pub outcome: String,
+    pub signal: Option<i32>,
+    /// Why the command could not be started, if it could not.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub landlock_abi: Option<i32>,
+    pub layers: Vec<LayerReport>,
+    /// What this run could not enforce (accepted with --allow-degraded).
+    pub lost: Vec<String>,
+    /// Git hooks and settings neutralised after the run.
+    pub neutralised: Vec<String>,
+    pub env_removed: Vec<EnvRemoved>,
+    pub writable: Vec<String>,
+    pub network: String,
+    /// Settings that did not take effect, and why.
+    pub ignored: Vec<String>,
+    /// Things worth knowing (scan limits hit, home directory split).
+    pub notes: Vec<String>,
+}
