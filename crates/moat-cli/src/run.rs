@@ -62,7 +62,9 @@ pub fn run(args: RunArgs) -> Result<u8> {
             ),
         );
     }
-    let mut child = cmd.spawn().map_err(|e| report_error(json, e.into()))?;
+    let mut child = cmd
+        .spawn_resolved(resolved)
+        .map_err(|e| report_error(json, e.into()))?;
     let r = child.report();
     if !r.lost.is_empty() {
         say(

@@ -126,9 +126,9 @@ impl Exit {
 pub enum Error {
     #[error("{what}: {errno}")]
     Sys { what: &'static str, errno: Errno },
-    #[error("{0}")]
+    #[error(transparent)]
     Rules(#[from] rules::RulesError),
-    #[error("{0}")]
+    #[error(transparent)]
     Seccomp(#[from] crate::bpf::BpfError),
     #[error("sandbox setup failed {step}{at}: {errno}{hint}")]
     Setup {

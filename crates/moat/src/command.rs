@@ -247,6 +247,13 @@ impl Command {
     /// Starts the command.
     pub fn spawn(&mut self) -> Result<Child, Error> {
         let resolved = self.resolve()?;
+        self.spawn_resolved(resolved)
+    }
+
+    /// Starts the command under a policy resolved with
+    /// [`Command::resolve`] (so a caller can look at it first without
+    /// resolving twice).
+    pub fn spawn_resolved(&mut self, resolved: Resolved) -> Result<Child, Error> {
         let started = Instant::now();
         let mut report = RunReport {
             command: std::iter::once(&self.program)

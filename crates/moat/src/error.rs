@@ -4,17 +4,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] moat_config::ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] moat_policy::PolicyError),
-    #[error("{0}")]
+    #[error(transparent)]
     View(#[from] moat_policy::view::ViewError),
     #[cfg(target_os = "linux")]
-    #[error("{0}")]
+    #[error(transparent)]
     Sandbox(#[from] moat_linux::Error),
     #[cfg(target_os = "linux")]
-    #[error("{0}")]
+    #[error(transparent)]
     Placeholder(#[from] moat_linux::placeholders::PlaceholderError),
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -22,7 +22,7 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Spawn(std::io::Error),
     #[error("moat has no sandbox for this operating system yet")]
     Unsupported,

@@ -48,8 +48,38 @@ pub fn set_no_new_privs() -> SysResult<()> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
 }
 
+fn header() -> CapHeader {
+    CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    }
+}
+
+/// True if the calling process holds any capability (effective or
+/// permitted).
+fn holds_any() -> SysResult<bool> {
+    let mut h = header();
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: `h` and `data` are live and laid out as capget(2) expects for
+    // version 3 (two data elements); the kernel writes only into `data`.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut CapHeader, data.as_mut_ptr()) };
+    super::check(ret)?;
+    Ok(data.iter().any(|d| d.effective != 0 || d.permitted != 0))
+}
+
 /// Drops every capability of the calling process for good.
+///
+/// A process without capabilities (an ordinary user outside a user
+/// namespace) cannot touch its bounding set or securebits, and needs not:
+/// with `no_new_privs` no exec can give it any.
 pub fn drop_all() -> SysResult<()> {
+    if !holds_any()? {
+        return Ok(());
+    }
     for cap in 0..=CAP_SCAN_LIMIT {
         match prctl(libc::PR_CAPBSET_DROP, cap) {
             Ok(()) => {}
@@ -77,10 +107,7 @@ pub fn drop_all() -> SysResult<()> {
             0 as libc::c_ulong,
         )
     })?;
-    let header = CapHeader {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
+    let header = header();
     let data = [CapData {
         effective: 0,
         permitted: 0,
