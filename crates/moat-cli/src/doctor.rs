@@ -29,7 +29,11 @@ pub fn doctor(as_json: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&trial_dir);
     let (mode, layers, trial_error) = match &trial {
         Ok(o) if o.success() => (o.report.mode.clone(), o.report.layers.clone(), None),
-        Ok(o) => (o.report.mode.clone(), o.report.layers.clone(), Some(format!("`true` exited {}", o.code()))),
+        Ok(o) => (
+            o.report.mode.clone(),
+            o.report.layers.clone(),
+            Some(format!("`true` exited {}", o.code())),
+        ),
         Err(e) => ("refuses".to_string(), Vec::new(), Some(format!("{:#}", e))),
     };
     let userns = match &s.user_namespaces {
@@ -40,7 +44,11 @@ pub fn doctor(as_json: bool) -> Result<()> {
         Some((path, ctrl)) => format!(
             "{} (controllers: {})",
             path.display(),
-            if ctrl.is_empty() { "none".to_string() } else { ctrl.join(" ") }
+            if ctrl.is_empty() {
+                "none".to_string()
+            } else {
+                ctrl.join(" ")
+            }
         ),
         None => "not mounted".to_string(),
     };
@@ -83,7 +91,11 @@ pub fn doctor(as_json: bool) -> Result<()> {
     line("cgroup v2", cgroup);
     line(
         "nftables",
-        format!("nft tool: {}, kernel support: {}", yes(s.nftables.0), yes(s.nftables.1)),
+        format!(
+            "nft tool: {}, kernel support: {}",
+            yes(s.nftables.0),
+            yes(s.nftables.1)
+        ),
     );
     line("idmapped mounts", yes(s.idmapped_mounts).to_string());
     println!();

@@ -10,20 +10,29 @@ use crate::cli::PolicyArgs;
 pub fn layer(args: &PolicyArgs) -> Result<Layer> {
     let mut l = Layer::new(Source::Flag("command line".into()));
     if let Some(p) = &args.preset {
-        l.preset = Some(p.parse::<Preset>().map_err(|e| anyhow::anyhow!("--preset: {}", e))?);
+        l.preset = Some(
+            p.parse::<Preset>()
+                .map_err(|e| anyhow::anyhow!("--preset: {}", e))?,
+        );
     }
     l.write = args.allow_write.clone();
     l.deny_read = args.deny_read.clone();
     l.allow_read = args.allow_read.clone();
     if let Some(r) = &args.read {
-        l.read = Some(r.parse::<ReadMode>().map_err(|e| anyhow::anyhow!("--read: {}", e))?);
+        l.read = Some(
+            r.parse::<ReadMode>()
+                .map_err(|e| anyhow::anyhow!("--read: {}", e))?,
+        );
     }
     l.protect = args.protect.clone();
     if args.strict_git {
         l.strict_git = Some(true);
     }
     if let Some(n) = &args.network {
-        l.network = Some(n.parse::<NetworkMode>().map_err(|e| anyhow::anyhow!("--network: {}", e))?);
+        l.network = Some(
+            n.parse::<NetworkMode>()
+                .map_err(|e| anyhow::anyhow!("--network: {}", e))?,
+        );
     }
     for e in &args.env {
         match e.split_once('=') {

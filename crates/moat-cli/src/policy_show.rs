@@ -95,34 +95,86 @@ fn print_human(
     view_error: Option<&str>,
 ) {
     let line = |k: &str, v: String| println!("{:<12} {}", k, v);
-    line("workspace", format!("{}  ({})", p.workspace.value.display(), p.workspace.source));
-    line("preset", format!("{}  ({})", p.preset.value, p.preset.source));
+    line(
+        "workspace",
+        format!("{}  ({})", p.workspace.value.display(), p.workspace.source),
+    );
+    line(
+        "preset",
+        format!("{}  ({})", p.preset.value, p.preset.source),
+    );
     line("read", format!("{}  ({})", p.read.value, p.read.source));
     for w in &p.write {
         line("write", format!("{}  ({})", w.value.display(), w.source));
     }
     for d in &p.deny_read {
-        line("deny_read", format!("{}  ({})", d.value.display(), d.source));
+        line(
+            "deny_read",
+            format!("{}  ({})", d.value.display(), d.source),
+        );
     }
     for a in &p.allow_read {
-        line("allow_read", format!("{}  ({})", a.value.display(), a.source));
+        line(
+            "allow_read",
+            format!("{}  ({})", a.value.display(), a.source),
+        );
     }
-    let protect: Vec<String> = p.protect.iter().map(|x| x.value.display().to_string()).collect();
+    let protect: Vec<String> = p
+        .protect
+        .iter()
+        .map(|x| x.value.display().to_string())
+        .collect();
     line("protect", protect.join(" "));
-    line("strict_git", format!("{}  ({})", p.strict_git.value, p.strict_git.source));
-    line("network", format!("{}  ({})", p.network.value, p.network.source));
-    line("env.clear", format!("{}  ({})", p.env.clear.value, p.env.clear.source));
+    line(
+        "strict_git",
+        format!("{}  ({})", p.strict_git.value, p.strict_git.source),
+    );
+    line(
+        "network",
+        format!("{}  ({})", p.network.value, p.network.source),
+    );
+    line(
+        "env.clear",
+        format!("{}  ({})", p.env.clear.value, p.env.clear.source),
+    );
     for s in &p.env.pass {
         line("env.pass", format!("{}  ({})", s.value, s.source));
     }
     for s in &p.env.set {
-        line("env.set", format!("{}={}  ({})", s.value.0, s.value.1, s.source));
+        line(
+            "env.set",
+            format!("{}={}  ({})", s.value.0, s.value.1, s.source),
+        );
     }
     let limit = |name: &str, v: Option<String>| line(name, v.unwrap_or_else(|| "none".into()));
-    limit("timeout", p.limits.timeout.as_ref().map(|t| format!("{}s  ({})", t.value.as_secs(), t.source)));
-    limit("processes", p.limits.processes.as_ref().map(|t| format!("{}  ({})", t.value, t.source)));
-    limit("memory", p.limits.memory.as_ref().map(|t| format!("{} bytes  ({})", t.value, t.source)));
-    limit("file_size", p.limits.file_size.as_ref().map(|t| format!("{} bytes  ({})", t.value, t.source)));
+    limit(
+        "timeout",
+        p.limits
+            .timeout
+            .as_ref()
+            .map(|t| format!("{}s  ({})", t.value.as_secs(), t.source)),
+    );
+    limit(
+        "processes",
+        p.limits
+            .processes
+            .as_ref()
+            .map(|t| format!("{}  ({})", t.value, t.source)),
+    );
+    limit(
+        "memory",
+        p.limits
+            .memory
+            .as_ref()
+            .map(|t| format!("{} bytes  ({})", t.value, t.source)),
+    );
+    limit(
+        "file_size",
+        p.limits
+            .file_size
+            .as_ref()
+            .map(|t| format!("{} bytes  ({})", t.value, t.source)),
+    );
     for i in &p.ignored {
         line("ignored", i.to_string());
     }
@@ -153,7 +205,11 @@ fn print_human(
                 println!("  writable     {}", w.path.display());
             }
             for x in &v.protected {
-                let tag = if v.placeholders.contains(&x.path) { " (absent: placeholder)" } else { "" };
+                let tag = if v.placeholders.contains(&x.path) {
+                    " (absent: placeholder)"
+                } else {
+                    ""
+                };
                 println!("  read-only    {}{}", x.path.display(), tag);
             }
             for x in &v.denied {

@@ -73,7 +73,11 @@ pub fn run(args: RunArgs) -> Result<u8> {
             &format!(
                 "this {} run does not enforce:\n{}",
                 r.mode,
-                r.lost.iter().map(|l| format!("- {}", l)).collect::<Vec<_>>().join("\n")
+                r.lost
+                    .iter()
+                    .map(|l| format!("- {}", l))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ),
         );
     }
@@ -96,11 +100,20 @@ pub fn run(args: RunArgs) -> Result<u8> {
         ),
         Exit::NotStarted { errno } => {
             let what = std::io::Error::from_raw_os_error(errno);
-            let why = if outcome.code() == 127 { "command not found" } else { "cannot execute" };
+            let why = if outcome.code() == 127 {
+                "command not found"
+            } else {
+                "cannot execute"
+            };
             say(
                 json,
                 "error",
-                &format!("cannot run `{}`: {} ({})", program.to_string_lossy(), why, what),
+                &format!(
+                    "cannot run `{}`: {} ({})",
+                    program.to_string_lossy(),
+                    why,
+                    what
+                ),
             );
         }
         _ => {}
@@ -124,7 +137,10 @@ fn write_report(json: bool, file: Option<&std::path::Path>, report: &RunReport) 
 /// With --json, errors are JSON too; the caller still exits 125.
 fn report_error(json: bool, e: anyhow::Error) -> anyhow::Error {
     if json {
-        eprintln!("{}", serde_json::json!({ "type": "error", "message": format!("{:#}", e) }));
+        eprintln!(
+            "{}",
+            serde_json::json!({ "type": "error", "message": format!("{:#}", e) })
+        );
         anyhow::Error::new(crate::Reported)
     } else {
         e

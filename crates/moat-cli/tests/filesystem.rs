@@ -2,14 +2,21 @@
 //! inside them, denied reads. Each attempt has a positive control: the same
 //! action, as the same account, outside the sandbox.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod common;
 
 use common::*;
 
 fn git(s: &Scratch, dir: &str, args: &str) {
-    let out = s.sh(&format!("cd {dir} && git -c init.defaultBranch=main {args}"));
+    let out = s.sh(&format!(
+        "cd {dir} && git -c init.defaultBranch=main {args}"
+    ));
     assert!(out.status.success(), "git {args}: {}", stderr(&out));
 }
 
@@ -37,29 +44,91 @@ fn writes_outside_the_workspace_are_refused() {
         let c = canary.to_str().unwrap();
         let newf = s.outside.join("new");
         let n = newf.to_str().unwrap();
-        let home_file = who.home.join(format!("moat-it-home-{}", std::process::id()));
+        let home_file = who
+            .home
+            .join(format!("moat-it-home-{}", std::process::id()));
         let h = home_file.to_str().unwrap();
         s.write("ws/inner", "x");
         let inner = ws.join("inner");
         let i = inner.to_str().unwrap();
         let cases: Vec<(&str, Vec<String>, Vec<String>, &[&str])> = vec![
-            ("create", vec!["write-file".into(), n.into()], vec![], &["EROFS", "EACCES"]),
-            ("create in home", vec!["write-file".into(), h.into()], vec![], &["EROFS", "EACCES"]),
-            ("truncate on open", vec!["write-file".into(), c.into()], vec![], &["EROFS", "EACCES"]),
-            ("append", vec!["append-file".into(), c.into()], vec![], &["EROFS", "EACCES"]),
-            ("truncate", vec!["truncate".into(), c.into()], vec![], &["EROFS", "EACCES"]),
-            ("unlink", vec!["unlink".into(), c.into()], vec![], &["EROFS", "EACCES"]),
-            ("mkdir", vec!["mkdir".into(), format!("{n}dir")], vec![], &["EROFS", "EACCES"]),
-            ("fifo", vec!["mknod-fifo".into(), format!("{n}fifo")], vec![], &["EROFS", "EACCES"]),
-            ("chmod", vec!["chmod".into(), c.into(), "777".into()], vec![], &["EROFS"]),
+            (
+                "create",
+                vec!["write-file".into(), n.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "create in home",
+                vec!["write-file".into(), h.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "truncate on open",
+                vec!["write-file".into(), c.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "append",
+                vec!["append-file".into(), c.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "truncate",
+                vec!["truncate".into(), c.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "unlink",
+                vec!["unlink".into(), c.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "mkdir",
+                vec!["mkdir".into(), format!("{n}dir")],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "fifo",
+                vec!["mknod-fifo".into(), format!("{n}fifo")],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "chmod",
+                vec!["chmod".into(), c.into(), "777".into()],
+                vec![],
+                &["EROFS"],
+            ),
             (
                 "chown",
-                vec!["chown".into(), c.into(), who.uid.to_string(), who.gid.to_string()],
+                vec![
+                    "chown".into(),
+                    c.into(),
+                    who.uid.to_string(),
+                    who.gid.to_string(),
+                ],
                 vec![],
                 &["EROFS", "EPERM"],
             ),
-            ("utimes", vec!["utimes".into(), c.into()], vec![], &["EROFS", "EACCES"]),
-            ("setxattr", vec!["setxattr".into(), c.into(), "user.moat".into(), "x".into()], vec![], &["EROFS", "EACCES"]),
+            (
+                "utimes",
+                vec!["utimes".into(), c.into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
+            (
+                "setxattr",
+                vec!["setxattr".into(), c.into(), "user.moat".into(), "x".into()],
+                vec![],
+                &["EROFS", "EACCES"],
+            ),
             (
                 "rename out of the workspace",
                 vec!["rename".into(), i.into(), format!("{n}moved")],
@@ -68,13 +137,21 @@ fn writes_outside_the_workspace_are_refused() {
             ),
             (
                 "rename into the workspace",
-                vec!["rename".into(), c.into(), ws.join("stolen").to_str().unwrap().into()],
+                vec![
+                    "rename".into(),
+                    c.into(),
+                    ws.join("stolen").to_str().unwrap().into(),
+                ],
                 vec![],
                 &["EXDEV", "EROFS", "EACCES"],
             ),
             (
                 "hard link into the workspace",
-                vec!["link".into(), c.into(), ws.join("hard").to_str().unwrap().into()],
+                vec![
+                    "link".into(),
+                    c.into(),
+                    ws.join("hard").to_str().unwrap().into(),
+                ],
                 vec![],
                 &["EXDEV", "EROFS", "EACCES", "EPERM"],
             ),
@@ -96,19 +173,33 @@ fn writes_outside_the_workspace_are_refused() {
             if who.switch {
                 chown_r(&s.base, &who);
             }
-            std::fs::set_permissions(&canary, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(&canary, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
             let sandboxed = inside(&who, &ws, &[], args[0], &args[1..]);
-            v.blocked(&format!("{} {what}", who.name), &control, &sandboxed, errors);
+            v.blocked(
+                &format!("{} {what}", who.name),
+                &control,
+                &sandboxed,
+                errors,
+            );
         }
         // A symlink planted in the workspace and then followed.
         let link = ws.join("link");
         let l = link.to_str().unwrap();
         let plant = inside(&who, &ws, &[], "symlink", &[c, l]);
-        v.works(&format!("{} plant a symlink in the workspace", who.name), &plant);
+        v.works(
+            &format!("{} plant a symlink in the workspace", who.name),
+            &plant,
+        );
         let control = outside(&who, &ws, "append-file", &[l]);
         std::fs::write(&canary, "canary\n").unwrap();
         let sandboxed = inside(&who, &ws, &[], "append-file", &[l]);
-        v.blocked(&format!("{} write through a planted symlink", who.name), &control, &sandboxed, &["EROFS", "EACCES"]);
+        v.blocked(
+            &format!("{} write through a planted symlink", who.name),
+            &control,
+            &sandboxed,
+            &["EROFS", "EACCES"],
+        );
         v.check(
             &format!("{} canary unchanged", who.name),
             std::fs::read_to_string(&canary).unwrap() == "canary\n",
@@ -137,11 +228,20 @@ fn writes_inside_the_workspace_work() {
             ("dev/null", "append-file", vec!["/dev/null".into()]),
         ] {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            v.works(&format!("{} {what}", who.name), &inside(&who, &ws, &[], action, &args));
+            v.works(
+                &format!("{} {what}", who.name),
+                &inside(&who, &ws, &[], action, &args),
+            );
         }
         v.check(
-            &format!("{} file written by the sandbox belongs to the person", who.name),
-            std::fs::metadata(ws.join("f.d/g")).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok() == Some(who.uid),
+            &format!(
+                "{} file written by the sandbox belongs to the person",
+                who.name
+            ),
+            std::fs::metadata(ws.join("f.d/g"))
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                .ok()
+                == Some(who.uid),
             "owner differs",
         );
     }
@@ -159,26 +259,146 @@ fn protected_paths_stay_read_only() {
         // (what, action, arguments, accepted errors, shell run in the
         // control's copy first so that the control shows the attack working)
         let cases: Vec<(&str, &str, Vec<String>, &[&str], &str)> = vec![
-            ("new hook", "write-file", vec![p(".git/hooks/pre-commit")], &["EROFS"], ""),
-            ("git config", "append-file", vec![p(".git/config")], &["EROFS"], ""),
-            ("git config truncate", "truncate", vec![p(".git/config")], &["EROFS"], ""),
-            ("git config unlink", "unlink", vec![p(".git/config")], &["EBUSY", "EROFS"], ""),
-            ("git config replaced", "rename", vec![p("file"), p(".git/config")], &["EBUSY", "EROFS", "EXDEV"], ""),
-            ("git config chmod", "chmod", vec![p(".git/config"), "777".into()], &["EROFS"], ""),
-            ("hooks dir renamed", "rename", vec![p(".git/hooks"), p(".git/hooks2")], &["EBUSY", "EROFS"], ""),
-            ("parent .git renamed", "rename", vec![p(".git"), p("old-git")], &["EBUSY"], ""),
-            ("nested hook", "write-file", vec![p("sub/.git/hooks/post-checkout")], &["EROFS"], ""),
-            ("nested config", "append-file", vec![p("sub/.git/config")], &["EROFS"], ""),
-            ("nested repository renamed", "rename", vec![p("sub"), p("sub2")], &["EBUSY"], ""),
-            ("absent .vscode created", "mkdir", vec![p(".vscode")], &["EEXIST"], ""),
-            ("absent .vscode filled", "write-file", vec![p(".vscode/settings.json")], &["ENOTDIR"], "mkdir .vscode"),
-            ("absent .envrc written", "write-file", vec![p(".envrc")], &["EROFS", "ENXIO", "EACCES"], ""),
-            ("absent .envrc replaced", "rename", vec![p("file"), p(".envrc")], &["EBUSY", "EROFS", "EXDEV"], ""),
-            ("absent .envrc removed", "unlink", vec![p(".envrc")], &["EBUSY", "EROFS"], "touch .envrc"),
-            ("absent .mcp.json as symlink", "symlink", vec!["/bin/sh".into(), p(".mcp.json")], &["EEXIST"], ""),
-            ("absent .claude created", "mkdir", vec![p(".claude")], &["EEXIST"], ""),
-            ("absent hooks dir created", "mkdir", vec![p("nohooks/.git/hooks")], &["EEXIST"], ""),
-            ("absent hooks dir filled", "write-file", vec![p("nohooks/.git/hooks/pre-commit")], &["ENOTDIR"], "mkdir nohooks/.git/hooks"),
+            (
+                "new hook",
+                "write-file",
+                vec![p(".git/hooks/pre-commit")],
+                &["EROFS"],
+                "",
+            ),
+            (
+                "git config",
+                "append-file",
+                vec![p(".git/config")],
+                &["EROFS"],
+                "",
+            ),
+            (
+                "git config truncate",
+                "truncate",
+                vec![p(".git/config")],
+                &["EROFS"],
+                "",
+            ),
+            (
+                "git config unlink",
+                "unlink",
+                vec![p(".git/config")],
+                &["EBUSY", "EROFS"],
+                "",
+            ),
+            (
+                "git config replaced",
+                "rename",
+                vec![p("file"), p(".git/config")],
+                &["EBUSY", "EROFS", "EXDEV"],
+                "",
+            ),
+            (
+                "git config chmod",
+                "chmod",
+                vec![p(".git/config"), "777".into()],
+                &["EROFS"],
+                "",
+            ),
+            (
+                "hooks dir renamed",
+                "rename",
+                vec![p(".git/hooks"), p(".git/hooks2")],
+                &["EBUSY", "EROFS"],
+                "",
+            ),
+            (
+                "parent .git renamed",
+                "rename",
+                vec![p(".git"), p("old-git")],
+                &["EBUSY"],
+                "",
+            ),
+            (
+                "nested hook",
+                "write-file",
+                vec![p("sub/.git/hooks/post-checkout")],
+                &["EROFS"],
+                "",
+            ),
+            (
+                "nested config",
+                "append-file",
+                vec![p("sub/.git/config")],
+                &["EROFS"],
+                "",
+            ),
+            (
+                "nested repository renamed",
+                "rename",
+                vec![p("sub"), p("sub2")],
+                &["EBUSY"],
+                "",
+            ),
+            (
+                "absent .vscode created",
+                "mkdir",
+                vec![p(".vscode")],
+                &["EEXIST"],
+                "",
+            ),
+            (
+                "absent .vscode filled",
+                "write-file",
+                vec![p(".vscode/settings.json")],
+                &["ENOTDIR"],
+                "mkdir .vscode",
+            ),
+            (
+                "absent .envrc written",
+                "write-file",
+                vec![p(".envrc")],
+                &["EROFS", "ENXIO", "EACCES"],
+                "",
+            ),
+            (
+                "absent .envrc replaced",
+                "rename",
+                vec![p("file"), p(".envrc")],
+                &["EBUSY", "EROFS", "EXDEV"],
+                "",
+            ),
+            (
+                "absent .envrc removed",
+                "unlink",
+                vec![p(".envrc")],
+                &["EBUSY", "EROFS"],
+                "touch .envrc",
+            ),
+            (
+                "absent .mcp.json as symlink",
+                "symlink",
+                vec!["/bin/sh".into(), p(".mcp.json")],
+                &["EEXIST"],
+                "",
+            ),
+            (
+                "absent .claude created",
+                "mkdir",
+                vec![p(".claude")],
+                &["EEXIST"],
+                "",
+            ),
+            (
+                "absent hooks dir created",
+                "mkdir",
+                vec![p("nohooks/.git/hooks")],
+                &["EEXIST"],
+                "",
+            ),
+            (
+                "absent hooks dir filled",
+                "write-file",
+                vec![p("nohooks/.git/hooks/pre-commit")],
+                &["ENOTDIR"],
+                "mkdir nohooks/.git/hooks",
+            ),
         ];
         for (what, action, args, errors, control_setup) in cases {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -194,7 +414,12 @@ fn protected_paths_stay_read_only() {
             let cargs: Vec<&str> = cargs.iter().map(String::as_str).collect();
             let control = outside(&who, &c.ws, action, &cargs);
             let sandboxed = inside(&who, &ws, &[], action, &args);
-            v.blocked(&format!("{} {what}", who.name), &control, &sandboxed, errors);
+            v.blocked(
+                &format!("{} {what}", who.name),
+                &control,
+                &sandboxed,
+                errors,
+            );
         }
         v.check(
             &format!("{} .git/config unchanged", who.name),
@@ -204,11 +429,25 @@ fn protected_paths_stay_read_only() {
         // Everything else in .git stays writable: git works (tested in
         // workflows.rs); strict_git makes all of it read-only.
         let head = p(".git/HEAD");
-        v.works(&format!("{} .git/HEAD writable", who.name), &inside(&who, &ws, &[], "append-file", &[&head]));
+        v.works(
+            &format!("{} .git/HEAD writable", who.name),
+            &inside(&who, &ws, &[], "append-file", &[&head]),
+        );
         let strict = inside(&who, &ws, &["--strict-git"], "append-file", &[&head]);
-        v.blocked(&format!("{} .git/HEAD with --strict-git", who.name), &Probe::Ok(String::new()), &strict, &["EROFS"]);
+        v.blocked(
+            &format!("{} .git/HEAD with --strict-git", who.name),
+            &Probe::Ok(String::new()),
+            &strict,
+            &["EROFS"],
+        );
         // No placeholder is left behind.
-        for name in [".vscode", ".envrc", ".mcp.json", ".claude", "nohooks/.git/hooks"] {
+        for name in [
+            ".vscode",
+            ".envrc",
+            ".mcp.json",
+            ".claude",
+            "nohooks/.git/hooks",
+        ] {
             v.check(
                 &format!("{} no residue {name}", who.name),
                 std::fs::symlink_metadata(ws.join(name)).is_err(),
@@ -246,9 +485,21 @@ fn denied_reads_are_unreadable() {
             let mut args = deny.to_vec();
             args.extend(["--isolation", isolation, "--allow-degraded"]);
             for (what, action, target) in [
-                ("read a denied file", "read-file", secret_file.to_str().unwrap()),
-                ("read in a denied directory", "read-file", secret.to_str().unwrap()),
-                ("read through a symlink", "read-file", link.to_str().unwrap()),
+                (
+                    "read a denied file",
+                    "read-file",
+                    secret_file.to_str().unwrap(),
+                ),
+                (
+                    "read in a denied directory",
+                    "read-file",
+                    secret.to_str().unwrap(),
+                ),
+                (
+                    "read through a symlink",
+                    "read-file",
+                    link.to_str().unwrap(),
+                ),
                 ("list a denied directory", "list-dir", dir.as_str()),
             ] {
                 // Listing a denied directory is only refused by the mount
@@ -258,7 +509,12 @@ fn denied_reads_are_unreadable() {
                 }
                 let control = outside(&who, &ws, action, &[target]);
                 let sandboxed = inside(&who, &ws, &args, action, &[target]);
-                v.blocked(&format!("{} {isolation} {what}", who.name), &control, &sandboxed, &["EACCES"]);
+                v.blocked(
+                    &format!("{} {isolation} {what}", who.name),
+                    &control,
+                    &sandboxed,
+                    &["EACCES"],
+                );
             }
         }
         // Default denials: the person's cloud credentials.
@@ -270,9 +526,23 @@ fn denied_reads_are_unreadable() {
             let target = aws.join("credentials");
             let control = outside(&who, &ws, "read-file", &[target.to_str().unwrap()]);
             let sandboxed = inside(&who, &ws, &[], "read-file", &[target.to_str().unwrap()]);
-            v.blocked(&format!("{} ~/.aws/credentials", who.name), &control, &sandboxed, &["EACCES"]);
-            let lifted = inside(&who, &ws, &["--allow-read", "~/.aws"], "read-file", &[target.to_str().unwrap()]);
-            v.works(&format!("{} --allow-read lifts a default denial", who.name), &lifted);
+            v.blocked(
+                &format!("{} ~/.aws/credentials", who.name),
+                &control,
+                &sandboxed,
+                &["EACCES"],
+            );
+            let lifted = inside(
+                &who,
+                &ws,
+                &["--allow-read", "~/.aws"],
+                "read-file",
+                &[target.to_str().unwrap()],
+            );
+            v.works(
+                &format!("{} --allow-read lifts a default denial", who.name),
+                &lifted,
+            );
             std::fs::remove_dir_all(&aws).unwrap();
         }
     }
@@ -290,16 +560,40 @@ fn restricted_reads_see_only_what_is_listed() {
         let control = outside(&who, &ws, "read-file", &[c]);
         let bin = s.base.join("bin");
         let bin = bin.to_str().unwrap();
-        let sandboxed = inside(&who, &ws, &["--read", "restricted", "--allow-read", bin], "read-file", &[c]);
-        v.blocked(&format!("{} read outside the listed paths", who.name), &control, &sandboxed, &["EACCES", "ENOENT"]);
+        let sandboxed = inside(
+            &who,
+            &ws,
+            &["--read", "restricted", "--allow-read", bin],
+            "read-file",
+            &[c],
+        );
+        v.blocked(
+            &format!("{} read outside the listed paths", who.name),
+            &control,
+            &sandboxed,
+            &["EACCES", "ENOENT"],
+        );
         v.works(
             &format!("{} read a system file", who.name),
-            &inside(&who, &ws, &["--read", "restricted", "--allow-read", bin], "read-file", &["/etc/hostname"]),
+            &inside(
+                &who,
+                &ws,
+                &["--read", "restricted", "--allow-read", bin],
+                "read-file",
+                &["/etc/hostname"],
+            ),
         );
         let listed = inside(
             &who,
             &ws,
-            &["--read", "restricted", "--allow-read", bin, "--allow-read", s.outside.to_str().unwrap()],
+            &[
+                "--read",
+                "restricted",
+                "--allow-read",
+                bin,
+                "--allow-read",
+                s.outside.to_str().unwrap(),
+            ],
             "read-file",
             &[c],
         );

@@ -1,7 +1,12 @@
 //! Kernel attack surface: nested namespaces, the mount family, keyrings,
 //! bpf, perf, io_uring, the i386 syscall table, device nodes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod common;
 
@@ -28,14 +33,32 @@ fn kernel_surface_is_filtered() {
                 ("unshare user", "unshare", vec!["user"], &[], &["EPERM"]),
                 ("unshare mount", "unshare", vec!["mount"], &ns, &["EPERM"]),
                 ("unshare net", "unshare", vec!["net"], &ns, &["EPERM"]),
-                ("clone(CLONE_NEWUSER)", "clone-newuser", vec![], &[], &["EPERM"]),
-                ("clone3(CLONE_NEWUSER)", "clone3-newuser", vec![], &[], &["ENOSYS"]),
+                (
+                    "clone(CLONE_NEWUSER)",
+                    "clone-newuser",
+                    vec![],
+                    &[],
+                    &["EPERM"],
+                ),
+                (
+                    "clone3(CLONE_NEWUSER)",
+                    "clone3-newuser",
+                    vec![],
+                    &[],
+                    &["ENOSYS"],
+                ),
                 ("setns", "setns", vec![], &[], &["EPERM"]),
                 ("mount tmpfs", "mount-tmpfs", vec![t], &ns, &["EPERM"]),
                 ("bind mount", "bind-mount", vec![t, t], &ns, &["EPERM"]),
                 ("remount rw", "remount-rw", vec!["/"], &ns, &["EPERM"]),
                 ("umount", "umount", vec!["/proc"], &ns, &["EPERM"]),
-                ("umount detach", "umount-detach", vec!["/proc"], &ns, &["EPERM"]),
+                (
+                    "umount detach",
+                    "umount-detach",
+                    vec!["/proc"],
+                    &ns,
+                    &["EPERM"],
+                ),
                 ("open_tree", "open-tree", vec![f], &ns, &["EPERM"]),
                 ("fsopen", "fsopen", vec![], &ns, &["EPERM"]),
                 ("move_mount", "move-mount", vec![], &ns, &["EPERM"]),
@@ -45,12 +68,24 @@ fn kernel_surface_is_filtered() {
                 ("keyctl", "keyctl", vec![], &[], &["EPERM"]),
                 ("add_key", "add-key", vec![], &[], &["EPERM"]),
                 ("bpf", "bpf", vec![], &[], &["EPERM"]),
-                ("perf_event_open", "perf-event-open", vec![], &[], &["EPERM"]),
+                (
+                    "perf_event_open",
+                    "perf-event-open",
+                    vec![],
+                    &[],
+                    &["EPERM"],
+                ),
                 ("io_uring_setup", "io-uring-setup", vec![], &[], &["ENOSYS"]),
                 ("userfaultfd", "userfaultfd", vec![], &[], &["EPERM"]),
                 ("kexec_load", "kexec-load", vec![], &[], &["EPERM"]),
                 ("init_module", "init-module", vec![], &[], &["EPERM"]),
-                ("open_by_handle_at", "open-by-handle-at", vec![], &[], &["EPERM"]),
+                (
+                    "open_by_handle_at",
+                    "open-by-handle-at",
+                    vec![],
+                    &[],
+                    &["EPERM"],
+                ),
             ];
             for (what, action, args, wrapper, errors) in cases {
                 // vm.unprivileged_userfaultfd=0 makes the kernel itself refuse
@@ -69,8 +104,18 @@ fn kernel_surface_is_filtered() {
             v.killed(&n("int 0x80"), &control, &sandboxed, libc_sigsys());
         }
         // Mount points cannot be removed to reveal what they hide.
-        let p = inside(&who, &ws, &[], "umount", &[ws.join(".vscode").to_str().unwrap()]);
-        v.check(&format!("{} unmount a protected path", who.name), p.error() == "EPERM", format!("{p:?}"));
+        let p = inside(
+            &who,
+            &ws,
+            &[],
+            "umount",
+            &[ws.join(".vscode").to_str().unwrap()],
+        );
+        v.check(
+            &format!("{} unmount a protected path", who.name),
+            p.error() == "EPERM",
+            format!("{p:?}"),
+        );
     }
     v.finish();
 }
@@ -92,10 +137,23 @@ fn only_harmless_devices_exist() {
     let disk = std::fs::read_to_string("/proc/mounts")
         .unwrap()
         .lines()
-        .find_map(|l| l.split_whitespace().next().filter(|d| d.starts_with("/dev/")).map(String::from))
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()
+                .filter(|d| d.starts_with("/dev/"))
+                .map(String::from)
+        })
         .unwrap_or_else(|| "/dev/vda".into());
     let mut conclusive = 0;
-    for dev in ["/dev/kmsg", "/dev/mem", disk.as_str(), "/dev/tty0", "/dev/kvm", "/dev/fuse", "/dev/net/tun"] {
+    for dev in [
+        "/dev/kmsg",
+        "/dev/mem",
+        disk.as_str(),
+        "/dev/tty0",
+        "/dev/kvm",
+        "/dev/fuse",
+        "/dev/net/tun",
+    ] {
         if !std::path::Path::new(dev).exists() {
             continue;
         }
@@ -111,13 +169,31 @@ fn only_harmless_devices_exist() {
         }
         conclusive += 1;
         for isolation in ["full", "landlock-only"] {
-            let sandboxed = inside(&root, &ws, &["--isolation", isolation, "--allow-degraded"], action, &[dev]);
-            v.blocked_reached(&format!("{isolation} open {dev}"), &control, &sandboxed, &["ENOENT", "EACCES", "EPERM"]);
+            let sandboxed = inside(
+                &root,
+                &ws,
+                &["--isolation", isolation, "--allow-degraded"],
+                action,
+                &[dev],
+            );
+            v.blocked_reached(
+                &format!("{isolation} open {dev}"),
+                &control,
+                &sandboxed,
+                &["ENOENT", "EACCES", "EPERM"],
+            );
         }
     }
-    v.check("at least two host devices were tried", conclusive >= 2, format!("only {conclusive}"));
+    v.check(
+        "at least two host devices were tried",
+        conclusive >= 2,
+        format!("only {conclusive}"),
+    );
     for dev in ["/dev/null", "/dev/zero", "/dev/urandom"] {
-        v.works(&format!("open {dev}"), &inside(&root, &ws, &[], "open-dev", &[dev]));
+        v.works(
+            &format!("open {dev}"),
+            &inside(&root, &ws, &[], "open-dev", &[dev]),
+        );
     }
     let listing = inside(&root, &ws, &[], "list-dir", &["/dev"]);
     v.check(

@@ -2,7 +2,12 @@
 //! MPTCP, pathname and abstract UNIX sockets) record every contact, and the
 //! sandbox must make none.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod common;
 
@@ -101,23 +106,49 @@ fn the_network_is_off_by_default() {
     let (t6port, t6hits) = tcp("[::1]:0");
     let (uport, uhits) = udp("127.0.0.1:0");
     let (u6port, u6hits) = udp("[::1]:0");
-    let (tport, t6port, uport, u6port) = (tport.to_string(), t6port.to_string(), uport.to_string(), u6port.to_string());
+    let (tport, t6port, uport, u6port) = (
+        tport.to_string(),
+        t6port.to_string(),
+        uport.to_string(),
+        u6port.to_string(),
+    );
     for who in identities() {
         let s = Scratch::new(&who, "net");
         let ws = s.ws.clone();
         for isolation in ["full", "landlock-only"] {
             let a = ["--isolation", isolation, "--allow-degraded"];
             let n = |w: &str| format!("{} {isolation} {w}", who.name);
-            let refused: &[&str] = &["ECONNREFUSED", "ENETUNREACH", "EACCES", "EPERM", "EADDRNOTAVAIL"];
-            contact(&mut v, &n("TCP to 127.0.0.1"), &thits,
+            let refused: &[&str] = &[
+                "ECONNREFUSED",
+                "ENETUNREACH",
+                "EACCES",
+                "EPERM",
+                "EADDRNOTAVAIL",
+            ];
+            contact(
+                &mut v,
+                &n("TCP to 127.0.0.1"),
+                &thits,
                 || outside(&who, &ws, "connect-tcp", &["127.0.0.1", &tport]),
-                || inside(&who, &ws, &a, "connect-tcp", &["127.0.0.1", &tport]), refused);
-            contact(&mut v, &n("TCP to ::1"), &t6hits,
+                || inside(&who, &ws, &a, "connect-tcp", &["127.0.0.1", &tport]),
+                refused,
+            );
+            contact(
+                &mut v,
+                &n("TCP to ::1"),
+                &t6hits,
                 || outside(&who, &ws, "connect-tcp6", &["::1", &t6port]),
-                || inside(&who, &ws, &a, "connect-tcp6", &["::1", &t6port]), refused);
-            contact(&mut v, &n("MPTCP to 127.0.0.1"), &thits,
+                || inside(&who, &ws, &a, "connect-tcp6", &["::1", &t6port]),
+                refused,
+            );
+            contact(
+                &mut v,
+                &n("MPTCP to 127.0.0.1"),
+                &thits,
                 || outside(&who, &ws, "connect-mptcp", &["127.0.0.1", &tport]),
-                || inside(&who, &ws, &a, "connect-mptcp", &["127.0.0.1", &tport]), &["EPERM"]);
+                || inside(&who, &ws, &a, "connect-mptcp", &["127.0.0.1", &tport]),
+                &["EPERM"],
+            );
             // UDP: the send itself may succeed inside the sandbox's own
             // network namespace (there is a loopback there); what matters is
             // that nothing arrives outside.
@@ -128,23 +159,52 @@ fn the_network_is_off_by_default() {
                 let before = hits.get();
                 let c = outside(&who, &ws, action, &[addr, port]);
                 let after = hits.get();
-                v.check(&n(&format!("{w}: control arrived")), c.is_ok() && after > before, format!("{c:?}"));
+                v.check(
+                    &n(&format!("{w}: control arrived")),
+                    c.is_ok() && after > before,
+                    format!("{c:?}"),
+                );
                 let sb = inside(&who, &ws, &a, action, &[addr, port]);
-                v.check(&n(&format!("{w}: nothing arrived")), hits.get() == after, format!("{sb:?}"));
+                v.check(
+                    &n(&format!("{w}: nothing arrived")),
+                    hits.get() == after,
+                    format!("{sb:?}"),
+                );
             }
             let ext = inside(&who, &ws, &a, "connect-tcp", &["192.0.2.1", "80"]);
-            v.check(&n("TCP to the outside world"), !ext.is_ok(), format!("{ext:?}"));
+            v.check(
+                &n("TCP to the outside world"),
+                !ext.is_ok(),
+                format!("{ext:?}"),
+            );
             let dns = inside(&who, &ws, &a, "dns-lookup", &["moat-canary.example.com"]);
             v.check(&n("DNS lookup fails"), !dns.is_ok(), format!("{dns:?}"));
             let raw = inside(&who, &ws, &a, "raw-socket", &[]);
-            v.check(&n("raw socket refused"), matches!(raw.error(), "EPERM" | "EACCES"), format!("{raw:?}"));
+            v.check(
+                &n("raw socket refused"),
+                matches!(raw.error(), "EPERM" | "EACCES"),
+                format!("{raw:?}"),
+            );
         }
         // Servers started inside work on the sandbox's own loopback.
-        v.works(&format!("{} localhost server inside", who.name), &inside(&who, &ws, &[], "tcp-listen-loopback", &[]));
+        v.works(
+            &format!("{} localhost server inside", who.name),
+            &inside(&who, &ws, &[], "tcp-listen-loopback", &[]),
+        );
         // With the network on, the host's listener is reachable.
         let before = thits.get();
-        let on = inside(&who, &ws, &["--network", "on"], "connect-tcp", &["127.0.0.1", &tport]);
-        v.check(&format!("{} --network on reaches the host", who.name), on.is_ok() && thits.get() > before, format!("{on:?}"));
+        let on = inside(
+            &who,
+            &ws,
+            &["--network", "on"],
+            "connect-tcp",
+            &["127.0.0.1", &tport],
+        );
+        v.check(
+            &format!("{} --network on reaches the host", who.name),
+            on.is_ok() && thits.get() > before,
+            format!("{on:?}"),
+        );
     }
     v.finish();
 }
@@ -171,9 +231,17 @@ fn socket_families_beyond_unix_and_ip_are_refused() {
             }
             let control = outside(&who, &ws, "socket", &[family, ty]);
             let sandboxed = inside(&who, &ws, &[], "socket", &[family, ty]);
-            v.blocked_reached(&format!("{} socket({name})", who.name), &control, &sandboxed, &["EPERM"]);
+            v.blocked_reached(
+                &format!("{} socket({name})", who.name),
+                &control,
+                &sandboxed,
+                &["EPERM"],
+            );
         }
-        v.works(&format!("{} socket(unix)", who.name), &inside(&who, &ws, &[], "socket", &["1", "1"]));
+        v.works(
+            &format!("{} socket(unix)", who.name),
+            &inside(&who, &ws, &[], "socket", &["1", "1"]),
+        );
     }
     v.finish();
 }
@@ -187,25 +255,49 @@ fn host_unix_sockets_are_out_of_reach() {
         // A pathname socket anywhere (like docker.sock or an agent socket).
         let path = s.outside.join("agent.sock");
         let l = UnixListener::bind(&path).unwrap();
-        std::process::Command::new("chmod").arg("777").arg(&path).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("777")
+            .arg(&path)
+            .status()
+            .unwrap();
         let hits = unix(l);
         let p = path.to_str().unwrap();
-        contact(&mut v, &format!("{} pathname socket", who.name), &hits,
+        contact(
+            &mut v,
+            &format!("{} pathname socket", who.name),
+            &hits,
             || outside(&who, &ws, "connect-unix", &[p]),
             || inside(&who, &ws, &[], "connect-unix", &[p]),
-            &["ECONNREFUSED", "ENOENT", "EACCES"]);
+            &["ECONNREFUSED", "ENOENT", "EACCES"],
+        );
         // A tmux-style server socket in /tmp.
-        let dir = std::path::PathBuf::from(format!("/tmp/moat-it-tmux-{}-{}", who.uid, std::process::id()));
+        let dir = std::path::PathBuf::from(format!(
+            "/tmp/moat-it-tmux-{}-{}",
+            who.uid,
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        std::process::Command::new("chmod").arg("777").arg(&dir).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("777")
+            .arg(&dir)
+            .status()
+            .unwrap();
         let tpath = dir.join("default");
         let hits = unix(UnixListener::bind(&tpath).unwrap());
-        std::process::Command::new("chmod").arg("777").arg(&tpath).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("777")
+            .arg(&tpath)
+            .status()
+            .unwrap();
         let t = tpath.to_str().unwrap();
-        contact(&mut v, &format!("{} socket in /tmp", who.name), &hits,
+        contact(
+            &mut v,
+            &format!("{} socket in /tmp", who.name),
+            &hits,
             || outside(&who, &ws, "connect-unix", &[t]),
             || inside(&who, &ws, &[], "connect-unix", &[t]),
-            &["ECONNREFUSED", "ENOENT", "EACCES"]);
+            &["ECONNREFUSED", "ENOENT", "EACCES"],
+        );
         let _ = std::fs::remove_dir_all(&dir);
         // An abstract socket (X11, D-Bus, containerd-shim).
         use std::os::linux::net::SocketAddrExt;
@@ -213,10 +305,22 @@ fn host_unix_sockets_are_out_of_reach() {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let hits = unix(UnixListener::bind_addr(&addr).unwrap());
         for isolation in ["full", "landlock-only"] {
-            contact(&mut v, &format!("{} {isolation} abstract socket", who.name), &hits,
+            contact(
+                &mut v,
+                &format!("{} {isolation} abstract socket", who.name),
+                &hits,
                 || outside(&who, &ws, "connect-abstract", &[&name]),
-                || inside(&who, &ws, &["--isolation", isolation, "--allow-degraded"], "connect-abstract", &[&name]),
-                &["ECONNREFUSED", "EPERM"]);
+                || {
+                    inside(
+                        &who,
+                        &ws,
+                        &["--isolation", isolation, "--allow-degraded"],
+                        "connect-abstract",
+                        &[&name],
+                    )
+                },
+                &["ECONNREFUSED", "EPERM"],
+            );
         }
     }
     v.finish();

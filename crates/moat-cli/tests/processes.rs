@@ -1,7 +1,12 @@
 //! Attacks on other processes and on the person's terminal, leaked
 //! descriptors, setuid programs, and the life of the process tree.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod common;
 
@@ -54,7 +59,12 @@ fn other_processes_are_out_of_reach() {
             let name = |what: &str| format!("{} {isolation} {what}", who.name);
             // Signal 0 checks reachability without harming the target.
             let control = outside(&who, &ws, "kill", &[&pid, "0"]);
-            v.blocked(&name("kill"), &control, &inside(&who, &ws, &args, "kill", &[&pid, "0"]), &["ESRCH", "EPERM"]);
+            v.blocked(
+                &name("kill"),
+                &control,
+                &inside(&who, &ws, &args, "kill", &[&pid, "0"]),
+                &["ESRCH", "EPERM"],
+            );
             let control = outside(&who, &ws, "pidfd-signal", &[&pid, "0"]);
             v.blocked(
                 &name("pidfd signal"),
@@ -63,7 +73,12 @@ fn other_processes_are_out_of_reach() {
                 &["ESRCH", "EPERM"],
             );
             let control = outside(&who, &ws, "ptrace-attach", &[&pid]);
-            v.blocked(&name("ptrace"), &control, &inside(&who, &ws, &args, "ptrace-attach", &[&pid]), &["EPERM", "ESRCH"]);
+            v.blocked(
+                &name("ptrace"),
+                &control,
+                &inside(&who, &ws, &args, "ptrace-attach", &[&pid]),
+                &["EPERM", "ESRCH"],
+            );
             for file in ["environ", "mem", "root/etc/hostname", "fd/0", "fd"] {
                 // Without a pid namespace the fd numbers of a process of the
                 // same account can be listed (proc allows its owner that);
@@ -71,7 +86,11 @@ fn other_processes_are_out_of_reach() {
                 if file == "fd" && isolation == "landlock-only" {
                     continue;
                 }
-                let action = if file == "fd" { "list-dir" } else { "open-proc" };
+                let action = if file == "fd" {
+                    "list-dir"
+                } else {
+                    "open-proc"
+                };
                 let (cargs, path);
                 if file == "fd" {
                     path = format!("/proc/{pid}/fd");
@@ -102,9 +121,18 @@ fn other_processes_are_out_of_reach() {
                 &["EPERM", "ESRCH"],
             );
             let control = outside(&who, &ws, "kcmp", &[&pid]);
-            v.blocked_reached(&name("kcmp"), &control, &inside(&who, &ws, &args, "kcmp", &[&pid]), &["EPERM"]);
+            v.blocked_reached(
+                &name("kcmp"),
+                &control,
+                &inside(&who, &ws, &args, "kcmp", &[&pid]),
+                &["EPERM"],
+            );
         }
-        v.check(&format!("{} target survived", who.name), target.alive(), "the target process died");
+        v.check(
+            &format!("{} target survived", who.name),
+            target.alive(),
+            "the target process died",
+        );
     }
     v.finish();
 }
@@ -122,11 +150,28 @@ fn terminal_injection_is_refused() {
         for high in ["", " high"] {
             // script(1) gives the command a terminal on stdin, as an agent's
             // terminal would.
-            let control = via_shell(&who, &ws, &format!("script -qec '{p} tiocsti 0{high}' /dev/null"));
-            let sandboxed = via_shell(&who, &ws, &format!("script -qec '{m} run -- {p} tiocsti 0{high}' /dev/null"));
-            v.blocked(&format!("{} TIOCSTI{high}", who.name), &control, &sandboxed, &["EPERM"]);
+            let control = via_shell(
+                &who,
+                &ws,
+                &format!("script -qec '{p} tiocsti 0{high}' /dev/null"),
+            );
+            let sandboxed = via_shell(
+                &who,
+                &ws,
+                &format!("script -qec '{m} run -- {p} tiocsti 0{high}' /dev/null"),
+            );
+            v.blocked(
+                &format!("{} TIOCSTI{high}", who.name),
+                &control,
+                &sandboxed,
+                &["EPERM"],
+            );
         }
-        let sandboxed = via_shell(&who, &ws, &format!("script -qec '{m} run -- {p} tioclinux 0' /dev/null"));
+        let sandboxed = via_shell(
+            &who,
+            &ws,
+            &format!("script -qec '{m} run -- {p} tioclinux 0' /dev/null"),
+        );
         v.check(
             &format!("{} TIOCLINUX", who.name),
             sandboxed.error() == "EPERM",
@@ -151,9 +196,22 @@ fn leaked_descriptors_are_closed() {
         // The person's program (the agent) leaked fd 9, open for append on a
         // file outside the workspace.
         let control = via_shell(&who, &ws, &format!("exec 9>>{c}; {p} write-fd 9"));
-        let sandboxed = via_shell(&who, &ws, &format!("exec 9>>{c}; {m} run -- {p} write-fd 9"));
-        v.blocked(&format!("{} write to a leaked fd", who.name), &control, &sandboxed, &["EBADF"]);
-        let fds = via_shell(&who, &ws, &format!("exec 9>>{c} 7<{c}; {m} run -- {p} list-fds"));
+        let sandboxed = via_shell(
+            &who,
+            &ws,
+            &format!("exec 9>>{c}; {m} run -- {p} write-fd 9"),
+        );
+        v.blocked(
+            &format!("{} write to a leaked fd", who.name),
+            &control,
+            &sandboxed,
+            &["EBADF"],
+        );
+        let fds = via_shell(
+            &who,
+            &ws,
+            &format!("exec 9>>{c} 7<{c}; {m} run -- {p} list-fds"),
+        );
         v.check(
             &format!("{} only stdio is open", who.name),
             matches!(&fds, Probe::Ok(d) if d == "0,1,2"),
@@ -174,11 +232,23 @@ fn setuid_programs_gain_nothing() {
     let copy = s.outside.join("id-suid");
     std::fs::copy("/usr/bin/id", &copy).unwrap();
     // Owned by root, setuid: run by the account it would make it root.
-    std::process::Command::new("chown").arg("0:0").arg(&copy).status().unwrap();
-    std::process::Command::new("chmod").arg("4755").arg(&copy).status().unwrap();
+    std::process::Command::new("chown")
+        .arg("0:0")
+        .arg(&copy)
+        .status()
+        .unwrap();
+    std::process::Command::new("chmod")
+        .arg("4755")
+        .arg(&copy)
+        .status()
+        .unwrap();
     let c = copy.to_str().unwrap();
     let control = command_as(&who, c).arg("-u").output().unwrap();
-    assert_eq!(stdout(&control).trim(), "0", "control: the setuid copy should give euid 0 outside");
+    assert_eq!(
+        stdout(&control).trim(),
+        "0",
+        "control: the setuid copy should give euid 0 outside"
+    );
     let inside = moat_run(&who, &s.ws, &[], &[c, "-u"]);
     assert_eq!(
         stdout(&inside).trim(),
@@ -188,8 +258,14 @@ fn setuid_programs_gain_nothing() {
     );
     let ids = inside_ids(&who, &s);
     assert!(ids.contains("nnp=1"), "no_new_privs must be set: {ids}");
-    assert!(ids.contains("capeff=0000000000000000"), "no effective capabilities: {ids}");
-    assert!(ids.contains("capbnd=0000000000000000"), "empty bounding set: {ids}");
+    assert!(
+        ids.contains("capeff=0000000000000000"),
+        "no effective capabilities: {ids}"
+    );
+    assert!(
+        ids.contains("capbnd=0000000000000000"),
+        "empty bounding set: {ids}"
+    );
 }
 
 fn inside_ids(who: &Who, s: &Scratch) -> String {
@@ -208,7 +284,11 @@ fn the_command_is_pid_two_in_a_new_session() {
         // its own session, with no controlling terminal.
         assert!(ids.contains(" pid=2 "), "{}: {ids}", who.name);
         assert!(ids.contains("sid=2 "), "{}: {ids}", who.name);
-        assert!(ids.contains(&format!("uid={} ", who.uid)), "{}: {ids}", who.name);
+        assert!(
+            ids.contains(&format!("uid={} ", who.uid)),
+            "{}: {ids}",
+            who.name
+        );
     }
 }
 
@@ -236,7 +316,10 @@ fn killing_moat_kills_the_whole_tree() {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !pgrep(&format!("sleep 2{marker}")) {
-            assert!(Instant::now() < deadline, "the sandboxed command never started");
+            assert!(
+                Instant::now() < deadline,
+                "the sandboxed command never started"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // SIGKILL: moat gets no chance to clean up; the kernel must.
@@ -273,6 +356,13 @@ fn signals_to_moat_reach_the_command() {
         .status()
         .unwrap();
     let status = moat_proc.wait().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "SIGTERM was not forwarded");
-    assert_eq!(status.code(), Some(143), "the command's death by SIGTERM is moat's exit status");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "SIGTERM was not forwarded"
+    );
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "the command's death by SIGTERM is moat's exit status"
+    );
 }

@@ -124,7 +124,14 @@ pub fn load(path: &Path, source: Source) -> Result<Option<Layer>, ConfigError> {
     };
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A placeholder `.moat` of a concurrent run is not a directory:
+        // there is no config file in it either.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(err(format!("cannot read: {}", e))),
     };
     if !meta.is_file() {
@@ -286,9 +293,19 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     let trimmed = line.trim();
     let key = if trimmed.starts_with('[') {
-        return Some(trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        return Some(
+            trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
     } else {
-        trimmed.split('=').next()?.trim().trim_matches('"').to_string()
+        trimmed
+            .split('=')
+            .next()?
+            .trim()
+            .trim_matches('"')
+            .to_string()
     };
     if key.is_empty() {
         return table;
@@ -340,7 +357,10 @@ file_size = 1048576
         )
         .unwrap();
         assert_eq!(layer.preset, Some(Preset::ReadOnly));
-        assert_eq!(layer.write, [PathBuf::from("~/out"), PathBuf::from("/data")]);
+        assert_eq!(
+            layer.write,
+            [PathBuf::from("~/out"), PathBuf::from("/data")]
+        );
         assert_eq!(layer.read, Some(ReadMode::Restricted));
         assert_eq!(layer.strict_git, Some(true));
         assert_eq!(layer.network, Some(NetworkMode::On));
@@ -356,22 +376,59 @@ file_size = 1048576
     #[test]
     fn errors_name_file_line_and_key() {
         let cases: &[(&str, (usize, usize), &str, &str)] = &[
-            ("[filesystem]\nwrtie = []\n", (2, 1), "filesystem.wrtie", "unknown field"),
-            ("[network]\nmode = \"sometimes\"\n", (2, 8), "network.mode", "sometimes"),
-            ("[filesystem]\nstrict_git = \"yes\"\n", (2, 14), "filesystem.strict_git", "boolean"),
-            ("[limits]\ntimeout = \"soon\"\n", (2, 11), "limits.timeout", "duration"),
-            ("[limits]\nprocesses = 0\n", (2, 13), "limits.processes", "positive"),
-            ("[limits]\nmemory = \"12Q\"\n", (2, 10), "limits.memory", "size"),
+            (
+                "[filesystem]\nwrtie = []\n",
+                (2, 1),
+                "filesystem.wrtie",
+                "unknown field",
+            ),
+            (
+                "[network]\nmode = \"sometimes\"\n",
+                (2, 8),
+                "network.mode",
+                "sometimes",
+            ),
+            (
+                "[filesystem]\nstrict_git = \"yes\"\n",
+                (2, 14),
+                "filesystem.strict_git",
+                "boolean",
+            ),
+            (
+                "[limits]\ntimeout = \"soon\"\n",
+                (2, 11),
+                "limits.timeout",
+                "duration",
+            ),
+            (
+                "[limits]\nprocesses = 0\n",
+                (2, 13),
+                "limits.processes",
+                "positive",
+            ),
+            (
+                "[limits]\nmemory = \"12Q\"\n",
+                (2, 10),
+                "limits.memory",
+                "size",
+            ),
             ("preset = \"yolo\"\n", (1, 10), "preset", "expected one of"),
             ("[nonsense]\n", (1, 2), "nonsense", "unknown field"),
-            ("[filesystem]\nwrite = [\"\"]\n", (2, 10), "filesystem.write", "empty"),
+            (
+                "[filesystem]\nwrite = [\"\"]\n",
+                (2, 10),
+                "filesystem.write",
+                "empty",
+            ),
         ];
         for (text, line, key, needle) in cases {
             let err = user(text).unwrap_err();
             assert_eq!(err.line, Some(*line), "{text}: {err}");
             assert_eq!(err.key.as_deref(), Some(*key), "{text}: {err}");
             assert!(err.message.contains(needle), "{text}: {err}");
-            assert!(err.to_string().starts_with("/home/u/.config/moat/config.toml:"));
+            assert!(err
+                .to_string()
+                .starts_with("/home/u/.config/moat/config.toml:"));
         }
     }
 
@@ -408,7 +465,10 @@ file_size = 1048576
     fn missing_file_is_no_layer_and_directories_are_errors() {
         let dir = std::env::temp_dir().join(format!("moat-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(load(&dir.join("absent.toml"), Source::Default).unwrap(), None);
+        assert_eq!(
+            load(&dir.join("absent.toml"), Source::Default).unwrap(),
+            None
+        );
         let err = load(&dir, Source::Default).unwrap_err();
         assert!(err.message.contains("not a regular file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -99,7 +99,8 @@ struct Asm {
 
 impl Asm {
     fn emit(&mut self, code: u16, jt: u8, jf: u8, k: u32) {
-        self.code.push(Insn::Plain(libc::sock_filter { code, jt, jf, k }));
+        self.code
+            .push(Insn::Plain(libc::sock_filter { code, jt, jf, k }));
     }
 
     fn label(&mut self) -> usize {
@@ -288,14 +289,28 @@ mod tests {
     #[test]
     fn dispatch_finds_every_entry_and_nothing_else() {
         let denied: Vec<u32> = (0..100).map(|i| i * 4 + 1).collect();
-        let program = compile(&filter(denied.iter().map(|&n| deny(n)).collect())).unwrap_or_default();
+        let program =
+            compile(&filter(denied.iter().map(|&n| deny(n)).collect())).unwrap_or_default();
         for nr in 0..500 {
-            let want = if denied.contains(&nr) { libc::SECCOMP_RET_ERRNO | 1 } else { libc::SECCOMP_RET_ALLOW };
+            let want = if denied.contains(&nr) {
+                libc::SECCOMP_RET_ERRNO | 1
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
             assert_eq!(evaluate(&program, ARCH, nr, [0; 6]), want, "nr {nr}");
         }
-        assert_eq!(evaluate(&program, ARCH, 500, [0; 6]), libc::SECCOMP_RET_ERRNO | 38);
-        assert_eq!(evaluate(&program, ARCH, 0x4000_0027, [0; 6]), libc::SECCOMP_RET_ERRNO | 38);
-        assert_eq!(evaluate(&program, 0x4000_0003, 20, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(
+            evaluate(&program, ARCH, 500, [0; 6]),
+            libc::SECCOMP_RET_ERRNO | 38
+        );
+        assert_eq!(
+            evaluate(&program, ARCH, 0x4000_0027, [0; 6]),
+            libc::SECCOMP_RET_ERRNO | 38
+        );
+        assert_eq!(
+            evaluate(&program, 0x4000_0003, 20, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
     }
 
     #[test]
@@ -303,7 +318,10 @@ mod tests {
         let e = Entry {
             nr: 16,
             action: Action::Errno(1),
-            rules: vec![vec![(1, Cmp::Eq(0x5412))], vec![(0, Cmp::Ne(1)), (0, Cmp::Ne(2))]],
+            rules: vec![
+                vec![(1, Cmp::Eq(0x5412))],
+                vec![(0, Cmp::Ne(1)), (0, Cmp::Ne(2))],
+            ],
         };
         let clone = Entry {
             nr: 56,
@@ -314,17 +332,29 @@ mod tests {
         let eperm = libc::SECCOMP_RET_ERRNO | 1;
         let allow = libc::SECCOMP_RET_ALLOW;
         assert_eq!(evaluate(&program, ARCH, 16, [1, 0x5412, 0, 0, 0, 0]), eperm);
-        assert_eq!(evaluate(&program, ARCH, 16, [1, 0x1_0000_5412, 0, 0, 0, 0]), eperm);
+        assert_eq!(
+            evaluate(&program, ARCH, 16, [1, 0x1_0000_5412, 0, 0, 0, 0]),
+            eperm
+        );
         assert_eq!(evaluate(&program, ARCH, 16, [1, 0x5413, 0, 0, 0, 0]), allow);
         assert_eq!(evaluate(&program, ARCH, 16, [2, 0x5413, 0, 0, 0, 0]), allow);
         assert_eq!(evaluate(&program, ARCH, 16, [3, 0x5413, 0, 0, 0, 0]), eperm);
-        assert_eq!(evaluate(&program, ARCH, 56, [0x1000_0011, 0, 0, 0, 0, 0]), eperm);
+        assert_eq!(
+            evaluate(&program, ARCH, 56, [0x1000_0011, 0, 0, 0, 0, 0]),
+            eperm
+        );
         assert_eq!(evaluate(&program, ARCH, 56, [0x11, 0, 0, 0, 0, 0]), allow);
     }
 
     #[test]
     fn refuses_bad_tables() {
-        assert_eq!(compile(&filter(vec![deny(3), deny(3)])).err(), Some(BpfError::Duplicate(3)));
-        assert_eq!(compile(&filter(vec![deny(600)])).err(), Some(BpfError::OutOfRange(600)));
+        assert_eq!(
+            compile(&filter(vec![deny(3), deny(3)])).err(),
+            Some(BpfError::Duplicate(3))
+        );
+        assert_eq!(
+            compile(&filter(vec![deny(600)])).err(),
+            Some(BpfError::OutOfRange(600))
+        );
     }
 }

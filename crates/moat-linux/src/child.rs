@@ -63,9 +63,24 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
         sys::clone::exit_now(SETUP_FAILED);
     }
     if let Some((uid_map, gid_map)) = &spec.id_maps {
-        must(report, Step::UidMap, 0, sys::fd::write_file(c"/proc/self/uid_map", uid_map));
-        must(report, Step::SetGroups, 0, sys::fd::write_file(c"/proc/self/setgroups", b"deny"));
-        must(report, Step::GidMap, 0, sys::fd::write_file(c"/proc/self/gid_map", gid_map));
+        must(
+            report,
+            Step::UidMap,
+            0,
+            sys::fd::write_file(c"/proc/self/uid_map", uid_map),
+        );
+        must(
+            report,
+            Step::SetGroups,
+            0,
+            sys::fd::write_file(c"/proc/self/setgroups", b"deny"),
+        );
+        must(
+            report,
+            Step::GidMap,
+            0,
+            sys::fd::write_file(c"/proc/self/gid_map", gid_map),
+        );
     }
     let mut empty_mount: RawFd = -1;
     for (i, op) in spec.ops.iter().enumerate() {
@@ -94,7 +109,12 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
     // Block everything: signals are taken with sigwaitinfo below, and a
     // blocked signal is never discarded, even for a namespace's init.
     let all = sys::signal::SigSet::full();
-    must(report, Step::Signals, 0, sys::signal::mask(libc::SIG_SETMASK, &all));
+    must(
+        report,
+        Step::Signals,
+        0,
+        sys::signal::mask(libc::SIG_SETMASK, &all),
+    );
     let pid = match must(report, Step::Fork, 0, sys::clone::fork_plain()) {
         None => command_main(spec, pty_slave),
         Some(pid) => pid,
@@ -133,13 +153,21 @@ fn reap_loop(report: RawFd, command: libc::pid_t, all: &sys::signal::SigSet) -> 
                     }
                 }
             }
-            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT | libc::SIGUSR1
-            | libc::SIGUSR2 | libc::SIGWINCH | libc::SIGCONT | libc::SIGTSTP | libc::SIGALRM => {
-                // The command leads its own process group; a shell pipeline
-                // in it gets the signal as it would from a terminal.
-                if sys::process::kill(-command, signal).is_err() {
-                    let _ = sys::process::kill(command, signal);
-                }
+            // The command leads its own process group; a shell pipeline in
+            // it gets the signal as it would from a terminal.
+            libc::SIGINT
+            | libc::SIGTERM
+            | libc::SIGHUP
+            | libc::SIGQUIT
+            | libc::SIGUSR1
+            | libc::SIGUSR2
+            | libc::SIGWINCH
+            | libc::SIGCONT
+            | libc::SIGTSTP
+            | libc::SIGALRM
+                if sys::process::kill(-command, signal).is_err() =>
+            {
+                let _ = sys::process::kill(command, signal);
             }
             _ => {}
         }
@@ -148,7 +176,8 @@ fn reap_loop(report: RawFd, command: libc::pid_t, all: &sys::signal::SigSet) -> 
 
 fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()> {
     use crate::sys::mount::*;
-    let slot_fd = |slots: &[RawFd], slot: usize| slots.get(slot).copied().ok_or(Errno(libc::EINVAL));
+    let slot_fd =
+        |slots: &[RawFd], slot: usize| slots.get(slot).copied().ok_or(Errno(libc::EINVAL));
     match op {
         Op::MakePrivate => mount(
             None,
@@ -183,7 +212,13 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
             target,
             options,
             flags,
-        } => mount(Some(c"tmpfs"), target, Some(c"tmpfs"), *flags, Some(options)),
+        } => mount(
+            Some(c"tmpfs"),
+            target,
+            Some(c"tmpfs"),
+            *flags,
+            Some(options),
+        ),
         Op::Mkdir { path, mode } => sys::fd::mkdir(path, *mode),
         Op::Touch { path } => sys::fd::touch(path, 0o644),
         Op::Symlink { target, link } => sys::fd::symlink(target, link),
@@ -265,37 +300,82 @@ fn command_main(spec: &ChildSpec, pty_slave: RawFd) -> ! {
     let report = spec.report;
     must(report, Step::Session, 0, sys::process::new_session());
     if pty_slave >= 0 {
-        must(report, Step::Terminal, 0, sys::process::set_controlling_tty(pty_slave));
+        must(
+            report,
+            Step::Terminal,
+            0,
+            sys::process::set_controlling_tty(pty_slave),
+        );
         for target in 0..3 {
-            must(report, Step::Stdio, target as u32, sys::fd::dup_to(pty_slave, target));
+            must(
+                report,
+                Step::Stdio,
+                target as u32,
+                sys::fd::dup_to(pty_slave, target),
+            );
         }
     } else {
         for (target, stdio) in spec.stdio.iter().enumerate() {
             if let Stdio::Fd(fd) = stdio {
-                must(report, Step::Stdio, target as u32, sys::fd::dup_to(*fd, target as RawFd));
+                must(
+                    report,
+                    Step::Stdio,
+                    target as u32,
+                    sys::fd::dup_to(*fd, target as RawFd),
+                );
             }
         }
     }
     let none = sys::signal::SigSet::empty();
-    must(report, Step::Signals, 1, sys::signal::mask(libc::SIG_SETMASK, &none));
+    must(
+        report,
+        Step::Signals,
+        1,
+        sys::signal::mask(libc::SIG_SETMASK, &none),
+    );
     // moat (as every Rust program) ignores SIGPIPE; the command must not
     // inherit that.
-    must(report, Step::Signals, 2, sys::signal::set_default(libc::SIGPIPE));
+    must(
+        report,
+        Step::Signals,
+        2,
+        sys::signal::set_default(libc::SIGPIPE),
+    );
     for (i, (resource, value)) in spec.rlimits.iter().enumerate() {
-        must(report, Step::Rlimit, i as u32, sys::process::set_rlimit(*resource, *value));
+        must(
+            report,
+            Step::Rlimit,
+            i as u32,
+            sys::process::set_rlimit(*resource, *value),
+        );
     }
     must(report, Step::Chdir, 0, sys::fd::chdir(&spec.cwd));
     must(report, Step::Capabilities, 0, sys::caps::drop_all());
     must(report, Step::NoNewPrivs, 0, sys::caps::set_no_new_privs());
     if let Some(ruleset) = spec.ruleset {
         for (i, (path, access)) in spec.inner_rules.iter().enumerate() {
-            must(report, Step::LandlockRule, i as u32, sys::landlock::allow_beneath(ruleset, path, *access));
+            must(
+                report,
+                Step::LandlockRule,
+                i as u32,
+                sys::landlock::allow_beneath(ruleset, path, *access),
+            );
         }
-        must(report, Step::LandlockRestrict, 0, sys::landlock::restrict_self(ruleset));
+        must(
+            report,
+            Step::LandlockRestrict,
+            0,
+            sys::landlock::restrict_self(ruleset),
+        );
         sys::fd::close_raw(ruleset);
     }
     for (i, filter) in spec.filters.iter().enumerate() {
-        must(report, Step::Seccomp, i as u32, sys::seccomp::install(filter));
+        must(
+            report,
+            Step::Seccomp,
+            i as u32,
+            sys::seccomp::install(filter),
+        );
     }
     must(report, Step::CloseFds, 0, sys::fd::cloexec_from(3));
 

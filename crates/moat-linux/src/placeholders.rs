@@ -143,7 +143,7 @@ mod tests {
     fn created_and_removed() {
         let d = tempdir("basic");
         let p = d.join(".vscode");
-        let mut ph = Placeholders::create(&[p.clone()]).unwrap();
+        let mut ph = Placeholders::create(std::slice::from_ref(&p)).unwrap();
         assert!(placeholder_ino(&p).is_some());
         assert_eq!(ph.paths(), vec![p.clone()]);
         ph.remove();
@@ -155,16 +155,19 @@ mod tests {
     fn shared_between_runs_and_never_the_persons() {
         let d = tempdir("shared");
         let p = d.join(".codex");
-        let mut first = Placeholders::create(&[p.clone()]).unwrap();
-        let mut second = Placeholders::create(&[p.clone()]).unwrap();
+        let mut first = Placeholders::create(std::slice::from_ref(&p)).unwrap();
+        let mut second = Placeholders::create(std::slice::from_ref(&p)).unwrap();
         first.remove();
-        assert!(placeholder_ino(&p).is_some(), "still held by the second run");
+        assert!(
+            placeholder_ino(&p).is_some(),
+            "still held by the second run"
+        );
         second.remove();
         assert!(std::fs::symlink_metadata(&p).is_err());
 
         // Something the person made is never adopted or removed.
         std::fs::create_dir(&p).unwrap();
-        let mut third = Placeholders::create(&[p.clone()]).unwrap();
+        let mut third = Placeholders::create(std::slice::from_ref(&p)).unwrap();
         assert!(third.paths().is_empty());
         third.remove();
         assert!(p.is_dir());
@@ -175,11 +178,11 @@ mod tests {
     fn stale_placeholder_is_adopted_and_cleaned() {
         let d = tempdir("stale");
         let p = d.join(".idea");
-        let mut ph = Placeholders::create(&[p.clone()]).unwrap();
+        let mut ph = Placeholders::create(std::slice::from_ref(&p)).unwrap();
         // A killed run: its lock goes with it, its placeholder stays.
         ph.held.clear();
         assert!(placeholder_ino(&p).is_some());
-        let mut next = Placeholders::create(&[p.clone()]).unwrap();
+        let mut next = Placeholders::create(std::slice::from_ref(&p)).unwrap();
         assert_eq!(next.paths(), vec![p.clone()]);
         next.remove();
         assert!(std::fs::symlink_metadata(&p).is_err());

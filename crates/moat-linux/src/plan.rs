@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use moat_policy::view::FsView;
 use moat_policy::EntryKind;
 
-use crate::sys::mount::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use crate::sys::mount::{
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+};
 
 /// Device nodes the sandbox gets (bound from the host's /dev).
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -48,10 +50,18 @@ pub enum Op {
         flags: libc::c_ulong,
     },
     /// Create a directory (inside a tmpfs the plan mounted).
-    Mkdir { path: CString, mode: libc::mode_t },
+    Mkdir {
+        path: CString,
+        mode: libc::mode_t,
+    },
     /// Create an empty file as a mount point.
-    Touch { path: CString },
-    Symlink { target: CString, link: CString },
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
     /// Attach slot `slot` at `target`, setting `set` attributes on it.
     Attach {
         slot: usize,
@@ -59,17 +69,31 @@ pub enum Op {
         set: u64,
     },
     /// Bind `path` over itself: read-only (protected) or not (pinned).
-    BindSelf { path: CString, read_only: bool },
+    BindSelf {
+        path: CString,
+        read_only: bool,
+    },
     /// Prepare the empty, unreadable file that masks denied files.
     EmptyFile,
     /// Bind the empty file over `target`.
-    MaskFile { target: CString },
+    MaskFile {
+        target: CString,
+    },
     /// Mount an empty, unreadable, read-only tmpfs over `target`.
-    MaskDir { target: CString },
-    Proc { target: CString },
-    Devpts { target: CString },
+    MaskDir {
+        target: CString,
+    },
+    Proc {
+        target: CString,
+    },
+    Devpts {
+        target: CString,
+    },
     /// Change attributes of the single mount at `path`.
-    SetAttr { path: CString, set: u64 },
+    SetAttr {
+        path: CString,
+        set: u64,
+    },
     LoopbackUp,
 }
 
@@ -235,7 +259,10 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
         roots.push((slot, w.path.clone(), 0u64));
     }
     // A read-only workspace under a private area must stay visible.
-    let ws_covered = view.writable.iter().any(|w| input.workspace.starts_with(&w.path));
+    let ws_covered = view
+        .writable
+        .iter()
+        .any(|w| input.workspace.starts_with(&w.path));
     if !ws_covered && under_area(&input.workspace).is_some() {
         let slot = b.slot();
         b.op(Op::Clone {
@@ -463,7 +490,7 @@ mod tests {
         names(plan)
             .iter()
             .position(|n| n == text)
-            .unwrap_or_else(|| usize::MAX)
+            .unwrap_or(usize::MAX)
     }
 
     fn view() -> FsView {
@@ -521,11 +548,17 @@ mod tests {
         assert_eq!(position(&plan, "make mounts private"), 0);
         assert!(clone_ws < lock, "roots are cloned while still writable");
         assert!(position(&plan, "clone the mount at /dev/null") < lock);
-        assert!(lock < tmp && tmp < attach, "roots under /tmp re-attached inside it");
+        assert!(
+            lock < tmp && tmp < attach,
+            "roots under /tmp re-attached inside it"
+        );
         assert!(position(&plan, "create directory /tmp/ws") < attach);
         assert!(attach < pin && pin < hooks, "pins before what they protect");
         assert!(position(&plan, "hide /home/u/.ssh") > hooks);
-        assert!(position(&plan, "hide /home/u/.netrc") > position(&plan, "prepare the mask for denied files"));
+        assert!(
+            position(&plan, "hide /home/u/.netrc")
+                > position(&plan, "prepare the mask for denied files")
+        );
         assert!(position(&plan, "bring up loopback") < usize::MAX);
     }
 
@@ -544,7 +577,10 @@ mod tests {
         i.own_network = false;
         let plan = build(&view(), &i);
         assert_eq!(position(&plan, "bring up loopback"), usize::MAX);
-        assert!(position(&plan, "set attributes on /run") > position(&plan, "mount a private tmpfs on /run"));
+        assert!(
+            position(&plan, "set attributes on /run")
+                > position(&plan, "mount a private tmpfs on /run")
+        );
     }
 
     #[test]
@@ -564,6 +600,9 @@ mod tests {
             Op::Attach { target, set, .. } if target.as_bytes() == b"/tmp/ws" => Some(*set),
             _ => None,
         });
-        assert_eq!(attach.map(|s| s & MOUNT_ATTR_RDONLY), Some(MOUNT_ATTR_RDONLY));
+        assert_eq!(
+            attach.map(|s| s & MOUNT_ATTR_RDONLY),
+            Some(MOUNT_ATTR_RDONLY)
+        );
     }
 }

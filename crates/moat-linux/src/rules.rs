@@ -124,11 +124,12 @@ impl Carver<'_> {
     }
 }
 
-/// The readable paths with denied paths carved out: `(path, is_dir)`.
-/// The entries marked as listing-only (ancestors of holes) are returned as
-/// directories too; the caller grants them read rights, which Landlock
-/// applies beneath them, so for those only the listing right is given.
-fn carve(view: &FsView, fs: &dyn HostFs) -> Result<(Vec<(PathBuf, bool)>, Vec<PathBuf>), RulesError> {
+/// Readable paths with whether each is a directory, and the ancestors of
+/// denied paths among them, which get only the right to list.
+type Carved = (Vec<(PathBuf, bool)>, Vec<PathBuf>);
+
+/// The readable paths with denied paths carved out.
+fn carve(view: &FsView, fs: &dyn HostFs) -> Result<Carved, RulesError> {
     let roots = match &view.readable {
         Some(r) => r.clone(),
         None => vec![PathBuf::from("/")],
@@ -171,7 +172,12 @@ fn add(
 }
 
 /// Builds the ruleset for `view` at ABI `abi` (the kernel's).
-pub fn build(view: &FsView, fs: &dyn HostFs, abi_version: i32, net: NetRules) -> Result<Prepared, RulesError> {
+pub fn build(
+    view: &FsView,
+    fs: &dyn HostFs,
+    abi_version: i32,
+    net: NetRules,
+) -> Result<Prepared, RulesError> {
     let abi = ABI::from(abi_version);
     let all = AccessFs::from_all(abi);
     let mut ruleset = Ruleset::default()
@@ -205,7 +211,8 @@ pub fn build(view: &FsView, fs: &dyn HostFs, abi_version: i32, net: NetRules) ->
         created = add(created, &w.path, access)?;
         rules += 1;
     }
-    let devices = (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::IoctlDev) & all;
+    let devices =
+        (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::IoctlDev) & all;
     let read = (AccessFs::ReadFile | AccessFs::ReadDir) & all;
     let fd: Option<OwnedFd> = created.into();
     Ok(Prepared {

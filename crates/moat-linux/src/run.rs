@@ -13,7 +13,7 @@ use crate::child;
 use crate::plan::{self, PlanInput};
 use crate::rules::{self, NetRules};
 use crate::seccomp::{self, SocketPolicy};
-use crate::spec::{self, ChildSpec, CVec, Stdio};
+use crate::spec::{self, CVec, ChildSpec, Stdio};
 use crate::sys::{self, Errno};
 use crate::wire::{Message, Reader, Step};
 
@@ -103,7 +103,9 @@ pub enum Exit {
     /// Killed at the policy's timeout.
     TimedOut,
     /// The program could not be started (not found, not executable).
-    NotStarted { errno: i32 },
+    NotStarted {
+        errno: i32,
+    },
 }
 
 impl Exit {
@@ -190,6 +192,8 @@ pub struct Child {
     enforcement: Enforcement,
     // The per-run temporary directory of a landlock-only run.
     temp_dir: Option<PathBuf>,
+    // Records read while waiting for the start.
+    pending: Vec<Message>,
 }
 
 /// What the landlock-only mode cannot enforce for `policy`, given the
@@ -223,16 +227,19 @@ pub fn landlock_only_losses(policy: &Policy, view: &FsView, abi: i32) -> Vec<Str
     lost.push("/proc shows the host's processes and their command lines (ptrace, signals and /proc/PID/environ stay blocked)".into());
     lost.push("no private /dev or /dev/shm: POSIX shared memory and device nodes are the host's (writes outside /dev/null and terminals stay blocked)".into());
     lost.push("System V IPC and POSIX message queues are the host's".into());
-    lost.push("/tmp is not private: a per-run directory is used as TMPDIR, /tmp itself is read-only".into());
-    lost.push("if moat itself is killed with SIGKILL, background processes of the command may survive".into());
-    match policy.network.value {
-        NetworkMode::Off => {
-            if abi < 4 {
-                lost.push("TCP is not restricted (Landlock ABI < 4); only non-UNIX sockets are refused by seccomp".into());
-            }
-            lost.push("with the network off, servers the command starts on localhost cannot be reached either".into());
+    lost.push(
+        "/tmp is not private: a per-run directory is used as TMPDIR, /tmp itself is read-only"
+            .into(),
+    );
+    lost.push(
+        "if moat itself is killed with SIGKILL, background processes of the command may survive"
+            .into(),
+    );
+    if policy.network.value == NetworkMode::Off {
+        if abi < 4 {
+            lost.push("TCP is not restricted (Landlock ABI < 4); only non-UNIX sockets are refused by seccomp".into());
         }
-        _ => {}
+        lost.push("with the network off, servers the command starts on localhost cannot be reached either".into());
     }
     if policy.limits.processes.is_some() {
         lost.push("the process limit counts all of your processes, not only the sandbox's".into());
@@ -258,7 +265,9 @@ struct Prepared {
 }
 
 fn exists_dir(p: &str) -> bool {
-    std::fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false)
+    std::fs::symlink_metadata(p)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
 }
 
 fn plan_input(req: &SpawnRequest<'_>, own_network: bool) -> PlanInput {
@@ -316,8 +325,13 @@ fn removed(list: &[(String, Removal)]) -> Vec<(String, &'static str)> {
 fn make_temp_dir() -> Result<PathBuf, Error> {
     let base = std::env::temp_dir();
     for attempt in 0..16u32 {
-        let nanos = Instant::now().elapsed().as_nanos() as u32 ^ std::process::id().rotate_left(attempt);
-        let dir = base.join(format!("moat-{}-{:08x}", std::process::id(), nanos.wrapping_add(attempt)));
+        let nanos =
+            Instant::now().elapsed().as_nanos() as u32 ^ std::process::id().rotate_left(attempt);
+        let dir = base.join(format!(
+            "moat-{}-{:08x}",
+            std::process::id(),
+            nanos.wrapping_add(attempt)
+        ));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -368,7 +382,10 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         Some(d) => d.clone().into_os_string(),
         None => OsString::from("/tmp"),
     };
-    let mut forced: Vec<(&str, &OsStr)> = vec![("MOAT_SANDBOX", OsStr::new("1")), ("TMPDIR", tmp_value.as_os_str())];
+    let mut forced: Vec<(&str, &OsStr)> = vec![
+        ("MOAT_SANDBOX", OsStr::new("1")),
+        ("TMPDIR", tmp_value.as_os_str()),
+    ];
     for name in ["TMP", "TEMP", "TEMPDIR"] {
         if req.host_env.iter().any(|(n, _)| n == name) {
             forced.push((name, tmp_value.as_os_str()));
@@ -392,11 +409,22 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let mut ruleset_fd = None;
     let mut inner = Vec::new();
     if abi > 0 {
-        let net = if !full && network_off { NetRules::DenyTcp } else { NetRules::Unhandled };
+        let net = if !full && network_off {
+            NetRules::DenyTcp
+        } else {
+            NetRules::Unhandled
+        };
         if !full {
             // Without a private /dev the host's terminals and null device
             // need explicit rights.
-            for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx"] {
+            for dev in [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/tty",
+                "/dev/pts",
+                "/dev/ptmx",
+            ] {
                 if Path::new(dev).exists() {
                     view.writable.push(moat_policy::view::Writable {
                         path: PathBuf::from(dev),
@@ -415,7 +443,11 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
             "ABI {}, {} rules{}",
             abi,
             prepared.rules + inner.len(),
-            if prepared.tcp_denied { ", TCP denied" } else { "" }
+            if prepared.tcp_denied {
+                ", TCP denied"
+            } else {
+                ""
+            }
         );
         ruleset_fd = Some(prepared.fd);
     }
@@ -433,13 +465,17 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let mut pty = None;
     if req.pty {
         let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
-        let winsize = sys::pty::get_winsize(0).or_else(|_| sys::pty::get_winsize(1)).ok();
+        let winsize = sys::pty::get_winsize(0)
+            .or_else(|_| sys::pty::get_winsize(1))
+            .ok();
         pty = Some((childs.as_raw_fd(), winsize));
         child_fds.push(childs);
         pty_parent = Some(parent);
     }
     let argv = CVec::new(std::iter::once(req.program.clone()).chain(req.args.iter().cloned()))
-        .map_err(|_| Error::Nul { what: "an argument" })?;
+        .map_err(|_| Error::Nul {
+            what: "an argument",
+        })?;
     let envp = CVec::new(spec::env_strings(&env_plan.vars)).map_err(|_| Error::Nul {
         what: "an environment variable",
     })?;
@@ -497,15 +533,19 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
             "new session, dies with moat, only stdio inherited, descendants reaped".to_string()
         },
     ));
-    layers.push(("privilege", LayerState::Full, "no capabilities, no_new_privs".to_string()));
+    layers.push((
+        "privilege",
+        LayerState::Full,
+        "no capabilities, no_new_privs".to_string(),
+    ));
     layers.push(if full {
+        ("namespaces", LayerState::Full, namespaces.join(", "))
+    } else {
         (
             "namespaces",
-            LayerState::Full,
-            namespaces.join(", "),
+            LayerState::Off,
+            "user namespaces unavailable or not chosen".to_string(),
         )
-    } else {
-        ("namespaces", LayerState::Off, "user namespaces unavailable or not chosen".to_string())
     });
     layers.push(if full {
         (
@@ -553,7 +593,9 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         },
         match (policy.network.value, full) {
             (NetworkMode::Off, true) => "off: empty network namespace, loopback only".to_string(),
-            (NetworkMode::Off, false) => "off: TCP denied by Landlock, other sockets by seccomp".to_string(),
+            (NetworkMode::Off, false) => {
+                "off: TCP denied by Landlock, other sockets by seccomp".to_string()
+            }
             _ => "on: the host's network".to_string(),
         },
     ));
@@ -574,7 +616,10 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
                 parts.push(format!("{} processes", p.value));
             }
             if let Some(m) = &policy.limits.memory {
-                parts.push(format!("{} bytes of memory per process (no cgroup)", m.value));
+                parts.push(format!(
+                    "{} bytes of memory per process (no cgroup)",
+                    m.value
+                ));
             }
             if let Some(f) = &policy.limits.file_size {
                 parts.push(format!("files up to {} bytes", f.value));
@@ -628,25 +673,54 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
 }
 
 fn is_userns_errno(e: Errno) -> bool {
-    matches!(e.0, libc::EPERM | libc::ENOSPC | libc::EINVAL | libc::EUSERS | libc::EACCES)
+    matches!(
+        e.0,
+        libc::EPERM | libc::ENOSPC | libc::EINVAL | libc::EUSERS | libc::EACCES
+    )
 }
 
-/// Starts the command in a sandbox.
+/// Starts the command in a sandbox. With `allow_degraded`, a machine
+/// without usable user namespaces falls back to landlock-only, and the
+/// enforcement report says so.
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
+    match spawn_once(req, req.isolation) {
+        Err(Error::NoUserNamespaces { reason, .. })
+            if req.allow_degraded && req.isolation == Isolation::Full =>
+        {
+            let mut child = spawn_once(req, Isolation::LandlockOnly)?;
+            child.enforcement.lost.insert(
+                0,
+                format!(
+                    "user namespaces are unavailable ({}), so this run is landlock-only",
+                    reason
+                ),
+            );
+            Ok(child)
+        }
+        other => other,
+    }
+}
+
+fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Error> {
+    let req = &SpawnRequest {
+        isolation,
+        ..req.clone()
+    };
     let mut p = prepare(req)?;
-    if req.isolation == Isolation::LandlockOnly {
+    if isolation == Isolation::LandlockOnly {
         sys::process::set_child_subreaper().map_err(sys_err("becoming a subreaper"))?;
     }
     let forked = match sys::clone::fork_with(p.flags) {
         Ok(f) => f,
-        Err(e) if req.isolation == Isolation::Full && is_userns_errno(e) => {
-            let losses = bullet(&landlock_only_losses(req.policy, req.view, sys::landlock::abi_version()));
-            return Err(Error::NoUserNamespaces {
-                reason: format!("clone: {}", e),
-                losses: format!("a landlock-only run would lose:\n{}", losses),
-            });
+        Err(e) if isolation == Isolation::Full && is_userns_errno(e) => {
+            return Err(no_user_namespaces(req, format!("clone: {}", e)));
         }
-        Err(e) => return Err(Error::Sys { what: "starting the sandbox", errno: e }),
+        Err(e) => {
+            return Err(Error::Sys {
+                what: "starting the sandbox",
+                errno: e,
+            })
+        }
     };
     let (pid, pidfd) = match forked {
         sys::clone::Forked::Child => child::init_main(&mut p.spec),
@@ -664,23 +738,39 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
         report: p.report_read,
         _lifeline: p.lifeline_write,
         pty_master: None,
-        isolation: req.isolation,
+        isolation,
         timeout: req.policy.limits.timeout.as_ref().map(|t| t.value),
         started: Instant::now(),
         ops: p.ops,
         enforcement: p.enforcement,
         temp_dir: p.temp_dir,
+        pending: Vec::new(),
     };
     if let Some(sock) = p.pty_parent {
-        match sys::fd::recv_fd(sock.as_raw_fd()) {
-            Ok(master) => child.pty_master = Some(master),
-            Err(_) => {
-                // Setup failed before the terminal was made; wait() reports
-                // why.
-            }
+        // Fails only if setup failed before the terminal was made; the
+        // report says why.
+        if let Ok(master) = sys::fd::recv_fd(sock.as_raw_fd()) {
+            child.pty_master = Some(master);
         }
     }
+    if isolation == Isolation::Full {
+        // Setup errors are the spawn's errors: wait for init to say the
+        // command started, or why it could not.
+        child.await_start(req)?;
+    }
     Ok(child)
+}
+
+fn no_user_namespaces(req: &SpawnRequest<'_>, reason: String) -> Error {
+    let losses = bullet(&landlock_only_losses(
+        req.policy,
+        req.view,
+        sys::landlock::abi_version(),
+    ));
+    Error::NoUserNamespaces {
+        reason,
+        losses: format!("a landlock-only run would lose:\n{}", losses),
+    }
 }
 
 /// Kills every process left that was reparented to us (landlock-only runs
@@ -718,6 +808,43 @@ fn kill_orphans() {
 }
 
 impl Child {
+    fn await_start(&mut self, req: &SpawnRequest<'_>) -> Result<(), Error> {
+        let mut reader = Reader::new();
+        loop {
+            let batch = match reader.read(self.report.as_raw_fd()) {
+                Ok(Some(batch)) => batch,
+                // init is gone without a word; wait() will say how.
+                Ok(None) | Err(_) => return Ok(()),
+            };
+            for m in batch {
+                match m {
+                    Message::Started { .. } => return Ok(()),
+                    Message::Failed { step, index, errno } if step != Step::Exec => {
+                        let _ = sys::process::wait(self.pid);
+                        if self.is_userns_failure(step, index, Errno(errno)) {
+                            return Err(no_user_namespaces(
+                                req,
+                                format!("{}: {}", step.describe(), Errno(errno)),
+                            ));
+                        }
+                        return Err(self.setup_error(step, index, Errno(errno)));
+                    }
+                    other => self.pending.push(other),
+                }
+            }
+        }
+    }
+
+    /// Failures that mean the user namespace exists but grants nothing, as
+    /// under AppArmor's restriction of unprivileged user namespaces.
+    fn is_userns_failure(&self, step: Step, index: u32, errno: Errno) -> bool {
+        match step {
+            Step::UidMap | Step::SetGroups | Step::GidMap => true,
+            Step::Mount => index == 0 && matches!(errno.0, libc::EPERM | libc::EACCES),
+            _ => false,
+        }
+    }
+
     /// The host pid of the sandbox's first process.
     pub fn id(&self) -> u32 {
         self.pid as u32
@@ -740,16 +867,28 @@ impl Child {
 
     /// Waits for the command to end, enforcing the timeout.
     pub fn wait(&mut self, opts: WaitOptions) -> Result<(Exit, Duration), Error> {
-        let forwarded = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH];
+        let forwarded = [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGWINCH,
+        ];
         let mut old_mask = None;
         let sigfd = if opts.forward_signals {
             let set = sys::signal::SigSet::of(&forwarded);
-            old_mask = Some(sys::signal::mask(libc::SIG_BLOCK, &set).map_err(sys_err("blocking signals"))?);
+            old_mask = Some(
+                sys::signal::mask(libc::SIG_BLOCK, &set).map_err(sys_err("blocking signals"))?,
+            );
             Some(sys::signal::signalfd(&set).map_err(sys_err("creating a signalfd"))?)
         } else {
             None
         };
-        let relay = if opts.relay_pty { self.pty_master.as_ref().map(|m| m.as_raw_fd()) } else { None };
+        let relay = if opts.relay_pty {
+            self.pty_master.as_ref().map(|m| m.as_raw_fd())
+        } else {
+            None
+        };
         let mut raw_guard = None;
         if relay.is_some() && sys::pty::is_tty(0) {
             if let Ok(saved) = sys::pty::get_termios(0) {
@@ -773,12 +912,16 @@ impl Child {
         result
     }
 
-    fn wait_loop(&mut self, sigfd: Option<RawFd>, relay: Option<RawFd>) -> Result<(Exit, Duration), Error> {
+    fn wait_loop(
+        &mut self,
+        sigfd: Option<RawFd>,
+        relay: Option<RawFd>,
+    ) -> Result<(Exit, Duration), Error> {
         let deadline = self.timeout.map(|t| self.started + t);
         let mut reader = Reader::new();
         let mut report_open = true;
         let mut init_exit: Option<sys::process::Exit> = None;
-        let mut messages = Vec::new();
+        let mut messages = std::mem::take(&mut self.pending);
         let mut timed_out = false;
         let mut stdin_open = relay.is_some();
         if let Some(m) = relay {
@@ -786,14 +929,30 @@ impl Child {
         }
         while init_exit.is_none() || report_open {
             let mut fds = vec![
-                libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd {
-                    fd: if report_open { self.report.as_raw_fd() } else { -1 },
+                    fd: self.pidfd.as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 },
-                libc::pollfd { fd: sigfd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: relay.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: if report_open {
+                        self.report.as_raw_fd()
+                    } else {
+                        -1
+                    },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: sigfd.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: relay.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
                 libc::pollfd {
                     fd: if stdin_open { 0 } else { -1 },
                     events: libc::POLLIN,
@@ -811,7 +970,12 @@ impl Child {
             match sys::fd::poll(&mut fds, timeout_ms) {
                 Ok(_) => {}
                 Err(Errno(libc::EINTR)) => continue,
-                Err(e) => return Err(Error::Sys { what: "waiting for the sandbox", errno: e }),
+                Err(e) => {
+                    return Err(Error::Sys {
+                        what: "waiting for the sandbox",
+                        errno: e,
+                    })
+                }
             }
             if let Some(d) = deadline {
                 if init_exit.is_none() && !timed_out && Instant::now() >= d {
@@ -836,7 +1000,9 @@ impl Child {
                         Ok(0) | Err(_) => {
                             stdin_open = false;
                             // Tell the command its input ended.
-                            let eof = sys::pty::get_termios(master).map(|t| sys::pty::eof_char(&t)).unwrap_or(4);
+                            let eof = sys::pty::get_termios(master)
+                                .map(|t| sys::pty::eof_char(&t))
+                                .unwrap_or(4);
                             let _ = sys::fd::write_all(master, &[eof]);
                         }
                         Ok(n) => {
@@ -852,7 +1018,8 @@ impl Child {
                 }
             }
             if init_exit.is_none() && fds[0].revents & libc::POLLIN != 0 {
-                init_exit = Some(sys::process::wait(self.pid).map_err(sys_err("reaping the sandbox"))?);
+                init_exit =
+                    Some(sys::process::wait(self.pid).map_err(sys_err("reaping the sandbox"))?);
                 if self.isolation == Isolation::LandlockOnly {
                     // Without a pid namespace the command's own descendants
                     // may hold the report pipe open.
@@ -873,7 +1040,11 @@ impl Child {
         let mut exit = None;
         for m in &messages {
             match *m {
-                Message::Failed { step: Step::Exec, errno, .. } => {
+                Message::Failed {
+                    step: Step::Exec,
+                    errno,
+                    ..
+                } => {
                     return Ok((Exit::NotStarted { errno }, elapsed));
                 }
                 Message::Failed { step, index, errno } => {
@@ -887,10 +1058,14 @@ impl Child {
         match (exit, init_exit) {
             (Some(e), _) => Ok((e, elapsed)),
             // Without init, the child is the command.
-            (None, Some(sys::process::Exit::Code(c))) if self.isolation == Isolation::LandlockOnly => {
+            (None, Some(sys::process::Exit::Code(c)))
+                if self.isolation == Isolation::LandlockOnly =>
+            {
                 Ok((Exit::Code(c), elapsed))
             }
-            (None, Some(sys::process::Exit::Signal(s))) if self.isolation == Isolation::LandlockOnly => {
+            (None, Some(sys::process::Exit::Signal(s)))
+                if self.isolation == Isolation::LandlockOnly =>
+            {
                 Ok((Exit::Signal(s), elapsed))
             }
             // init was killed from outside (moat's own kill, OOM killer).

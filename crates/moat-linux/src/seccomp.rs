@@ -35,7 +35,10 @@ compile_error!("moat's seccomp table has been reviewed for x86_64 and aarch64 on
 const DENY: &[(i64, &str)] = &[
     (libc::SYS_ptrace, "reads and rewrites other processes"),
     (libc::SYS_process_vm_readv, "reads other processes' memory"),
-    (libc::SYS_process_vm_writev, "writes other processes' memory"),
+    (
+        libc::SYS_process_vm_writev,
+        "writes other processes' memory",
+    ),
     (libc::SYS_process_madvise, "acts on other processes' memory"),
     (libc::SYS_pidfd_getfd, "steals other processes' descriptors"),
     (libc::SYS_kcmp, "probes other processes' kernel objects"),
@@ -43,7 +46,10 @@ const DENY: &[(i64, &str)] = &[
     (libc::SYS_add_key, "kernel keyrings are not namespaced"),
     (libc::SYS_request_key, "kernel keyrings are not namespaced"),
     (libc::SYS_bpf, "kernel attack surface"),
-    (libc::SYS_perf_event_open, "kernel attack surface and side channels"),
+    (
+        libc::SYS_perf_event_open,
+        "kernel attack surface and side channels",
+    ),
     (libc::SYS_userfaultfd, "widens kernel race windows"),
     (libc::SYS_mount, "mounts could undo the sandbox's view"),
     (libc::SYS_umount2, "unmounting would reveal what masks hide"),
@@ -57,7 +63,10 @@ const DENY: &[(i64, &str)] = &[
     (467, "new mount API (open_tree_attr)"),
     (libc::SYS_move_mount, "new mount API"),
     (libc::SYS_mount_setattr, "new mount API"),
-    (libc::SYS_unshare, "new namespaces expose kernel attack surface"),
+    (
+        libc::SYS_unshare,
+        "new namespaces expose kernel attack surface",
+    ),
     (libc::SYS_setns, "joining namespaces"),
     (libc::SYS_kexec_load, "loads a kernel"),
     (libc::SYS_kexec_file_load, "loads a kernel"),
@@ -74,7 +83,10 @@ const DENY: &[(i64, &str)] = &[
     (libc::SYS_settimeofday, "host clock"),
     (libc::SYS_clock_settime, "host clock"),
     (libc::SYS_clock_adjtime, "host clock"),
-    (libc::SYS_open_by_handle_at, "opens files by handle, bypassing paths"),
+    (
+        libc::SYS_open_by_handle_at,
+        "opens files by handle, bypassing paths",
+    ),
     (libc::SYS_fanotify_init, "watches the host's filesystem"),
     (libc::SYS_lookup_dcookie, "kernel attack surface"),
     (libc::SYS_iopl, "raw hardware access"),
@@ -88,10 +100,22 @@ const DENY: &[(i64, &str)] = &[
 
 /// Calls answered with ENOSYS: their callers fall back when they see it.
 const ENOSYS: &[(i64, &str)] = &[
-    (libc::SYS_clone3, "its flags live in memory seccomp cannot read; libc falls back to clone"),
-    (libc::SYS_io_uring_setup, "io_uring operations bypass this filter"),
-    (libc::SYS_io_uring_enter, "io_uring operations bypass this filter"),
-    (libc::SYS_io_uring_register, "io_uring operations bypass this filter"),
+    (
+        libc::SYS_clone3,
+        "its flags live in memory seccomp cannot read; libc falls back to clone",
+    ),
+    (
+        libc::SYS_io_uring_setup,
+        "io_uring operations bypass this filter",
+    ),
+    (
+        libc::SYS_io_uring_enter,
+        "io_uring operations bypass this filter",
+    ),
+    (
+        libc::SYS_io_uring_register,
+        "io_uring operations bypass this filter",
+    ),
 ];
 
 /// Terminal ioctls that are refused: pushing input into a terminal
@@ -205,7 +229,10 @@ pub fn describe() -> Vec<(String, &'static str)> {
         out.push((format!("syscall {} -> ENOSYS", nr), why));
     }
     for (req, name) in DENY_IOCTLS {
-        out.push((format!("ioctl {:#x} ({}) -> EPERM", req, name), "terminal injection or reconfiguration"));
+        out.push((
+            format!("ioctl {:#x} ({}) -> EPERM", req, name),
+            "terminal injection or reconfiguration",
+        ));
     }
     out
 }
@@ -222,38 +249,78 @@ mod tests {
     const ENOSYS_RET: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn the_table_does_what_it_says() {
-        let f = match build(SocketPolicy::UnixAndIp) {
-            Ok(f) => f,
-            Err(e) => return assert!(false, "{e}"),
-        };
+        let f = build(SocketPolicy::UnixAndIp).unwrap();
         assert_eq!(run(&f, libc::SYS_ptrace, [0; 6]), EPERM);
         assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&f, 470, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x1_0000_5412, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&f, libc::SYS_ioctl, [0, 0x1_0000_5412, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            run(&f, libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
         let newuser = libc::CLONE_NEWUSER as u64 | libc::SIGCHLD as u64;
         assert_eq!(run(&f, libc::SYS_clone, [newuser, 0, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&f, libc::SYS_clone, [0x3d0f00, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_INET as u64, 1, 262, 0, 0, 0]), EPERM);
-        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_NETLINK as u64, 3, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&f, libc::SYS_socket, [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0]), EPERM);
-        let unix_only = match build(SocketPolicy::UnixOnly) {
-            Ok(f) => f,
-            Err(e) => return assert!(false, "{e}"),
-        };
-        assert_eq!(run(&unix_only, libc::SYS_socket, [libc::AF_INET6 as u64, 2, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&unix_only, libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&f, libc::SYS_clone, [0x3d0f00, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&f, libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_socket,
+                [libc::AF_INET as u64, 1, 262, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_socket,
+                [libc::AF_NETLINK as u64, 3, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(&f, libc::SYS_socket, [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0]),
+            EPERM
+        );
+        let unix_only = build(SocketPolicy::UnixOnly).unwrap();
+        assert_eq!(
+            run(
+                &unix_only,
+                libc::SYS_socket,
+                [libc::AF_INET6 as u64, 2, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &unix_only,
+                libc::SYS_socket,
+                [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]
+            ),
+            libc::SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]
     fn the_dispatch_is_short() {
         // The binary search keeps the path for an allowed syscall to a
         // dozen instructions, whatever the table's size.
-        let f = build(SocketPolicy::UnixAndIp).map(|f| f.program.len()).unwrap_or(usize::MAX);
+        let f = build(SocketPolicy::UnixAndIp)
+            .map(|f| f.program.len())
+            .unwrap_or(usize::MAX);
         assert!(f < 400, "program is {f} instructions");
     }
 }

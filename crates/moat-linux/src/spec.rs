@@ -66,7 +66,9 @@ pub fn exec_candidates(program: &OsStr, path_var: Option<&OsStr>) -> Vec<CString
     if bytes.contains(&b'/') {
         return CString::new(bytes).into_iter().collect();
     }
-    let path_var = path_var.map(OsStr::as_bytes).unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
+    let path_var = path_var
+        .map(OsStr::as_bytes)
+        .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
     path_var
         .split(|b| *b == b':')
         .filter_map(|dir| {
@@ -128,11 +130,16 @@ mod tests {
     #[test]
     fn candidates_follow_execvp() {
         let c = |v: Vec<CString>| -> Vec<String> {
-            v.into_iter().map(|s| s.to_string_lossy().into_owned()).collect()
+            v.into_iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect()
         };
         assert_eq!(c(exec_candidates(OsStr::new("./run"), None)), ["./run"]);
         assert_eq!(
-            c(exec_candidates(OsStr::new("ls"), Some(OsStr::new("/a::/b")))),
+            c(exec_candidates(
+                OsStr::new("ls"),
+                Some(OsStr::new("/a::/b"))
+            )),
             ["/a/ls", "./ls", "/b/ls"]
         );
         assert!(exec_candidates(OsStr::new(""), None).is_empty());
@@ -142,7 +149,7 @@ mod tests {
     fn cvec_is_null_terminated() {
         let v = CVec::new(["a", "b"]).ok();
         assert_eq!(v.as_ref().map(|v| v.ptrs().len()), Some(3));
-        assert!(v.map_or(false, |v| v.ptrs()[2].is_null()));
+        assert!(v.is_some_and(|v| v.ptrs()[2].is_null()));
         assert!(CVec::new(["a\0b"]).is_err());
     }
 }

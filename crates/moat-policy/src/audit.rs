@@ -57,7 +57,9 @@ impl Fix {
             Fix::Rename { path, to, reason } => vec![format!(
                 "renamed {} to {} ({})",
                 path.display(),
-                to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                to.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 reason
             )],
             Fix::Rewrite { path, findings, .. } => findings
@@ -190,7 +192,11 @@ pub fn plan(start: &FsView, fs: &dyn HostFs, limits: ScanLimits) -> Vec<Fix> {
             .iter()
             .flat_map(|r| r.gitdirs.iter().cloned())
             .collect(),
-        start_present: start.repos.iter().flat_map(|r| r.present.iter().cloned()).collect(),
+        start_present: start
+            .repos
+            .iter()
+            .flat_map(|r| r.present.iter().cloned())
+            .collect(),
         writable: start.writable.iter().map(|w| w.path.clone()).collect(),
         fixes: Vec::new(),
         seen: BTreeSet::new(),
@@ -224,7 +230,7 @@ pub fn plan(start: &FsView, fs: &dyn HostFs, limits: ScanLimits) -> Vec<Fix> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::host::fake::FakeFs;
     use crate::view::{FoundRepo, Writable};
@@ -254,7 +260,10 @@ mod tests {
     }
 
     fn paths(fixes: &[Fix]) -> Vec<String> {
-        fixes.iter().map(|f| f.path().display().to_string()).collect()
+        fixes
+            .iter()
+            .map(|f| f.path().display().to_string())
+            .collect()
     }
 
     #[test]
@@ -263,7 +272,10 @@ mod tests {
             .file("/ws/.git/HEAD", "")
             .file("/ws/.git/config", "[core]\n\tfsmonitor = /evil\n")
             .file("/ws/new/.git/HEAD", "")
-            .file("/ws/new/.git/config", "[core]\n\thooksPath = /evil\n[user]\n\tname = x\n")
+            .file(
+                "/ws/new/.git/config",
+                "[core]\n\thooksPath = /evil\n[user]\n\tname = x\n",
+            )
             .file("/ws/new/.git/hooks/pre-commit", "#!/bin/sh\n")
             .file("/ws/new/.git/hooks/pre-commit.sample", "")
             .file("/ws/new/.git/commondir", "/elsewhere\n");
@@ -282,7 +294,10 @@ mod tests {
         }
         match &fixes[0] {
             Fix::Rename { to, .. } => {
-                assert_eq!(to, &PathBuf::from("/ws/new/.git/hooks/pre-commit.moat-disabled"))
+                assert_eq!(
+                    to,
+                    &PathBuf::from("/ws/new/.git/hooks/pre-commit.moat-disabled")
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -49,7 +49,9 @@ pub fn is_secret_name(name: &str) -> bool {
     }
     SECRET_VAR_PREFIXES.iter().any(|p| upper.starts_with(p))
         || SECRET_VAR_SUBSTRINGS.iter().any(|w| upper.contains(w))
-        || upper.split('_').any(|part| SECRET_VAR_PARTS.contains(&part))
+        || upper
+            .split('_')
+            .any(|part| SECRET_VAR_PARTS.contains(&part))
 }
 
 /// True if a variable of this name addresses a host IPC endpoint.
@@ -191,7 +193,11 @@ mod tests {
             ("DISPLAY", ":0"),
             ("EDITOR", "vi"),
         ]);
-        let plan = build(&env, &policy(false, &[], &[]), &[("MOAT_SANDBOX", OsStr::new("1"))]);
+        let plan = build(
+            &env,
+            &policy(false, &[], &[]),
+            &[("MOAT_SANDBOX", OsStr::new("1"))],
+        );
         assert_eq!(names(&plan), ["PATH", "EDITOR", "MOAT_SANDBOX"]);
         assert!(plan
             .removed
@@ -216,6 +222,8 @@ mod tests {
         );
         assert_eq!(names(&plan), ["PATH", "GITHUB_TOKEN", "FOO", "TMPDIR"]);
         assert_eq!(plan.vars[3].1, OsString::from("/tmp"));
-        assert!(plan.removed.contains(&("EDITOR".to_string(), Removal::Cleared)));
+        assert!(plan
+            .removed
+            .contains(&("EDITOR".to_string(), Removal::Cleared)));
     }
 }

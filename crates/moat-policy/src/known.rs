@@ -94,7 +94,15 @@ pub const PROTECTED_IN_GITDIR: &[&str] = &["hooks", "config", "config.worktree",
 /// (`config`, `commondir`, `config.worktree`, `.gitmodules`) are left out;
 /// their creation is caught by the audit at the end of the run.
 pub const PLACEHOLDER_IN_ROOT: &[&str] = &[
-    ".moat", ".codex", ".agents", ".claude", ".cursor", ".gemini", ".mcp.json", ".vscode", ".idea",
+    ".moat",
+    ".codex",
+    ".agents",
+    ".claude",
+    ".cursor",
+    ".gemini",
+    ".mcp.json",
+    ".vscode",
+    ".idea",
     ".envrc",
 ];
 

@@ -45,6 +45,4 @@ pub mod view;
 pub use host::{EntryKind, HostFacts, HostFs};
 pub use layer::{Layer, Trust};
 pub use resolve::{Ignored, Policy, PolicyError, Settings};
-pub use types::{
-    EnvPolicy, Limits, NetworkMode, Preset, ReadMode, Source, Sourced, UnknownValue,
-};
+pub use types::{EnvPolicy, Limits, NetworkMode, Preset, ReadMode, Source, Sourced, UnknownValue};

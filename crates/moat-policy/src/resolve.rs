@@ -343,12 +343,26 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
             p.write.push(w);
         }
     }
-    for d in paths(layer, "filesystem.deny_read", &layer.deny_read, &home, facts, &ws)? {
+    for d in paths(
+        layer,
+        "filesystem.deny_read",
+        &layer.deny_read,
+        &home,
+        facts,
+        &ws,
+    )? {
         if !p.deny_read.iter().any(|e| e.value == d.value) {
             p.deny_read.push(d);
         }
     }
-    for a in paths(layer, "filesystem.allow_read", &layer.allow_read, &home, facts, &ws)? {
+    for a in paths(
+        layer,
+        "filesystem.allow_read",
+        &layer.allow_read,
+        &home,
+        facts,
+        &ws,
+    )? {
         if narrow {
             ignore(
                 p,
@@ -389,7 +403,9 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
             // command.
             ignore(p, layer, "env.pass", name.clone(), WIDENS);
         } else {
-            p.env.pass.push(Sourced::new(name.clone(), layer.source.clone()));
+            p.env
+                .pass
+                .push(Sourced::new(name.clone(), layer.source.clone()));
         }
     }
     for (name, value) in &layer.env_set {
@@ -400,9 +416,10 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
             });
         }
         p.env.set.retain(|s| &s.value.0 != name);
-        p.env
-            .set
-            .push(Sourced::new((name.clone(), value.clone()), layer.source.clone()));
+        p.env.set.push(Sourced::new(
+            (name.clone(), value.clone()),
+            layer.source.clone(),
+        ));
     }
 
     limit(p, layer, "limits.timeout", layer.timeout, |p| {
@@ -439,11 +456,15 @@ mod tests {
     }
 
     fn user() -> Layer {
-        Layer::new(Source::UserConfig(PathBuf::from("/home/u/.config/moat/config.toml")))
+        Layer::new(Source::UserConfig(PathBuf::from(
+            "/home/u/.config/moat/config.toml",
+        )))
     }
 
     fn repo() -> Layer {
-        Layer::new(Source::WorkspaceConfig(PathBuf::from("/ws/.moat/config.toml")))
+        Layer::new(Source::WorkspaceConfig(PathBuf::from(
+            "/ws/.moat/config.toml",
+        )))
     }
 
     fn flags() -> Layer {
@@ -489,13 +510,24 @@ mod tests {
         assert!(p.write.is_empty());
         assert!(p.allow_read.is_empty());
         assert!(p.env.pass.is_empty());
-        assert_eq!(p.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+        assert_eq!(
+            p.limits.timeout.as_ref().unwrap().value,
+            Duration::from_secs(60)
+        );
         assert_eq!(p.limits.processes.as_ref().unwrap().value, 100);
-        assert!(p.deny_read.iter().any(|d| d.value == Path::new("/ws/secrets")));
+        assert!(p
+            .deny_read
+            .iter()
+            .any(|d| d.value == Path::new("/ws/secrets")));
         let keys: Vec<&str> = p.ignored.iter().map(|i| i.key).collect();
         assert_eq!(
             keys,
-            ["preset", "filesystem.write", "filesystem.allow_read", "env.pass"]
+            [
+                "preset",
+                "filesystem.write",
+                "filesystem.allow_read",
+                "env.pass"
+            ]
         );
     }
 
@@ -515,7 +547,10 @@ mod tests {
         settings.push(u);
         settings.push(r);
         let p = settings.resolve(&facts(), ws()).unwrap();
-        assert_eq!(p.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+        assert_eq!(
+            p.limits.timeout.as_ref().unwrap().value,
+            Duration::from_secs(60)
+        );
         assert!(p.strict_git.value);
         assert!(p.env.clear.value);
         assert_eq!(p.read.value, ReadMode::Restricted);
@@ -545,8 +580,14 @@ mod tests {
         let mut settings = Settings::new();
         settings.push(u);
         let p = settings.resolve(&facts(), ws()).unwrap();
-        assert!(!p.deny_read.iter().any(|d| d.value == Path::new("/home/u/.npmrc")));
-        assert!(p.deny_read.iter().any(|d| d.value == Path::new("/home/u/.ssh")));
+        assert!(!p
+            .deny_read
+            .iter()
+            .any(|d| d.value == Path::new("/home/u/.npmrc")));
+        assert!(p
+            .deny_read
+            .iter()
+            .any(|d| d.value == Path::new("/home/u/.ssh")));
     }
 
     #[test]
@@ -564,7 +605,10 @@ mod tests {
         let mut settings = Settings::new();
         settings.push(f);
         let err = settings.resolve(&facts(), ws()).unwrap_err();
-        assert!(matches!(err, PolicyError::WriteInsideDenied { .. }), "{err}");
+        assert!(
+            matches!(err, PolicyError::WriteInsideDenied { .. }),
+            "{err}"
+        );
 
         let mut f = flags();
         f.protect.push(PathBuf::from("../escape"));

@@ -70,9 +70,7 @@ pub fn find_dotgits(fs: &dyn HostFs, root: &Path, limits: ScanLimits) -> ScanRes
             if kind != EntryKind::Dir || depth >= limits.max_depth {
                 continue;
             }
-            let skip = name
-                .to_str()
-                .map_or(false, |n| SCAN_SKIP_DIRS.contains(&n));
+            let skip = name.to_str().map_or(false, |n| SCAN_SKIP_DIRS.contains(&n));
             if !skip {
                 children.push(dir.join(&name));
             }
@@ -81,9 +79,12 @@ pub fn find_dotgits(fs: &dyn HostFs, root: &Path, limits: ScanLimits) -> ScanRes
         children.sort();
         queue.extend(children.into_iter().map(|c| (c, depth + 1)));
     }
-    result
-        .dotgits
-        .sort_by(|a, b| a.0.components().count().cmp(&b.0.components().count()).then(a.0.cmp(&b.0)));
+    result.dotgits.sort_by(|a, b| {
+        a.0.components()
+            .count()
+            .cmp(&b.0.components().count())
+            .then(a.0.cmp(&b.0))
+    });
     result
 }
 

@@ -35,8 +35,19 @@ use crate::types::{ReadMode, Source};
 
 /// System directories readable in `restricted` read mode.
 pub const SYSTEM_READABLE: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix", "/snap",
-    "/var/lib/dpkg", "/var/cache/debconf",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/nix",
+    "/snap",
+    "/var/lib/dpkg",
+    "/var/cache/debconf",
 ];
 
 /// Toolchains under the home directory readable in `restricted` read mode.
@@ -144,18 +155,12 @@ pub enum ViewError {
 impl fmt::Display for ViewError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ViewError::Missing { path, source } => write!(
-                f,
-                "{} does not exist (from {})",
-                path.display(),
-                source
-            ),
-            ViewError::NotADirectory { path, source } => write!(
-                f,
-                "{} is not a directory (from {})",
-                path.display(),
-                source
-            ),
+            ViewError::Missing { path, source } => {
+                write!(f, "{} does not exist (from {})", path.display(), source)
+            }
+            ViewError::NotADirectory { path, source } => {
+                write!(f, "{} is not a directory (from {})", path.display(), source)
+            }
             ViewError::TooBroad { path, source, why } => write!(
                 f,
                 "writable root {} (from {}) {}",
@@ -380,7 +385,11 @@ impl Planner<'_> {
                 continue;
             }
             let deeper = startup.iter().any(|s| s.starts_with(&rel) && s != &rel)
-                || self.view.denied.iter().any(|d| d.path.starts_with(&path) && d.path != path);
+                || self
+                    .view
+                    .denied
+                    .iter()
+                    .any(|d| d.path.starts_with(&path) && d.path != path);
             if deeper && kind == EntryKind::Dir {
                 self.expand(&path, home, startup, source)?;
             } else if kind == EntryKind::Dir || kind == EntryKind::File {
@@ -572,10 +581,15 @@ impl Planner<'_> {
 fn finish(view: &mut FsView) {
     // Only what lies inside a writable root needs protecting.
     let writable = view.writable.clone();
-    let inside = |p: &Path| writable.iter().find(|w| is_within(p, &w.path) && p != w.path);
+    let inside = |p: &Path| {
+        writable
+            .iter()
+            .find(|w| is_within(p, &w.path) && p != w.path)
+    };
     view.protected.retain(|p| inside(&p.path).is_some());
     view.placeholders.retain(|p| inside(p).is_some());
-    view.protected.sort_by(|a, b| depth_then_path(&a.path, &b.path));
+    view.protected
+        .sort_by(|a, b| depth_then_path(&a.path, &b.path));
 
     let mut pins = BTreeSet::new();
     for p in &view.protected {
@@ -679,12 +693,21 @@ mod tests {
         assert!(view
             .placeholders
             .contains(&PathBuf::from("/ws/vendor/lib/.git/hooks")));
-        assert!(!view.placeholders.contains(&PathBuf::from("/ws/.gitmodules")));
-        assert!(!view.placeholders.contains(&PathBuf::from("/ws/.git/commondir")));
+        assert!(!view
+            .placeholders
+            .contains(&PathBuf::from("/ws/.gitmodules")));
+        assert!(!view
+            .placeholders
+            .contains(&PathBuf::from("/ws/.git/commondir")));
         // Everything between the root and a protected path is pinned.
         assert_eq!(
             strs(&view.pins),
-            ["/ws/.git", "/ws/vendor", "/ws/vendor/lib", "/ws/vendor/lib/.git"]
+            [
+                "/ws/.git",
+                "/ws/vendor",
+                "/ws/vendor/lib",
+                "/ws/vendor/lib/.git"
+            ]
         );
         assert_eq!(view.repos.len(), 2);
         assert_eq!(view.denied.len(), 1);
@@ -727,7 +750,9 @@ mod tests {
         assert!(!w.iter().any(|p| p.contains(".ssh")));
         // Start-up files stay outside every writable root, and the home
         // directory itself is not writable, so none can be created either.
-        assert!(!w.iter().any(|p| p.contains(".bashrc") || p.contains("autostart")));
+        assert!(!w
+            .iter()
+            .any(|p| p.contains(".bashrc") || p.contains("autostart")));
         // A start-up file linked into a writable directory stays read-only.
         assert!(w.contains(&"/home/u/dotfiles".to_string()));
         assert!(protected(&view).contains(&"/home/u/dotfiles/zshrc".to_string()));

@@ -39,7 +39,9 @@ pub enum Exit {
     /// Killed when the policy's timeout ran out.
     TimedOut,
     /// The program could not be started; `errno` says why.
-    NotStarted { errno: i32 },
+    NotStarted {
+        errno: i32,
+    },
 }
 
 impl Exit {
@@ -263,12 +265,19 @@ impl Command {
             workspace: resolved.policy.workspace.value.display().to_string(),
             tier: "unelevated".into(),
             network: resolved.policy.network.value.to_string(),
-            ignored: resolved.policy.ignored.iter().map(|i| i.to_string()).collect(),
+            ignored: resolved
+                .policy
+                .ignored
+                .iter()
+                .map(|i| i.to_string())
+                .collect(),
             ..RunReport::default()
         };
         let cwd = match &self.cwd {
-            Some(c) => moat_policy::paths::absolutize(c, &resolved.facts.home, Some(&resolved.facts.cwd))
-                .unwrap_or_else(|_| c.clone()),
+            Some(c) => {
+                moat_policy::paths::absolutize(c, &resolved.facts.home, Some(&resolved.facts.cwd))
+                    .unwrap_or_else(|_| c.clone())
+            }
             None => resolved.facts.cwd.clone(),
         };
         let (stdio, parent_ends) = make_stdio(self.stdio)?;
@@ -319,7 +328,11 @@ impl Command {
         let fs = StdFs;
         let view = view::build(&resolved.policy, &fs, ScanLimits::DEFAULT)?;
         report.notes = view.notes.clone();
-        report.writable = view.writable.iter().map(|w| w.path.display().to_string()).collect();
+        report.writable = view
+            .writable
+            .iter()
+            .map(|w| w.path.display().to_string())
+            .collect();
         let placeholders = backend::placeholders::Placeholders::create(&view.placeholders)?;
         let spec = |s: &Option<OwnedFd>| match s {
             Some(fd) => backend::StdioSpec::Fd(fd.as_raw_fd()),
@@ -364,7 +377,13 @@ impl Command {
             forward_signals: self.forward_signals,
             relay_pty: self.pty,
         };
-        let mut c = Child::new(Inner::Sandboxed(child, wait), report, parent_ends, started, Some(view));
+        let mut c = Child::new(
+            Inner::Sandboxed(child, wait),
+            report,
+            parent_ends,
+            started,
+            Some(view),
+        );
         c.placeholders = Some(placeholders);
         Ok(c)
     }
@@ -384,7 +403,9 @@ impl Command {
 }
 
 /// The child's ends (descriptors it gets) and this process's ends.
-fn make_stdio(stdio: [Stdio; 3]) -> Result<([Option<OwnedFd>; 3], [Option<File>; 3]), Error> {
+type StdioEnds = ([Option<OwnedFd>; 3], [Option<File>; 3]);
+
+fn make_stdio(stdio: [Stdio; 3]) -> Result<StdioEnds, Error> {
     let mut child: [Option<OwnedFd>; 3] = [None, None, None];
     let mut parent: [Option<File>; 3] = [None, None, None];
     for (i, s) in stdio.iter().enumerate() {
@@ -437,7 +458,13 @@ pub struct Child {
 }
 
 impl Child {
-    fn new(inner: Inner, report: RunReport, ends: [Option<File>; 3], started: Instant, view: Option<FsView>) -> Child {
+    fn new(
+        inner: Inner,
+        report: RunReport,
+        ends: [Option<File>; 3],
+        started: Instant,
+        view: Option<FsView>,
+    ) -> Child {
         let [stdin, stdout, stderr] = ends;
         Child {
             inner,

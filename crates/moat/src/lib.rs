@@ -47,10 +47,10 @@ pub use report::{EnvRemoved, LayerReport, RunReport};
 /// config files and backend options.
 pub mod advanced {
     pub use moat_config::{load, user_config_path, ConfigError, WORKSPACE_CONFIG};
-    pub use moat_policy::{
-        audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings, Source,
-        Sourced, Trust,
-    };
     #[cfg(target_os = "linux")]
     pub use moat_linux::{detect, seccomp, Isolation};
+    pub use moat_policy::{
+        audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings,
+        Source, Sourced, Trust,
+    };
 }

@@ -90,9 +90,15 @@ pub fn user() -> Who {
 pub fn current() -> Who {
     let name = std::env::var("USER").unwrap_or_else(|_| "me".into());
     let out = Command::new("id").arg("-u").output().unwrap();
-    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let uid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let out = Command::new("id").arg("-g").output().unwrap();
-    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let gid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     Who {
         name,
         uid,
@@ -218,9 +224,16 @@ pub fn moat_run<S: AsRef<OsStr>>(who: &Who, ws: &Path, moat_args: &[&str], cmd: 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     Ok(String),
-    Failed { errno: Option<i32>, error: String, detail: String },
+    Failed {
+        errno: Option<i32>,
+        error: String,
+        detail: String,
+    },
     /// No report: the process died (e.g. SIGSYS), with moat's exit status.
-    Died { status: Option<i32>, stderr: String },
+    Died {
+        status: Option<i32>,
+        stderr: String,
+    },
 }
 
 impl Probe {
@@ -244,7 +257,9 @@ impl Probe {
             .rev()
             .find_map(|l| l.find("{\"action\"").map(|i| &l[i..]));
         match line.and_then(|l| serde_json::from_str::<Value>(l.trim_end()).ok()) {
-            Some(v) if v["ok"] == Value::Bool(true) => Probe::Ok(v["detail"].as_str().unwrap_or("").to_string()),
+            Some(v) if v["ok"] == Value::Bool(true) => {
+                Probe::Ok(v["detail"].as_str().unwrap_or("").to_string())
+            }
             Some(v) => Probe::Failed {
                 errno: v["errno"].as_i64().map(|e| e as i32),
                 error: v["error"].as_str().unwrap_or("").to_string(),
@@ -319,22 +334,29 @@ impl Verdicts {
     /// of `errors` (symbolic errno names).
     pub fn blocked(&mut self, what: &str, control: &Probe, sandboxed: &Probe, errors: &[&str]) {
         if !control.is_ok() {
-            self.failures
-                .push(format!("{what}: positive control failed, so the test proves nothing: {control:?}"));
+            self.failures.push(format!(
+                "{what}: positive control failed, so the test proves nothing: {control:?}"
+            ));
             return;
         }
         match sandboxed {
             Probe::Failed { error, .. } if errors.contains(&error.as_str()) => self.passed += 1,
-            other => self.failures.push(format!(
-                "{what}: expected one of {errors:?}, got {other:?}"
-            )),
+            other => self
+                .failures
+                .push(format!("{what}: expected one of {errors:?}, got {other:?}")),
         }
     }
 
     /// Like `blocked`, for calls whose control cannot succeed harmlessly:
     /// the control must show the call reaching the kernel (success, or an
     /// error other than the ones the sandbox is expected to give).
-    pub fn blocked_reached(&mut self, what: &str, control: &Probe, sandboxed: &Probe, errors: &[&str]) {
+    pub fn blocked_reached(
+        &mut self,
+        what: &str,
+        control: &Probe,
+        sandboxed: &Probe,
+        errors: &[&str],
+    ) {
         let reached = match control {
             Probe::Ok(_) => true,
             Probe::Failed { error, .. } => !errors.contains(&error.as_str()),
@@ -348,7 +370,9 @@ impl Verdicts {
         }
         match sandboxed {
             Probe::Failed { error, .. } if errors.contains(&error.as_str()) => self.passed += 1,
-            other => self.failures.push(format!("{what}: expected one of {errors:?}, got {other:?}")),
+            other => self
+                .failures
+                .push(format!("{what}: expected one of {errors:?}, got {other:?}")),
         }
     }
 
@@ -360,10 +384,12 @@ impl Verdicts {
             return;
         }
         match sandboxed {
-            Probe::Died { status: Some(s), .. } if *s == 128 + signal => self.passed += 1,
-            other => self
-                .failures
-                .push(format!("{what}: expected death by signal {signal}, got {other:?}")),
+            Probe::Died {
+                status: Some(s), ..
+            } if *s == 128 + signal => self.passed += 1,
+            other => self.failures.push(format!(
+                "{what}: expected death by signal {signal}, got {other:?}"
+            )),
         }
     }
 
@@ -372,7 +398,9 @@ impl Verdicts {
         if sandboxed.is_ok() {
             self.passed += 1;
         } else {
-            self.failures.push(format!("{what}: should work in the sandbox, got {sandboxed:?}"));
+            self.failures.push(format!(
+                "{what}: should work in the sandbox, got {sandboxed:?}"
+            ));
         }
     }
 

@@ -38,8 +38,16 @@ struct CapData {
 
 fn prctl(option: libc::c_int, arg: libc::c_ulong) -> SysResult<()> {
     // SAFETY: these prctl options take integer arguments only.
-    check_int(unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) })
-        .map(|_| ())
+    check_int(unsafe {
+        libc::prctl(
+            option,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(|_| ())
 }
 
 /// Sets `no_new_privs`: no exec can grant privileges again (setuid bits
@@ -66,7 +74,13 @@ fn holds_any() -> SysResult<bool> {
     }; 2];
     // SAFETY: `h` and `data` are live and laid out as capget(2) expects for
     // version 3 (two data elements); the kernel writes only into `data`.
-    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut CapHeader, data.as_mut_ptr()) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut h as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     super::check(ret)?;
     Ok(data.iter().any(|d| d.effective != 0 || d.permitted != 0))
 }
@@ -115,6 +129,7 @@ pub fn drop_all() -> SysResult<()> {
     }; 2];
     // SAFETY: header and data are live and laid out as capset(2) expects for
     // version 3 (two data elements); the kernel only reads them.
-    let ret = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
     super::check(ret).map(|_| ())
 }

@@ -8,7 +8,10 @@ use super::{check, SysResult};
 #[derive(Debug)]
 pub enum Forked {
     /// In the parent: the child's pid and, when asked for, a pidfd.
-    Parent { pid: libc::pid_t, pidfd: Option<OwnedFd> },
+    Parent {
+        pid: libc::pid_t,
+        pidfd: Option<OwnedFd>,
+    },
     /// In the child.
     Child,
 }

@@ -6,8 +6,6 @@
 //! arguments are prepared by the parent (`CStr`s, fixed-size structs) and
 //! their results are plain numbers.
 
-#![allow(unsafe_code)]
-
 pub mod caps;
 pub mod clone;
 pub mod fd;

@@ -116,8 +116,9 @@ pub fn detached_tmpfs(options: &[&CStr], attrs: u64) -> SysResult<RawFd> {
     const FSCONFIG_SET_STRING: u32 = 1;
     const FSCONFIG_CMD_CREATE: u32 = 6;
     // SAFETY: the name is NUL-terminated; fsopen returns a new fd.
-    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), libc::FSOPEN_CLOEXEC) })?
-        as RawFd;
+    let fs =
+        check(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), libc::FSOPEN_CLOEXEC) })?
+            as RawFd;
     let result = (|| {
         for opt in options {
             let text = opt.to_bytes();
@@ -161,9 +162,8 @@ pub fn detached_tmpfs(options: &[&CStr], attrs: u64) -> SysResult<RawFd> {
             )
         })?;
         // SAFETY: no pointers; fsmount returns a new fd.
-        let mnt = check(unsafe {
-            libc::syscall(libc::SYS_fsmount, fs, libc::FSMOUNT_CLOEXEC, attrs)
-        })?;
+        let mnt =
+            check(unsafe { libc::syscall(libc::SYS_fsmount, fs, libc::FSMOUNT_CLOEXEC, attrs) })?;
         Ok(mnt as RawFd)
     })();
     super::fd::close_raw(fs);

@@ -121,7 +121,11 @@ pub fn pidfd_kill(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> SysResult<()> {
 ///
 /// `argv` and `envp` are null-terminated arrays of pointers into strings the
 /// caller keeps alive.
-pub fn exec(path: &std::ffi::CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+pub fn exec(
+    path: &std::ffi::CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Errno {
     if argv.last() != Some(&std::ptr::null()) || envp.last() != Some(&std::ptr::null()) {
         return Errno(libc::EINVAL);
     }

@@ -45,7 +45,7 @@ pub fn raw(t: &Termios) -> Termios {
 
 /// The terminal's end-of-file character (usually ^D).
 pub fn eof_char(t: &Termios) -> u8 {
-    t.0.c_cc[libc::VEOF] as u8
+    t.0.c_cc[libc::VEOF]
 }
 
 pub fn get_winsize(fd: RawFd) -> SysResult<libc::winsize> {
@@ -75,7 +75,11 @@ pub fn open_pair_at(ptmx: &CStr) -> SysResult<(RawFd, RawFd)> {
             super::fd::close_raw(master);
             return Err(e);
         }
-        libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        libc::ioctl(
+            master,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
     };
     if slave < 0 {
         let e = super::Errno::last();

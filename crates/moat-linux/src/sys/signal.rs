@@ -88,7 +88,8 @@ pub fn wait(set: &SigSet) -> SysResult<libc::c_int> {
 /// A signalfd receiving the (already blocked) signals of `set`.
 pub fn signalfd(set: &SigSet) -> SysResult<OwnedFd> {
     // SAFETY: `set` is initialised; -1 asks for a new descriptor.
-    let fd = check_int(unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    let fd =
+        check_int(unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
     // SAFETY: signalfd just created `fd` and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

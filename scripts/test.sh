@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# moat's whole test suite, from a fresh Debian 12 machine with a Rust
+# toolchain. As root it first installs what the tests use and creates the
+# unprivileged account they also run moat as; both steps are idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    # setpriv (util-linux) switches to the test account, script (bsdutils)
+    # gives the terminal-injection tests a terminal, bubblewrap simulates a
+    # machine without user namespaces, Debian's cargo and python3 are the
+    # toolchains the unprivileged account can reach (root's rustup is in a
+    # home it cannot enter).
+    packages=(util-linux bsdutils bubblewrap git gcc python3 cargo)
+    missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "test.sh: installing ${missing[*]}"
+        apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    id moat-test >/dev/null 2>&1 || useradd --create-home --shell /bin/bash moat-test
+else
+    echo "test.sh: not root: the tests run moat as $(id -un) only (run as root to also test the unprivileged account and to install packages)"
+fi
+
+# The policy crate must stay buildable by Debian's Rust 1.63, which
+# type-checks the Windows backend.
+if [ -x /usr/bin/rustc ]; then
+    out=$(mktemp -d)
+    /usr/bin/rustc --edition 2021 --crate-type lib --crate-name moat_policy \
+        -A warnings --out-dir "$out" crates/moat-policy/src/lib.rs
+    rm -rf "$out"
+    echo "test.sh: moat-policy builds with $(/usr/bin/rustc --version)"
+fi
+
+cargo build --workspace --bins
+cargo test --workspace -- --test-threads="${MOAT_TEST_THREADS:-4}"
