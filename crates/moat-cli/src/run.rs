@@ -24,7 +24,7 @@ fn say(json: bool, kind: &str, message: &str) {
 
 /// Runs the command; returns the exit status to end with.
 pub fn run(args: RunArgs) -> Result<u8> {
-    let layer = flags::layer(&args.policy)?;
+    let layer = flags::layer(&args.policy).map_err(|e| report_error(args.json, e))?;
     let mut policy = Policy::from_layer(layer);
     if !args.policy.no_config {
         policy = policy.with_config_files();

@@ -139,8 +139,11 @@ fn reap_loop(report: RawFd, command: libc::pid_t, all: &sys::signal::SigSet) -> 
                     if pid != command {
                         continue;
                     }
-                    // Leaving ends the pid namespace, which kills every
-                    // process the command left behind.
+                    // The run ends with the command: nothing it left behind
+                    // may outlive it. Everything is killed and reaped before
+                    // moat hears of the end, so what moat does next (the
+                    // audit) sees a sandbox where nothing runs any more.
+                    kill_everything_else();
                     match exit {
                         sys::process::Exit::Code(code) => {
                             Message::Exited { code }.send(report);
@@ -172,6 +175,14 @@ fn reap_loop(report: RawFd, command: libc::pid_t, all: &sys::signal::SigSet) -> 
             _ => {}
         }
     }
+}
+
+/// Kills every other process of the pid namespace and waits until all are
+/// gone. Fork-safe.
+fn kill_everything_else() {
+    // From a namespace's init, pid -1 means every process in it but init.
+    let _ = sys::process::kill(-1, libc::SIGKILL);
+    while sys::process::wait(-1).is_ok() {}
 }
 
 fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()> {

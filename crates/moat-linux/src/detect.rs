@@ -19,7 +19,8 @@ pub struct Support {
     pub seccomp: bool,
     /// cgroup v2, if mounted: where and which controllers it offers.
     pub cgroup2: Option<(PathBuf, Vec<String>)>,
-    /// Whether the nft tool is installed and the kernel has nf_tables.
+    /// Whether the nft tool is installed and the kernel has netfilter
+    /// netlink (which nftables needs).
     pub nftables: (bool, bool),
     /// Idmapped mounts need Linux 5.12 and the new mount API.
     pub idmapped_mounts: bool,
@@ -47,12 +48,15 @@ fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 /// Tries a user namespace with a mount namespace in a throw-away child.
 pub fn try_user_namespace() -> Result<(), String> {
     let flags = (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) as libc::c_ulong;
+    // Read before the clone: inside a namespace without a mapping yet, the
+    // ids read back as the overflow id.
+    let ids = sys_ids();
     match sys::clone::fork_with(flags) {
         Err(e) => Err(format!("clone(CLONE_NEWUSER) failed: {}", e)),
         Ok(sys::clone::Forked::Child) => {
             // In the child: map our ids the way a run does, then mount,
             // using only fork-safe calls until exit.
-            let code = userns_child();
+            let code = userns_child(ids);
             sys::clone::exit_now(code)
         }
         Ok(sys::clone::Forked::Parent { pid, .. }) => match sys::process::wait(pid) {
@@ -65,11 +69,10 @@ pub fn try_user_namespace() -> Result<(), String> {
     }
 }
 
-fn userns_child() -> i32 {
+fn userns_child(ids: (u32, u32)) -> i32 {
     // Map nothing but ourselves; deny setgroups first as the kernel asks.
-    // The ids are in the parent namespace and unchanged by the clone.
     let mut map = [0u8; 64];
-    let uid = sys_ids().0;
+    let uid = ids.0;
     let n = format_map(&mut map, uid);
     if sys::fd::write_file(c"/proc/self/uid_map", &map[..n]).is_err() {
         return 1;
@@ -77,7 +80,7 @@ fn userns_child() -> i32 {
     if sys::fd::write_file(c"/proc/self/setgroups", b"deny").is_err() {
         return 1;
     }
-    let gid = sys_ids().1;
+    let gid = ids.1;
     let n = format_map(&mut map, gid);
     if sys::fd::write_file(c"/proc/self/gid_map", &map[..n]).is_err() {
         return 1;
@@ -163,7 +166,7 @@ pub fn detect() -> Support {
         user_namespaces: try_user_namespace(),
         seccomp,
         cgroup2: cgroup2(),
-        nftables: (on_path("nft"), Path::new("/sys/module/nf_tables").exists()),
+        nftables: (on_path("nft"), Path::new("/proc/net/netfilter").exists()),
         userns_sysctls: sysctls,
     }
 }

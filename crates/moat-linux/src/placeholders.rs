@@ -14,8 +14,10 @@
 //! - opening it fails at once (ENXIO), so a tool that reads `.envrc` or
 //!   `.mcp.json` during the run neither hangs (a fifo would) nor parses an
 //!   empty file, and looking inside `.vscode/` fails with ENOTDIR;
-//! - it needs no data block, so making and removing it is cheap even on
-//!   filesystems that discard freed blocks synchronously;
+//! - it needs no data block, and all placeholders of a run on one
+//!   filesystem are hard links to a single inode, so making and removing
+//!   them stays cheap even on filesystems that discard freed blocks
+//!   synchronously or search their bitmaps for each new inode;
 //! - no one binds a socket with mode 000 at these names, so it is also the
 //!   mark by which a later run recognises a placeholder left by a run that
 //!   was killed.
@@ -39,6 +41,8 @@ use crate::sys;
 #[derive(Debug, Default)]
 pub struct Placeholders {
     held: BTreeMap<PathBuf, (File, Vec<(PathBuf, u64)>)>,
+    /// A placeholder this run made, to link the next ones to.
+    template: Option<PathBuf>,
 }
 
 /// Why a placeholder could not be made.
@@ -79,12 +83,23 @@ impl Placeholders {
             sys::fd::flock(&dir, libc::LOCK_SH, false).map_err(|e| e.io())?;
             self.held.insert(parent.clone(), (dir, Vec::new()));
         }
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        match sys::fd::mknod_socket(&c) {
-            Ok(()) => {}
-            Err(sys::Errno(libc::EEXIST)) => {}
-            Err(e) => return Err(e.io()),
+        let linked = match &self.template {
+            Some(t) => match std::fs::hard_link(t, path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
+                // Another filesystem (EXDEV), or links refused: a new inode.
+                Err(_) => false,
+            },
+            None => false,
+        };
+        if !linked {
+            let c = CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            match sys::fd::mknod_socket(&c) {
+                Ok(()) => self.template = Some(path.to_path_buf()),
+                Err(sys::Errno(libc::EEXIST)) => {}
+                Err(e) => return Err(e.io()),
+            }
         }
         // Ours, adopted, or someone else's (then the sandbox protects it as
         // an existing path and it is not ours to remove).

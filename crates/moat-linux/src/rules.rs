@@ -14,12 +14,12 @@
 //! forbidding the creation of new files next to them, so those are left to
 //! the mount layer.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope,
+    ABI,
 };
 use moat_policy::view::FsView;
 use moat_policy::{EntryKind, HostFs};
@@ -50,10 +50,10 @@ pub struct Prepared {
 pub enum RulesError {
     #[error("Landlock refused the ruleset: {0}")]
     Landlock(#[from] landlock::RulesetError),
-    #[error("cannot open {path} for a Landlock rule: {source}")]
-    Open {
+    #[error("cannot add a Landlock rule for {path}: {errno}")]
+    Add {
         path: PathBuf,
-        source: landlock::PathFdError,
+        errno: crate::sys::Errno,
     },
     #[error("carving the denied paths out of the readable tree needs more than {MAX_CARVE_RULES} Landlock rules (at {0})")]
     TooManyRules(PathBuf),
@@ -159,16 +159,20 @@ fn carve(view: &FsView, fs: &dyn HostFs) -> Result<Carved, RulesError> {
     Ok((carver.out, listing_only))
 }
 
-fn add(
-    ruleset: landlock::RulesetCreated,
-    path: &Path,
-    access: BitFlags<AccessFs>,
-) -> Result<landlock::RulesetCreated, RulesError> {
-    let fd = PathFd::new(path).map_err(|source| RulesError::Open {
+/// Adds one rule on the raw ruleset: the crate's own `add_rule` also
+/// stats each path to tell files from directories, which the carve-out
+/// already knows from the directory listing.
+fn add(fd: &OwnedFd, path: &Path, access: BitFlags<AccessFs>) -> Result<(), RulesError> {
+    let c = crate::spec::cpath(path).ok_or_else(|| RulesError::Add {
         path: path.to_path_buf(),
-        source,
+        errno: crate::sys::Errno(libc::EINVAL),
     })?;
-    Ok(ruleset.add_rule(PathBeneath::new(fd, access))?)
+    crate::sys::landlock::allow_beneath(fd.as_raw_fd(), &c, access.bits()).map_err(|errno| {
+        RulesError::Add {
+            path: path.to_path_buf(),
+            errno,
+        }
+    })
 }
 
 /// Builds the ruleset for `view` at ABI `abi` (the kernel's).
@@ -190,7 +194,9 @@ pub fn build(
     if abi_version >= 6 {
         ruleset = ruleset.scope(Scope::from_all(abi))?;
     }
-    let mut created = ruleset.create()?;
+    let created = ruleset.create()?;
+    let fd: Option<OwnedFd> = created.into();
+    let fd = fd.ok_or(RulesError::NoFd)?;
     let mut rules = 0;
 
     let (readable, listing_only) = carve(view, fs)?;
@@ -202,21 +208,20 @@ pub fn build(
         } else {
             read_file_access()
         };
-        created = add(created, path, access)?;
+        add(&fd, path, access)?;
         rules += 1;
     }
     for w in &view.writable {
         let is_dir = fs.kind(&w.path) == Some(EntryKind::Dir);
         let access = if is_dir { all } else { file_subset(all) };
-        created = add(created, &w.path, access)?;
+        add(&fd, &w.path, access)?;
         rules += 1;
     }
     let devices =
         (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::IoctlDev) & all;
     let read = (AccessFs::ReadFile | AccessFs::ReadDir) & all;
-    let fd: Option<OwnedFd> = created.into();
     Ok(Prepared {
-        fd: fd.ok_or(RulesError::NoFd)?,
+        fd,
         all: all.bits(),
         devices: devices.bits(),
         read: read.bits(),

@@ -194,6 +194,9 @@ pub struct Child {
     temp_dir: Option<PathBuf>,
     // Records read while waiting for the start.
     pending: Vec<Message>,
+    // Whether the sandbox's first process has been reaped.
+    reaped: bool,
+    reader: Reader,
 }
 
 /// What the landlock-only mode cannot enforce for `policy`, given the
@@ -745,6 +748,8 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
         enforcement: p.enforcement,
         temp_dir: p.temp_dir,
         pending: Vec::new(),
+        reaped: false,
+        reader: Reader::new(),
     };
     if let Some(sock) = p.pty_parent {
         // Fails only if setup failed before the terminal was made; the
@@ -809,16 +814,18 @@ fn kill_orphans() {
 
 impl Child {
     fn await_start(&mut self, req: &SpawnRequest<'_>) -> Result<(), Error> {
-        let mut reader = Reader::new();
-        loop {
-            let batch = match reader.read(self.report.as_raw_fd()) {
+        let mut started = false;
+        while !started {
+            let batch = match self.reader.read(self.report.as_raw_fd()) {
                 Ok(Some(batch)) => batch,
                 // init is gone without a word; wait() will say how.
                 Ok(None) | Err(_) => return Ok(()),
             };
+            // A quick command's end can come in the same read as its start;
+            // keep everything after it for wait().
             for m in batch {
                 match m {
-                    Message::Started { .. } => return Ok(()),
+                    Message::Started { .. } => started = true,
                     Message::Failed { step, index, errno } if step != Step::Exec => {
                         let _ = sys::process::wait(self.pid);
                         if self.is_userns_failure(step, index, Errno(errno)) {
@@ -833,6 +840,7 @@ impl Child {
                 }
             }
         }
+        Ok(())
     }
 
     /// Failures that mean the user namespace exists but grants nothing, as
@@ -858,6 +866,17 @@ impl Child {
     /// themselves).
     pub fn pty_master(&self) -> Option<RawFd> {
         self.pty_master.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Waits for the sandbox's first process to be gone (after [`wait`]
+    /// returned, only the kernel's teardown of the namespaces is left).
+    ///
+    /// [`wait`]: Child::wait
+    pub fn reap(&mut self) {
+        if !self.reaped {
+            let _ = sys::process::wait(self.pid);
+            self.reaped = true;
+        }
     }
 
     /// Kills the whole sandbox.
@@ -918,7 +937,6 @@ impl Child {
         relay: Option<RawFd>,
     ) -> Result<(Exit, Duration), Error> {
         let deadline = self.timeout.map(|t| self.started + t);
-        let mut reader = Reader::new();
         let mut report_open = true;
         let mut init_exit: Option<sys::process::Exit> = None;
         let mut messages = std::mem::take(&mut self.pending);
@@ -927,7 +945,21 @@ impl Child {
         if let Some(m) = relay {
             let _ = sys::fd::set_nonblocking(m, true);
         }
-        while init_exit.is_none() || report_open {
+        // A namespace run is over when init reports how the command ended:
+        // by then init has killed and reaped everything else, and only its
+        // own exit (the kernel tearing down the namespaces) is left, which
+        // `reap` waits for later, while moat does its own finishing work.
+        let reported = |m: &[Message]| {
+            m.iter().any(|m| {
+                matches!(
+                    m,
+                    Message::Exited { .. } | Message::Signaled { .. } | Message::Failed { .. }
+                )
+            })
+        };
+        while (init_exit.is_none() || report_open)
+            && !(self.isolation == Isolation::Full && reported(&messages))
+        {
             let mut fds = vec![
                 libc::pollfd {
                     fd: self.pidfd.as_raw_fd(),
@@ -1012,7 +1044,7 @@ impl Child {
                 }
             }
             if fds[1].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                match reader.read(self.report.as_raw_fd()) {
+                match self.reader.read(self.report.as_raw_fd()) {
                     Ok(Some(batch)) => messages.extend(batch),
                     Ok(None) | Err(_) => report_open = false,
                 }
@@ -1120,6 +1152,17 @@ impl Child {
             at,
             errno,
             hint,
+        }
+    }
+}
+
+impl Drop for Child {
+    /// A sandbox dropped unwaited is killed, with everything in it: nothing
+    /// it started may outlive the handle.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            self.reap();
         }
     }
 }

@@ -261,7 +261,28 @@ pub fn build(policy: &Policy, fs: &dyn HostFs, limits: ScanLimits) -> Result<FsV
 }
 
 fn denied(policy: &Policy, fs: &dyn HostFs, view: &mut FsView) {
+    // Most denied paths do not exist, and many share a parent (often
+    // missing, as `~/.config/...` on a machine without `~/.config`):
+    // remember what each parent turned out to be instead of asking again.
+    let mut parents: Vec<(PathBuf, bool)> = Vec::new();
     for d in &policy.deny_read {
+        if let Some(parent) = d.value.parent() {
+            let exact = parents.iter().find(|(p, _)| p == parent).map(|(_, e)| *e);
+            // A missing ancestor hides everything below it.
+            let missing_above = parents.iter().any(|(p, e)| !e && parent.starts_with(p));
+            let parent_exists = match exact {
+                Some(exists) => exists,
+                None if missing_above => false,
+                None => {
+                    let exists = fs.kind(parent) == Some(EntryKind::Dir);
+                    parents.push((parent.to_path_buf(), exists));
+                    exists
+                }
+            };
+            if !parent_exists {
+                continue;
+            }
+        }
         if fs.kind(&d.value).is_none() {
             continue;
         }
@@ -311,10 +332,19 @@ impl Planner<'_> {
     }
 
     fn protect(&mut self, path: PathBuf, reason: &'static str) -> Result<(), ViewError> {
-        let kind = match self.fs.kind(&path) {
-            Some(kind) => kind,
-            None => return Ok(()),
-        };
+        match self.fs.kind(&path) {
+            Some(kind) => self.protect_as(path, kind, reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Protects `path`, whose kind the caller already looked up.
+    fn protect_as(
+        &mut self,
+        path: PathBuf,
+        kind: EntryKind,
+        reason: &'static str,
+    ) -> Result<(), ViewError> {
         if kind == EntryKind::Symlink {
             return Err(ViewError::ProtectedSymlink { path });
         }
@@ -324,10 +354,13 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn placeholder(&mut self, path: PathBuf, reason: &'static str) {
-        let parent_is_dir = path
-            .parent()
-            .map_or(false, |p| self.fs.kind(p) == Some(EntryKind::Dir));
+    /// `parent_is_dir`: already known (the writable root itself), or to be
+    /// looked at.
+    fn placeholder(&mut self, path: PathBuf, reason: &'static str, parent_is_dir: bool) {
+        let parent_is_dir = parent_is_dir
+            || path
+                .parent()
+                .map_or(false, |p| self.fs.kind(p) == Some(EntryKind::Dir));
         if !parent_is_dir || self.view.placeholders.contains(&path) {
             return;
         }
@@ -411,8 +444,8 @@ impl Planner<'_> {
         self.view.writable.push(root.clone());
         for name in names {
             let path = root.path.join(name);
-            if self.fs.kind(&path).is_some() {
-                self.protect(path, "agent, editor or tool settings")?;
+            if let Some(kind) = self.fs.kind(&path) {
+                self.protect_as(path, kind, "agent, editor or tool settings")?;
             } else {
                 let single = name.components().count() == 1;
                 let default = name
@@ -422,7 +455,7 @@ impl Planner<'_> {
                     .iter()
                     .any(|n| Path::new(n) == name);
                 if single && (default || user_added) {
-                    self.placeholder(path, "absent setting kept uncreatable");
+                    self.placeholder(path, "absent setting kept uncreatable", true);
                 }
             }
         }
@@ -446,8 +479,8 @@ impl Planner<'_> {
                 // A nested repository gets the root's protections too.
                 for name in names {
                     let path = worktree.join(name);
-                    if self.fs.kind(&path).is_some() {
-                        self.protect(path, "settings of a nested repository")?;
+                    if let Some(kind) = self.fs.kind(&path) {
+                        self.protect_as(path, kind, "settings of a nested repository")?;
                     }
                 }
             }
@@ -468,11 +501,11 @@ impl Planner<'_> {
         }
         for name in PROTECTED_IN_GITDIR {
             let path = gitdir.join(name);
-            if self.fs.kind(&path).is_some() {
+            if let Some(kind) = self.fs.kind(&path) {
                 present.push(path.clone());
-                self.protect(path, "runs code when git runs")?;
+                self.protect_as(path, kind, "runs code when git runs")?;
             } else if PLACEHOLDER_IN_GITDIR.contains(name) {
-                self.placeholder(path, "absent git hooks kept uncreatable");
+                self.placeholder(path, "absent git hooks kept uncreatable", true);
             }
         }
         Ok(())

@@ -507,7 +507,7 @@ impl Child {
                 match result {
                     Ok((e, d)) => (convert(e), d),
                     Err(e) => {
-                        self.finish();
+                        self.clean_up();
                         return Err(e.into());
                     }
                 }
@@ -524,7 +524,8 @@ impl Child {
             }
             Inner::NotFound(errno) => (Exit::NotStarted { errno: *errno }, Duration::ZERO),
         };
-        let neutralised = self.finish();
+        let neutralised = self.audit();
+        self.clean_up();
         let mut report = std::mem::take(&mut self.report);
         report.neutralised = neutralised;
         report.exit_code = exit.code();
@@ -544,12 +545,9 @@ impl Child {
         Ok(Outcome { exit, report })
     }
 
-    /// The audit and the clean-up, once.
-    fn finish(&mut self) -> Vec<String> {
-        #[cfg(target_os = "linux")]
-        if let Some(mut p) = self.placeholders.take() {
-            p.remove();
-        }
+    /// The audit, once. It touches no mount point of the sandbox, so it
+    /// can run while the kernel is still tearing the namespaces down.
+    fn audit(&mut self) -> Vec<String> {
         let view = match self.view.take() {
             Some(v) => v,
             None => return Vec::new(),
@@ -567,6 +565,24 @@ impl Child {
             }
         }
         lines
+    }
+}
+
+impl Child {
+    /// Waits for the sandbox to be gone, then removes the placeholders:
+    /// a placeholder is a mount point until its mount namespace is gone,
+    /// and unlinking it before would make the kernel detach those mounts
+    /// one by one.
+    fn clean_up(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            if let Inner::Sandboxed(c, _) = &mut self.inner {
+                c.reap();
+            }
+            if let Some(mut p) = self.placeholders.take() {
+                p.remove();
+            }
+        }
     }
 }
 

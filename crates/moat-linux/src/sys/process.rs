@@ -77,7 +77,8 @@ pub fn reap(pid: libc::pid_t) -> SysResult<Option<(libc::pid_t, Exit)>> {
     }
 }
 
-/// Blocks until `pid` ends and reaps it.
+/// Blocks until `pid` (any child with -1) ends and reaps it; ECHILD when
+/// there is none. Fork-safe.
 pub fn wait(pid: libc::pid_t) -> SysResult<Exit> {
     let mut status = 0;
     loop {
