@@ -30,6 +30,7 @@
 mod bpf;
 mod child;
 pub mod detect;
+mod hostfs;
 pub mod placeholders;
 mod plan;
 mod rules;
@@ -42,6 +43,7 @@ mod sys;
 mod wire;
 
 pub use detect::Support;
+pub use hostfs::LinuxFs;
 pub use run::{
     spawn, Child, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest, StdioSpec,
     WaitOptions,

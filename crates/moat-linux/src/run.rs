@@ -149,7 +149,7 @@ pub enum Error {
     )]
     NoUserNamespaces { reason: String, losses: String },
     #[error(
-        "a landlock-only run cannot enforce all of this policy:\n{losses}\
+        "this run cannot enforce all of its policy:\n{losses}\
          hint: pass --allow-degraded to run anyway, knowing the above"
     )]
     Degraded { losses: String },
@@ -368,6 +368,19 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
                 losses: bullet(&lost),
             });
         }
+    }
+    // The kernel never applies RLIMIT_NPROC to the global root user, user
+    // namespace or not; only a cgroup's pids controller could.
+    if policy.limits.processes.is_some() && sys::process::ids().0 == 0 {
+        let loss = "the process limit is not enforced: the kernel exempts root from RLIMIT_NPROC \
+                    and no cgroup pids controller is used in this tier"
+            .to_string();
+        if !req.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&[loss]),
+            });
+        }
+        lost.push(loss);
     }
     if abi == 0 {
         if !req.allow_degraded || !full {

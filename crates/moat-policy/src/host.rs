@@ -30,6 +30,12 @@ pub trait HostFs {
     fn read_dir(&self, path: &Path) -> io::Result<Vec<(OsString, EntryKind)>>;
     /// A small text file (git's `gitdir:` files), at most `limit` bytes.
     fn read_small(&self, path: &Path, limit: usize) -> io::Result<String>;
+    /// How many subdirectories `path` has, when the filesystem can say so
+    /// without listing it (the link count of a directory on filesystems
+    /// that keep it as 2 + subdirectories); `None` when unknown.
+    fn subdirs_hint(&self, _path: &Path) -> Option<u64> {
+        None
+    }
 }
 
 /// Facts about the person and the run that are not on disk.
@@ -110,6 +116,9 @@ pub(crate) mod fake {
     #[derive(Debug, Default, Clone)]
     pub struct FakeFs {
         pub nodes: BTreeMap<PathBuf, Node>,
+        /// Whether to answer `subdirs_hint` (as ext4 would) or not (as
+        /// btrfs would).
+        pub hints: bool,
     }
 
     impl FakeFs {
@@ -125,6 +134,11 @@ pub(crate) mod fake {
                 self.nodes.entry(dir.to_path_buf()).or_insert(Node::Dir);
                 p = dir.parent();
             }
+        }
+
+        pub fn with_hints(mut self) -> FakeFs {
+            self.hints = true;
+            self
         }
 
         pub fn dir(mut self, path: &str) -> FakeFs {
@@ -201,6 +215,18 @@ pub(crate) mod fake {
                 }
             }
             Ok(out)
+        }
+
+        fn subdirs_hint(&self, path: &Path) -> Option<u64> {
+            if !self.hints {
+                return None;
+            }
+            let subdirs = self
+                .nodes
+                .iter()
+                .filter(|(p, n)| p.parent() == Some(path) && matches!(n, Node::Dir))
+                .count();
+            Some(subdirs as u64)
         }
 
         fn read_small(&self, path: &Path, limit: usize) -> io::Result<String> {

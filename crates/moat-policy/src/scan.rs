@@ -2,11 +2,16 @@
 //!
 //! Every run looks for nested repositories (their hooks and config must stay
 //! read-only too), so the search must cost little whatever the size of the
-//! tree: it lists directories breadth-first using the entry types the kernel
-//! returns (no `stat` per entry), never follows symlinks, skips build output
-//! and dependency caches ([`crate::known::SCAN_SKIP_DIRS`]), and stops at a
-//! depth and a number of directories. What it did not reach is reported, not
-//! hidden.
+//! tree:
+//! - it lists only directories that have subdirectories: where the
+//!   filesystem says a directory has none (its link count, see
+//!   [`HostFs::subdirs_hint`]), one lookup of `.git` in it is enough, so a
+//!   directory of ten thousand files costs two system calls, not a listing;
+//! - listings use the entry types the kernel returns (no `stat` per
+//!   entry), symlinks are never followed, build output and dependency
+//!   caches are skipped ([`crate::known::SCAN_SKIP_DIRS`]);
+//! - it stops at a depth, a number of directories and a number of listed
+//!   entries. What it did not reach is reported, not hidden.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -19,16 +24,20 @@ use crate::known::SCAN_SKIP_DIRS;
 pub struct ScanLimits {
     /// Directories below the root that are listed: 0 lists only the root.
     pub max_depth: usize,
-    /// Directories listed at most, the root included.
+    /// Directories visited at most, the root included.
     pub max_dirs: usize,
+    /// Directory entries read at most.
+    pub max_entries: usize,
 }
 
 impl ScanLimits {
-    /// Four levels below the root and 2,000 directories: a run in a large
-    /// monorepo costs a few milliseconds, not a walk of the tree.
+    /// Four levels below the root, 2,000 directories, 20,000 entries: a
+    /// run in a large monorepo costs a millisecond or two, not a walk of
+    /// the tree.
     pub const DEFAULT: ScanLimits = ScanLimits {
         max_depth: 4,
         max_dirs: 2000,
+        max_entries: 20_000,
     };
 }
 
@@ -38,9 +47,11 @@ pub struct ScanResult {
     /// Each `.git` entry found (directory, `gitdir:` file or symlink), with
     /// its kind, in breadth-first order.
     pub dotgits: Vec<(PathBuf, EntryKind)>,
+    /// Directories visited (listed, or looked into for `.git`).
     pub dirs_listed: usize,
-    /// True if the directory limit stopped the search before the depth
-    /// limit did.
+    pub entries_read: usize,
+    /// True if the directory or entry limit stopped the search before the
+    /// depth limit did.
     pub truncated: bool,
 }
 
@@ -50,9 +61,19 @@ pub fn find_dotgits(fs: &dyn HostFs, root: &Path, limits: ScanLimits) -> ScanRes
     let mut queue = VecDeque::new();
     queue.push_back((root.to_path_buf(), 0usize));
     while let Some((dir, depth)) = queue.pop_front() {
-        if result.dirs_listed >= limits.max_dirs {
+        if result.dirs_listed >= limits.max_dirs || result.entries_read >= limits.max_entries {
             result.truncated = true;
             break;
+        }
+        result.dirs_listed += 1;
+        // Nothing below to descend into: only `.git` itself matters.
+        let leaf = depth >= limits.max_depth || (depth > 0 && fs.subdirs_hint(&dir) == Some(0));
+        if leaf {
+            let dotgit = dir.join(".git");
+            if let Some(kind) = fs.kind(&dotgit) {
+                result.dotgits.push((dotgit, kind));
+            }
+            continue;
         }
         let entries = match fs.read_dir(&dir) {
             Ok(entries) => entries,
@@ -60,14 +81,14 @@ pub fn find_dotgits(fs: &dyn HostFs, root: &Path, limits: ScanLimits) -> ScanRes
             // either.
             Err(_) => continue,
         };
-        result.dirs_listed += 1;
+        result.entries_read += entries.len();
         let mut children = Vec::new();
         for (name, kind) in entries {
             if name == ".git" {
                 result.dotgits.push((dir.join(&name), kind));
                 continue;
             }
-            if kind != EntryKind::Dir || depth >= limits.max_depth {
+            if kind != EntryKind::Dir {
                 continue;
             }
             let skip = name.to_str().map_or(false, |n| SCAN_SKIP_DIRS.contains(&n));
@@ -128,6 +149,7 @@ mod tests {
         let shallow = ScanLimits {
             max_depth: 4,
             max_dirs: 100,
+            max_entries: 1000,
         };
         assert_eq!(
             paths(&find_dotgits(&fs, Path::new("/ws"), shallow)),
@@ -136,9 +158,30 @@ mod tests {
         let few = ScanLimits {
             max_depth: 10,
             max_dirs: 2,
+            max_entries: 1000,
         };
         let result = find_dotgits(&fs, Path::new("/ws"), few);
         assert!(result.truncated);
         assert_eq!(result.dirs_listed, 2);
+    }
+
+    #[test]
+    fn leaf_directories_are_not_listed() {
+        let mut fs = FakeFs::new()
+            .dir("/ws/big/sub")
+            .file("/ws/leaf/.git", "gitdir: x");
+        for i in 0..50 {
+            fs = fs.file(&format!("/ws/leaf/f{i}"), "");
+        }
+        let with = find_dotgits(
+            &fs.clone().with_hints(),
+            Path::new("/ws"),
+            ScanLimits::DEFAULT,
+        );
+        let without = find_dotgits(&fs, Path::new("/ws"), ScanLimits::DEFAULT);
+        assert_eq!(paths(&with), ["/ws/leaf/.git"]);
+        assert_eq!(paths(&without), ["/ws/leaf/.git"]);
+        assert!(with.entries_read < 10, "{} entries read", with.entries_read);
+        assert!(without.entries_read > 50);
     }
 }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use moat_policy::audit::{self, Fix};
-use moat_policy::host::StdFs;
 use moat_policy::scan::ScanLimits;
 use moat_policy::view::{self, FsView};
 
@@ -325,7 +324,7 @@ impl Command {
         mut report: RunReport,
         started: Instant,
     ) -> Result<Child, Error> {
-        let fs = StdFs;
+        let fs = backend::LinuxFs::new();
         let view = view::build(&resolved.policy, &fs, ScanLimits::DEFAULT)?;
         report.notes = view.notes.clone();
         report.writable = view
@@ -378,7 +377,7 @@ impl Command {
             relay_pty: self.pty,
         };
         let mut c = Child::new(
-            Inner::Sandboxed(child, wait),
+            Inner::Sandboxed(Box::new(child), wait),
             report,
             parent_ends,
             started,
@@ -437,7 +436,7 @@ fn make_stdio(stdio: [Stdio; 3]) -> Result<StdioEnds, Error> {
 #[derive(Debug)]
 enum Inner {
     #[cfg(target_os = "linux")]
-    Sandboxed(backend::Child, backend::WaitOptions),
+    Sandboxed(Box<backend::Child>, backend::WaitOptions),
     Plain(std::process::Child),
     /// full-access, and the program could not be started (errno).
     NotFound(i32),
@@ -552,7 +551,11 @@ impl Child {
             Some(v) => v,
             None => return Vec::new(),
         };
-        let fixes = audit::plan(&view, &StdFs, ScanLimits::DEFAULT);
+        #[cfg(target_os = "linux")]
+        let fs = backend::LinuxFs::new();
+        #[cfg(not(target_os = "linux"))]
+        let fs = moat_policy::host::StdFs;
+        let fixes = audit::plan(&view, &fs, ScanLimits::DEFAULT);
         let mut lines = Vec::new();
         for fix in &fixes {
             match apply(fix) {

@@ -287,3 +287,14 @@ pub fn mknod_socket(path: &CStr) -> SysResult<()> {
     // needs no privilege and no device number.
     check_int(unsafe { libc::mknod(path.as_ptr(), libc::S_IFSOCK, 0) }).map(|_| ())
 }
+
+/// The filesystem type (statfs `f_type`) of the filesystem holding `path`.
+pub fn fs_magic(path: &std::path::Path) -> SysResult<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))?;
+    // SAFETY: statfs is plain data; the kernel fills it in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a live statfs.
+    check_int(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
+    Ok(st.f_type as i64)
+}
