@@ -40,7 +40,7 @@ impl LinuxFs {
         if let Some((_, yes)) = self.devices.borrow().iter().find(|(d, _)| *d == dev) {
             return *yes;
         }
-        let yes = sys::fd::fs_magic(path).map_or(false, |m| COUNTS_SUBDIRS.contains(&m));
+        let yes = sys::fd::fs_magic(path).is_ok_and(|m| COUNTS_SUBDIRS.contains(&m));
         self.devices.borrow_mut().push((dev, yes));
         yes
     }
