@@ -325,3 +325,43 @@ fn host_unix_sockets_are_out_of_reach() {
     }
     v.finish();
 }
+
+#[test]
+fn icmp_does_not_leave_the_sandbox() {
+    if !is_root() {
+        eprintln!("skipped: allowing ping sockets for the control needs root");
+        return;
+    }
+    // ICMP datagram sockets are off by default (ping_group_range "1 0");
+    // open them on the host for the control, and put the setting back.
+    let range = "/proc/sys/net/ipv4/ping_group_range";
+    let saved = std::fs::read_to_string(range).unwrap();
+    std::fs::write(range, "0 2147483647").unwrap();
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", &self.0);
+        }
+    }
+    let _restore = Restore(saved);
+    let mut v = Verdicts::default();
+    for who in identities() {
+        let s = Scratch::new(&who, "icmp");
+        let control = outside(&who, &s.ws, "ping", &["127.0.0.1"]);
+        let sandboxed = inside(&who, &s.ws, &[], "ping", &["127.0.0.1"]);
+        let sandboxed_out = inside(&who, &s.ws, &[], "ping", &["192.0.2.1"]);
+        v.blocked(
+            &format!("{} ping in the sandbox", who.name),
+            &control,
+            &sandboxed,
+            &["EACCES", "EPERM"],
+        );
+        v.blocked(
+            &format!("{} ping out of the sandbox", who.name),
+            &control,
+            &sandboxed_out,
+            &["EACCES", "EPERM", "ENETUNREACH"],
+        );
+    }
+    v.finish();
+}

@@ -366,3 +366,38 @@ fn signals_to_moat_reach_the_command() {
         "the command's death by SIGTERM is moat's exit status"
     );
 }
+
+#[test]
+fn setuid_bits_cannot_be_planted_in_the_workspace() {
+    let mut v = Verdicts::default();
+    for who in identities() {
+        let s = Scratch::new(&who, "setid");
+        let f = s.write("ws/tool", "#!/bin/sh\n");
+        let p = f.to_str().unwrap();
+        for mode in ["4755", "2755"] {
+            let control = outside(&who, &s.ws, "chmod", &[p, mode]);
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let sandboxed = inside(&who, &s.ws, &[], "chmod", &[p, mode]);
+            v.blocked(
+                &format!("{} chmod {mode} in the workspace", who.name),
+                &control,
+                &sandboxed,
+                &["EPERM"],
+            );
+        }
+        v.works(
+            &format!("{} chmod 755 still works", who.name),
+            &inside(&who, &s.ws, &[], "chmod", &[p, "755"]),
+        );
+        let mode = std::fs::metadata(&f)
+            .ok()
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
+        v.check(
+            &format!("{} mode unchanged", who.name),
+            mode == Some(0o755),
+            format!("{mode:?}"),
+        );
+    }
+    v.finish();
+}

@@ -22,14 +22,8 @@ mod arch {
     pub const FIRST_UNREVIEWED: u32 = 470;
 }
 
-#[cfg(target_arch = "aarch64")]
-mod arch {
-    pub const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
-    pub const FIRST_UNREVIEWED: u32 = 470;
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("moat's seccomp table has been reviewed for x86_64 and aarch64 only");
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("moat's seccomp table has been reviewed for x86_64 only");
 
 /// Calls that are refused outright, each with the reason.
 const DENY: &[(i64, &str)] = &[
@@ -101,6 +95,10 @@ const DENY: &[(i64, &str)] = &[
 /// Calls answered with ENOSYS: their callers fall back when they see it.
 const ENOSYS: &[(i64, &str)] = &[
     (
+        libc::SYS_openat2,
+        "its mode lives in memory seccomp cannot read (see SETID_MODES); libc falls back to openat",
+    ),
+    (
         libc::SYS_clone3,
         "its flags live in memory seccomp cannot read; libc falls back to clone",
     ),
@@ -127,6 +125,24 @@ const DENY_IOCTLS: &[(u64, &str)] = &[
     (0x5423, "TIOCSETD"),
     (0x541D, "TIOCCONS"),
 ];
+
+/// Calls that set a file's mode, with the index of the mode argument.
+/// Setting the setuid or setgid bit is refused: a command that runs as
+/// root inside (the person is root) would otherwise leave setuid-root
+/// programs in the workspace for any local user to run.
+const SETID_MODES: &[(i64, u8)] = &[
+    (libc::SYS_chmod, 1),
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (libc::SYS_fchmodat2, 2),
+    (libc::SYS_open, 2),
+    (libc::SYS_openat, 3),
+    (libc::SYS_creat, 1),
+    (libc::SYS_mknod, 1),
+    (libc::SYS_mknodat, 2),
+];
+
+const S_ISUID_GID: u32 = 0o6000;
 
 /// Namespace flags refused in clone(2).
 const CLONE_NAMESPACES: &[u64] = &[
@@ -179,6 +195,13 @@ fn entries(sockets: SocketPolicy) -> Vec<Entry> {
             .map(|(request, _)| vec![(1, Cmp::Eq(*request as u32))])
             .collect(),
     });
+    for (nr, arg) in SETID_MODES {
+        out.push(Entry {
+            nr: *nr as u32,
+            action: eperm,
+            rules: vec![vec![(*arg, Cmp::AnyBit(S_ISUID_GID))]],
+        });
+    }
     let namespaces = CLONE_NAMESPACES.iter().fold(0u32, |acc, f| acc | *f as u32);
     out.push(Entry {
         nr: libc::SYS_clone as u32,
@@ -228,6 +251,12 @@ pub fn describe() -> Vec<(String, &'static str)> {
     for (nr, why) in ENOSYS {
         out.push((format!("syscall {} -> ENOSYS", nr), why));
     }
+    for (nr, _) in SETID_MODES {
+        out.push((
+            format!("syscall {} with a setuid/setgid mode -> EPERM", nr),
+            "setuid programs left in the workspace",
+        ));
+    }
     for (req, name) in DENY_IOCTLS {
         out.push((
             format!("ioctl {:#x} ({}) -> EPERM", req, name),
@@ -255,6 +284,20 @@ mod tests {
         assert_eq!(run(&f, libc::SYS_ptrace, [0; 6]), EPERM);
         assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&f, libc::SYS_fchmodat, [0, 0, 0o4755, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&f, libc::SYS_fchmodat, [0, 0, 0o755, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&f, libc::SYS_openat, [0, 0, 0o101, 0o2755, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            run(&f, libc::SYS_openat, [0, 0, 0o101, 0o644, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(run(&f, libc::SYS_openat2, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, 470, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), EPERM);
         assert_eq!(

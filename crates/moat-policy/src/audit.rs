@@ -104,8 +104,20 @@ impl Auditor<'_> {
     }
 
     fn config(&mut self, path: PathBuf) {
-        if self.fs.kind(&path) != Some(EntryKind::File) {
-            return;
+        match self.fs.kind(&path) {
+            Some(EntryKind::File) => {}
+            None => return,
+            // git follows a symlinked config, and reading it here would
+            // copy whatever it points at into the workspace: set it aside.
+            Some(_) => {
+                let to = disabled_name(self.fs, &path);
+                self.fixes.push(Fix::Rename {
+                    path,
+                    to,
+                    reason: "config is not a regular file".into(),
+                });
+                return;
+            }
         }
         match self.fs.read_small(&path, MAX_CONFIG_BYTES + 1) {
             Ok(text) if text.len() <= MAX_CONFIG_BYTES => {
@@ -317,6 +329,19 @@ mod tests {
             paths(&fixes),
             ["/ws/.git/config.worktree", "/ws/.git/commondir"]
         );
+    }
+
+    #[test]
+    fn a_symlinked_config_is_set_aside_unread() {
+        let fs = FakeFs::new()
+            .file("/ws/.git/HEAD", "")
+            .file("/ws/.git/config", "")
+            .file("/ws/new/.git/HEAD", "")
+            .file("/home/u/.gitconfig", "[credential]\n\thelper = store\n")
+            .symlink("/ws/new/.git/config", "/home/u/.gitconfig");
+        let fixes = plan(&start_view(), &fs, ScanLimits::DEFAULT);
+        assert_eq!(paths(&fixes), ["/ws/new/.git/config"]);
+        assert!(matches!(&fixes[0], Fix::Rename { .. }), "{fixes:?}");
     }
 
     #[test]
