@@ -24,6 +24,11 @@ fn without_userns(
     moat_args: &[&str],
     cmd: &[&str],
 ) -> std::process::Output {
+    // The build tree may be under /tmp, which the wrapper replaces.
+    let copy = s.base.join("bin/moat");
+    if !copy.exists() {
+        std::fs::copy(moat(), &copy).unwrap();
+    }
     let mut c = command_as(who, "bwrap");
     c.args([
         "--unshare-user",
@@ -40,7 +45,7 @@ fn without_userns(
     .args(["--dev", "/dev", "--proc", "/proc", "--chdir"])
     .arg(&s.ws)
     .arg("--")
-    .arg(moat())
+    .arg(&copy)
     .args(["run", "--workspace"])
     .arg(&s.ws)
     .args(moat_args)
