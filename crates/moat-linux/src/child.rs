@@ -235,7 +235,9 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
         Op::Symlink { target, link } => sys::fd::symlink(target, link),
         Op::Attach { slot, target, set } => {
             let fd = slot_fd(slots, *slot)?;
-            set_attr(fd, c"", true, true, *set, 0)?;
+            if *set != 0 {
+                set_attr(fd, c"", true, true, *set, 0)?;
+            }
             let result = attach(fd, target);
             sys::fd::close_raw(fd);
             result

@@ -22,9 +22,7 @@ use std::path::{Path, PathBuf};
 use moat_policy::view::FsView;
 use moat_policy::EntryKind;
 
-use crate::sys::mount::{
-    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
-};
+use crate::sys::mount::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
 /// Device nodes the sandbox gets (bound from the host's /dev).
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -299,15 +297,26 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     // 4. Private areas; a writable root that is one of them (or holds one)
     // replaces it instead.
     let mut mounted_areas = Vec::new();
-    for (area, options, _) in &areas {
+    let mut populated = Vec::new();
+    for (area, options, read_only) in &areas {
         let area_path = Path::new(area);
         if view.writable.iter().any(|w| area_path.starts_with(&w.path)) {
             continue;
         }
+        // A read-only area nothing is attached under is mounted read-only
+        // at once.
+        let fills = roots.iter().any(|(_, p, _)| p.starts_with(area_path))
+            || kept.iter().any(|(_, p)| p.starts_with(area_path));
+        let mut flags = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
+        if *read_only && !fills {
+            flags |= libc::MS_RDONLY as libc::c_ulong;
+        } else if *read_only {
+            populated.push(area_path.to_path_buf());
+        }
         b.op(Op::Tmpfs {
             target: cs(area),
             options: cs(options),
-            flags: (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong,
+            flags,
         });
         mounted_areas.push(area_path.to_path_buf());
         let access = if *area == "/run" || *area == "/var/run" {
@@ -348,13 +357,11 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
             });
         }
     }
-    for (area, _, read_only) in &areas {
-        if *read_only && mounted_areas.iter().any(|a| a == Path::new(area)) {
-            b.op(Op::SetAttr {
-                path: cs(area),
-                set: MOUNT_ATTR_RDONLY,
-            });
-        }
+    for area in &populated {
+        b.op(Op::SetAttr {
+            path: c(area),
+            set: MOUNT_ATTR_RDONLY,
+        });
     }
 
     // 6. Pins before the protected paths below them.
@@ -414,10 +421,12 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     for (slot, name) in &nodes {
         let path = cs(&format!("/dev/{}", name));
         b.op(Op::Touch { path: path.clone() });
+        // The host's /dev mount flags are kept: these are device nodes, and
+        // nosuid/noexec mean nothing for them.
         b.op(Op::Attach {
             slot: *slot,
             target: path,
-            set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+            set: 0,
         });
     }
     b.op(Op::Mkdir {
@@ -577,9 +586,14 @@ mod tests {
         i.own_network = false;
         let plan = build(&view(), &i);
         assert_eq!(position(&plan, "bring up loopback"), usize::MAX);
+        // Nothing under /run: mounted read-only at once.
+        assert_eq!(position(&plan, "set attributes on /run"), usize::MAX);
+        // A file kept under /run: populated, then made read-only.
+        i.keep_under_run = vec![PathBuf::from("/run/resolvconf/resolv.conf")];
+        let plan = build(&view(), &i);
         assert!(
             position(&plan, "set attributes on /run")
-                > position(&plan, "mount a private tmpfs on /run")
+                > position(&plan, "attach /run/resolvconf/resolv.conf")
         );
     }
 

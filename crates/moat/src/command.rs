@@ -332,7 +332,16 @@ impl Command {
             .iter()
             .map(|w| w.path.display().to_string())
             .collect();
-        let placeholders = backend::placeholders::Placeholders::create(&view.placeholders)?;
+        // Placeholders of another run in the same directory look like
+        // existing protected paths: hold them too, or that run could remove
+        // them between this view and this run's mounts.
+        let mut wanted = view.placeholders.clone();
+        for p in &view.protected {
+            if p.kind == moat_policy::EntryKind::Other && !wanted.contains(&p.path) {
+                wanted.push(p.path.clone());
+            }
+        }
+        let placeholders = backend::placeholders::Placeholders::create(&wanted)?;
         let spec = |s: &Option<OwnedFd>| match s {
             Some(fd) => backend::StdioSpec::Fd(fd.as_raw_fd()),
             None => backend::StdioSpec::Inherit,
