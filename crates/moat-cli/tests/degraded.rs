@@ -51,7 +51,7 @@ fn without_userns(
     .args(moat_args)
     .arg("--")
     .args(cmd);
-    c.output().unwrap()
+    output(&mut c)
 }
 
 #[test]

@@ -243,7 +243,7 @@ fn setuid_programs_gain_nothing() {
         .status()
         .unwrap();
     let c = copy.to_str().unwrap();
-    let control = command_as(&who, c).arg("-u").output().unwrap();
+    let control = output(command_as(&who, c).arg("-u"));
     assert_eq!(
         stdout(&control).trim(),
         "0",

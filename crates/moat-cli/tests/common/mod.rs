@@ -126,6 +126,22 @@ pub fn command_as(who: &Who, program: impl AsRef<OsStr>) -> Command {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Runs `cmd`, retrying while its program is "busy": tests run in parallel
+/// threads, and a child forked by another thread can hold the descriptor
+/// of a freshly copied probe open until it execs (ETXTBSY).
+pub fn output(cmd: &mut Command) -> Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(26) => {}
+            Err(e) => panic!("cannot run {cmd:?}: {e}"),
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("Text file busy") => {}
+            Ok(out) => return out,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{cmd:?} stayed busy")
+}
+
 /// A scratch area owned by `who`: `ws` (the workspace) and `outside` (a
 /// sibling the sandbox must not touch). Removed on drop.
 pub struct Scratch {
@@ -217,7 +233,7 @@ pub fn moat_run<S: AsRef<OsStr>>(who: &Who, ws: &Path, moat_args: &[&str], cmd: 
     let mut c = command_as(who, moat());
     c.arg("run").arg("--workspace").arg(ws);
     c.args(moat_args).arg("--").args(cmd).current_dir(ws);
-    c.output().unwrap()
+    output(&mut c)
 }
 
 /// What a probe reported.
@@ -289,19 +305,14 @@ pub fn outside_via(who: &Who, ws: &Path, wrapper: &[&str], action: &str, args: &
         }
         None => command_as(who, probe_for(ws)),
     };
-    let out = c.arg(action).args(args).current_dir(ws).output().unwrap();
+    let out = output(c.arg(action).args(args).current_dir(ws));
     Probe::parse(&out)
 }
 
 /// Runs `script` with `sh -c` as `who` in `ws` and parses the probe line it
 /// prints (for controls that need a shell: leaked descriptors, terminals).
 pub fn via_shell(who: &Who, ws: &Path, script: &str) -> Probe {
-    let out = command_as(who, "sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(ws)
-        .output()
-        .unwrap();
+    let out = output(command_as(who, "sh").arg("-c").arg(script).current_dir(ws));
     Probe::parse(&out)
 }
 
