@@ -23,15 +23,6 @@ fn shared() -> RwLockReadGuard<'static, ()> {
     ACCOUNT_CONFIG.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n    stdout: {}\n    stderr: {}",
-        out.status.code(),
-        stdout(out).trim_end(),
-        stderr(out).trim_end()
-    )
-}
-
 /// `moat ARGS...` as `who`, in `dir`.
 fn moat_in(who: &Who, dir: &Path, args: &[&str]) -> Output {
     command_as(who, moat())

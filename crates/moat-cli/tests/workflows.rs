@@ -18,16 +18,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Everything about a finished run, for failure messages.
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n    stdout: {}\n    stderr: {}",
-        out.status.code(),
-        stdout(out).trim_end(),
-        stderr(out).trim_end()
-    )
-}
-
 /// `moat run` as `who` in `ws`, not yet started (so stdin can be set).
 fn moat_cmd<S: AsRef<OsStr>>(who: &Who, ws: &Path, moat_args: &[&str], cmd: &[S]) -> Command {
     let mut c = command_as(who, moat());

@@ -88,23 +88,12 @@ pub const PROTECTED_IN_ROOT: &[&str] = &[
 /// Names in a git directory that decide what git runs.
 pub const PROTECTED_IN_GITDIR: &[&str] = &["hooks", "config", "config.worktree", "commondir"];
 
-/// Names among [`PROTECTED_IN_ROOT`] and [`PROTECTED_IN_GITDIR`] that get a
-/// placeholder when absent, so the command cannot create them. Names git
-/// reads unconditionally and would fail on if they were not regular files
-/// (`config`, `commondir`, `config.worktree`, `.gitmodules`) are left out;
-/// their creation is caught by the audit at the end of the run.
-pub const PLACEHOLDER_IN_ROOT: &[&str] = &[
-    ".moat",
-    ".codex",
-    ".agents",
-    ".claude",
-    ".cursor",
-    ".gemini",
-    ".mcp.json",
-    ".vscode",
-    ".idea",
-    ".envrc",
-];
+/// Names of [`PROTECTED_IN_ROOT`] that get no placeholder when absent:
+/// every other one does, so the command cannot create it. git reads
+/// `.gitmodules` whenever it is there and fails if it is not a regular file;
+/// its creation is caught by the audit at the end of the run, as that of
+/// `config`, `commondir` and `config.worktree` in a git directory.
+pub const NO_PLACEHOLDER_IN_ROOT: &[&str] = &[".gitmodules"];
 
 /// Placeholders inside a git directory.
 pub const PLACEHOLDER_IN_GITDIR: &[&str] = &["hooks"];

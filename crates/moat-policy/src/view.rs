@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use crate::gitdir::{self, Repo};
 use crate::host::{EntryKind, HostFs};
 use crate::known::{
-    HOME_STARTUP_FILES, PLACEHOLDER_IN_GITDIR, PLACEHOLDER_IN_ROOT, PROTECTED_IN_GITDIR,
+    HOME_STARTUP_FILES, NO_PLACEHOLDER_IN_ROOT, PLACEHOLDER_IN_GITDIR, PROTECTED_IN_GITDIR,
 };
 use crate::paths::is_within;
 use crate::resolve::Policy;
@@ -448,13 +448,10 @@ impl Planner<'_> {
                 self.protect_as(path, kind, "agent, editor or tool settings")?;
             } else {
                 let single = name.components().count() == 1;
-                let default = name
+                let placeholder = name
                     .to_str()
-                    .map_or(false, |n| PLACEHOLDER_IN_ROOT.contains(&n));
-                let user_added = !crate::known::PROTECTED_IN_ROOT
-                    .iter()
-                    .any(|n| Path::new(n) == name);
-                if single && (default || user_added) {
+                    .map_or(false, |n| !NO_PLACEHOLDER_IN_ROOT.contains(&n));
+                if single && placeholder {
                     self.placeholder(path, "absent setting kept uncreatable", true);
                 }
             }

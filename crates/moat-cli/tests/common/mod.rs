@@ -350,12 +350,7 @@ impl Verdicts {
             ));
             return;
         }
-        match sandboxed {
-            Probe::Failed { error, .. } if errors.contains(&error.as_str()) => self.passed += 1,
-            other => self
-                .failures
-                .push(format!("{what}: expected one of {errors:?}, got {other:?}")),
-        }
+        self.expect_errors(what, sandboxed, errors);
     }
 
     /// Like `blocked`, for calls whose control cannot succeed harmlessly:
@@ -379,6 +374,10 @@ impl Verdicts {
             ));
             return;
         }
+        self.expect_errors(what, sandboxed, errors);
+    }
+
+    fn expect_errors(&mut self, what: &str, sandboxed: &Probe, errors: &[&str]) {
         match sandboxed {
             Probe::Failed { error, .. } if errors.contains(&error.as_str()) => self.passed += 1,
             other => self
@@ -434,6 +433,16 @@ impl Verdicts {
             );
         }
     }
+}
+
+/// Everything about a finished run, for failure messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n    stdout: {}\n    stderr: {}",
+        out.status.code(),
+        stdout(out).trim_end(),
+        stderr(out).trim_end()
+    )
 }
 
 pub fn stderr(out: &Output) -> String {
