@@ -61,7 +61,7 @@ git init -q . && git add -A && git -c user.name=b -c user.email=b@b commit -q -m
 # sandbox's start-up (measured above) is spread over twenty runs, so this
 # measures what the layers cost the work itself.
 loop20() { echo "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do $1 >/dev/null; done"; }
-hyperfine -N --warmup 2 --runs 15 --export-json "$work/files.json" \
+hyperfine -N --warmup 2 --runs 20 --export-json "$work/files.json" \
     "sh -c '$(loop20 "git status --porcelain")'" "$moat run -- sh -c '$(loop20 "git status --porcelain")'" \
     "sh -c '$(loop20 "find . -type f")'" "$moat run -- sh -c '$(loop20 "find . -type f")'" >/dev/null 2>&1
 g_bare=$(median "$work/files.json" 0)
@@ -89,7 +89,7 @@ edition = "2021"
 path = "src/lib.rs"
 EOF
 cd "$work/crate"
-hyperfine --warmup 1 --runs 10 --prepare "rm -rf target" --export-json "$work/cargo.json" \
+hyperfine --warmup 1 --runs 15 --prepare "rm -rf target" --export-json "$work/cargo.json" \
     "cargo build --offline -q" "$moat run -- cargo build --offline -q" >/dev/null 2>&1
 c_bare=$(median "$work/cargo.json" 0)
 c_moat=$(median "$work/cargo.json" 1)
@@ -112,7 +112,7 @@ Medians; each command runs as $(id -un), in a directory under /var/tmp.
 
 ## File-heavy work: a 50,000-file git repository
 
-Twenty runs in one shell, bare and in one sandbox (15 repetitions): what
+Twenty runs in one shell, bare and in one sandbox (20 repetitions): what
 the layers (mounts, Landlock, seccomp) cost the work itself.
 
 | work | bare | inside moat | ratio |
@@ -128,10 +128,40 @@ repository scan and the end-of-run audit in a tree this size.
 | \`git status --porcelain\` | ${g1_bare} ms | ${g1_moat} ms | +$(python3 -c "print('%.2f' % ($g1_moat - $g1_bare))") ms |
 | \`find . -type f\` | ${f1_bare} ms | ${f1_moat} ms | +$(python3 -c "print('%.2f' % ($f1_moat - $f1_bare))") ms |
 
-## \`cargo build\` from clean (moat-policy, 10 runs)
+## \`cargo build\` from clean (moat-policy, 15 runs)
 
 | command | bare | inside moat | ratio |
 |---|---|---|---|
 | \`cargo build --offline\` | ${c_bare} ms | ${c_moat} ms | $(ratio "$c_moat" "$c_bare") |
+
+## Reading
+
+- **Targets.** Issue 2 asks for \`moat run -- true\` at most 0.7 × bwrap's
+  median, and file-heavy work and \`cargo build\` within 3 % of bare. The
+  work itself is within 3 % once moat has started (the tables above, ±3 %
+  run-to-run noise on this VM, more for \`cargo build\`); start-up is
+  below bwrap's but not yet at 0.7 ×.
+- **Where start-up goes** (instrumented on this VM, 2026-11-27): about
+  0.4 ms to exec moat (static), 0.3 ms to resolve the policy and build the
+  filesystem view, 0.1 ms for placeholders, 0.25 ms to prepare Landlock
+  rules, the seccomp program and the mount plan, 0.6 ms for the kernel to
+  create the namespaces (the network namespace alone is about 0.4 ms),
+  0.3 ms for about 50 mount operations, 0.15 ms for capabilities, Landlock
+  and seccomp, 0.7 ms for \`true\` itself (cpuid traps make every exec slow
+  here), then 0.1 ms for the audit and 0.2-1 ms waiting for the kernel to
+  tear the namespaces down (an expedited RCU grace period per mount
+  namespace). A bare \`unshare -Urmpinu --fork --mount-proc true\` costs
+  2.6 ms here, which leaves moat about 1.7 ms above the floor of the same
+  namespaces, against bwrap's 2.6 ms.
+- **What was tried.** Static linking (-0.3 ms), a binary-search seccomp
+  program instead of seccompiler's linear one (the kernel's per-filter
+  action cache emulates the program for every syscall number at install:
+  0.3 ms less), \`CLONE_VM|CLONE_VFORK\` for the command's process,
+  placeholders as hard links to one inode (ext4 with \`discard\` made each
+  new directory cost 90 µs), directories without subdirectories not
+  listed by the repository scan (a 50,000-file tree went from 41 ms to
+  5 ms), the audit overlapped with the namespace teardown. Handing the
+  last clean-up to a detached process did not help under back-to-back
+  runs on two CPUs and was dropped.
 EOF
 cat "$out"
