@@ -137,10 +137,11 @@ repository scan and the end-of-run audit in a tree this size.
 ## Reading
 
 - **Targets.** Issue 2 asks for \`moat run -- true\` at most 0.7 × bwrap's
-  median, and file-heavy work and \`cargo build\` within 3 % of bare. The
-  work itself is within 3 % once moat has started (the tables above, ±3 %
-  run-to-run noise on this VM, more for \`cargo build\`); start-up is
-  below bwrap's but not yet at 0.7 ×.
+  median, and file-heavy work and \`cargo build\` within 3 % of bare.
+  The start-up target is not met yet, and the file-heavy ratios sit at the
+  edge: two runs of this script on 2026-11-27, minutes apart on an
+  otherwise idle machine, gave start-up 0.83 and 0.91 × bwrap, and 1.03
+  and 1.06 for both file-heavy loops; \`cargo build\` stays within noise.
 - **Where start-up goes** (instrumented on this VM, 2026-11-27): about
   0.4 ms to exec moat (static), 0.3 ms to resolve the policy and build the
   filesystem view, 0.1 ms for placeholders, 0.25 ms to prepare Landlock
@@ -156,12 +157,27 @@ repository scan and the end-of-run audit in a tree this size.
 - **What was tried.** Static linking (-0.3 ms), a binary-search seccomp
   program instead of seccompiler's linear one (the kernel's per-filter
   action cache emulates the program for every syscall number at install:
-  0.3 ms less), \`CLONE_VM|CLONE_VFORK\` for the command's process,
-  placeholders as hard links to one inode (ext4 with \`discard\` made each
+  0.3 ms less), placeholders as hard links to one inode (ext4 with \`discard\` made each
   new directory cost 90 µs), directories without subdirectories not
   listed by the repository scan (a 50,000-file tree went from 41 ms to
   5 ms), the audit overlapped with the namespace teardown. Handing the
   last clean-up to a detached process did not help under back-to-back
-  runs on two CPUs and was dropped.
+  runs on two CPUs and was dropped. So did three further attempts,
+  measured by interleaving 1,000 runs of each variant: starting the
+  command's process with \`CLONE_VM|CLONE_VFORK\` instead of a fork (no
+  difference); creating the namespaces in a \`CLONE_VM\` process that
+  calls \`unshare\` on the other CPU while moat computes the plan, then
+  forks init into its pid namespace with \`CLONE_PARENT\` (the 0.5-0.8 ms
+  of namespace creation did overlap the plan, but the median moved from
+  5.35 to 5.51 ms: back to back, the second CPU is busy tearing down the
+  previous run's namespaces, and the extra fork costs the rest); and
+  avoiding glibc's start-up (0.45 ms of cpuid traps in every glibc
+  program here, moat and \`true\` alike) is not possible without a musl
+  toolchain, which this machine's package sources do not provide.
+- **What is left.** The remaining distance to 0.7 × (about 0.7 ms) is
+  mostly kernel work that bwrap does too (namespaces, mounts, exec,
+  teardown) plus moat's own 0.6 ms of policy, view and plan; the next
+  candidates are fewer mount operations for placeholders (one bind per
+  absent protected name today) and a smaller seccomp program.
 EOF
 cat "$out"
