@@ -840,7 +840,7 @@ impl Child {
                 match m {
                     Message::Started { .. } => started = true,
                     Message::Failed { step, index, errno } if step != Step::Exec => {
-                        let _ = sys::process::wait(self.pid);
+                        self.reap();
                         if self.is_userns_failure(step, index, Errno(errno)) {
                             return Err(no_user_namespaces(
                                 req,
@@ -1065,6 +1065,7 @@ impl Child {
             if init_exit.is_none() && fds[0].revents & libc::POLLIN != 0 {
                 init_exit =
                     Some(sys::process::wait(self.pid).map_err(sys_err("reaping the sandbox"))?);
+                self.reaped = true;
                 if self.isolation == Isolation::LandlockOnly {
                     // Without a pid namespace the command's own descendants
                     // may hold the report pipe open.
