@@ -40,7 +40,8 @@ impl LinuxFs {
         if let Some((_, yes)) = self.devices.borrow().iter().find(|(d, _)| *d == dev) {
             return *yes;
         }
-        let yes = sys::fd::fs_magic(path).is_ok_and(|m| COUNTS_SUBDIRS.contains(&m));
+        let yes = crate::spec::cpath(path)
+            .is_some_and(|c| sys::fd::fs_magic(&c).is_ok_and(|m| COUNTS_SUBDIRS.contains(&m)));
         self.devices.borrow_mut().push((dev, yes));
         yes
     }

@@ -289,12 +289,10 @@ pub fn mknod_socket(path: &CStr) -> SysResult<()> {
 }
 
 /// The filesystem type (statfs `f_type`) of the filesystem holding `path`.
-pub fn fs_magic(path: &std::path::Path) -> SysResult<i64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))?;
+pub fn fs_magic(path: &CStr) -> SysResult<i64> {
     // SAFETY: statfs is plain data; the kernel fills it in.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is a live statfs.
-    check_int(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
+    // SAFETY: `path` is NUL-terminated and `st` is a live statfs.
+    check_int(unsafe { libc::statfs(path.as_ptr(), &mut st) })?;
     Ok(st.f_type as i64)
 }
