@@ -45,6 +45,8 @@ fn must<T>(report: RawFd, step: Step, index: u32, result: SysResult<T>) -> T {
 /// The first process inside the sandbox. Never returns.
 pub fn init_main(spec: &mut ChildSpec) -> ! {
     let report = spec.report;
+    // Held here, moat's end would keep the lifeline from ever hanging up.
+    sys::fd::close_raw(spec.lifeline_parent);
     must(
         report,
         Step::ParentDeathSignal,
@@ -260,7 +262,7 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
             sys::fd::close_raw(fd);
             result
         }
-        Op::EmptyFile => {
+        Op::EmptyFile { under } => {
             let mnt = detached_tmpfs(&[c"mode=0555", c"size=4k"], 0)?;
             let file = sys::fd::openat(mnt, c"empty", libc::O_CREAT | libc::O_WRONLY, 0)?;
             sys::fd::close_raw(file);
@@ -272,8 +274,9 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
                 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
                 0,
             )?;
+            // Kept open even if the attach fails, so the caller closes it.
             *empty_mount = mnt;
-            Ok(())
+            attach(mnt, under)
         }
         Op::MaskFile { target } => {
             let fd = clone_tree(*empty_mount, c"empty", false)?;

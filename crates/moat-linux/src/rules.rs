@@ -208,8 +208,13 @@ pub fn build(
         } else {
             read_file_access()
         };
-        add(&fd, path, access)?;
-        rules += 1;
+        match add(&fd, path, access) {
+            Ok(()) => rules += 1,
+            // Gone since the directory was listed (another program removed
+            // it): there is nothing left to grant.
+            Err(RulesError::Add { errno, .. }) if errno.0 == libc::ENOENT => {}
+            Err(e) => return Err(e),
+        }
     }
     for w in &view.writable {
         let is_dir = fs.kind(&w.path) == Some(EntryKind::Dir);
@@ -248,6 +253,56 @@ mod tests {
     use moat_policy::host::StdFs;
     use moat_policy::view::{Denied, Writable};
     use moat_policy::Source;
+
+    /// The host's filesystem, but one directory listing names an entry
+    /// that is gone by the time its rule is added.
+    struct Vanishing(PathBuf);
+
+    impl HostFs for Vanishing {
+        fn kind(&self, path: &Path) -> Option<EntryKind> {
+            StdFs.kind(path)
+        }
+        fn canonicalize(&self, path: &Path) -> std::io::Result<PathBuf> {
+            StdFs.canonicalize(path)
+        }
+        fn read_dir(&self, path: &Path) -> std::io::Result<Vec<(std::ffi::OsString, EntryKind)>> {
+            let mut entries = StdFs.read_dir(path)?;
+            if path == self.0 {
+                entries.push(("vanished".into(), EntryKind::File));
+            }
+            Ok(entries)
+        }
+        fn read_small(&self, path: &Path, limit: usize) -> std::io::Result<String> {
+            StdFs.read_small(path, limit)
+        }
+    }
+
+    #[test]
+    fn an_entry_removed_after_the_listing_is_skipped() {
+        if crate::sys::landlock::abi_version() == 0 {
+            eprintln!("skipped: Landlock is not available");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("moat-vanish-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("secret")).unwrap();
+        let view = FsView {
+            readable: Some(vec![base.clone()]),
+            denied: vec![Denied {
+                path: base.join("secret"),
+                kind: EntryKind::Dir,
+                source: Source::Default,
+            }],
+            ..FsView::default()
+        };
+        let built = build(
+            &view,
+            &Vanishing(base.clone()),
+            crate::sys::landlock::abi_version(),
+            NetRules::Unhandled,
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+        assert!(built.is_ok(), "{:?}", built.err());
+    }
 
     #[test]
     fn carving_skips_holes_and_lists_their_ancestors() {

@@ -95,7 +95,11 @@ pub enum Stdio {
 #[derive(Debug)]
 pub struct ChildSpec {
     pub report: RawFd,
+    /// Read end of a pipe whose write end only moat holds: it hangs up when
+    /// moat is gone.
     pub lifeline: RawFd,
+    /// moat's write end, which the child inherits and closes first.
+    pub lifeline_parent: RawFd,
     /// `Some` when a user namespace is created: the id map contents.
     pub id_maps: Option<(Vec<u8>, Vec<u8>)>,
     pub ops: Vec<Op>,
