@@ -3,8 +3,9 @@
 #
 #   bash bench/run.sh
 #
-# 1. Start-up: `moat run -- true` against bare `true` and against
-#    bubblewrap with every namespace, in one hyperfine run.
+# 1. Start-up: `moat run -- true` against bare `true`, against bubblewrap
+#    with every namespace, and against bench/floor.c (the same namespaces
+#    and minimal layers with no policy: the floor), in one hyperfine run.
 # 2. File-heavy work: `git status` and `find` over a 50,000-file
 #    repository, bare and inside moat.
 # 3. `cargo build` of a small crate from clean, bare and inside moat.
@@ -17,7 +18,7 @@ out=${1:-BENCHMARKS.md}
 case "$out" in /*) ;; *) out="$root/$out" ;; esac
 
 if [ "$(id -u)" = 0 ]; then
-    for p in hyperfine bubblewrap git; do
+    for p in hyperfine bubblewrap git gcc libc6-dev; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || {
             apt-get update -qq || true
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null
@@ -29,6 +30,7 @@ moat=$(pwd)/target/x86_64-unknown-linux-gnu/release/moat
 [ -x "$moat" ] || moat=$(pwd)/target/release/moat
 work=$(mktemp -d /var/tmp/moat-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+gcc -O2 -static -o "$work/floor" bench/floor.c
 
 median() { # json file, command index -> median in ms
     python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
@@ -40,10 +42,11 @@ mkdir -p "$work/empty"
 cd "$work/empty"
 bwrap_cmd="bwrap --unshare-all --new-session --die-with-parent --ro-bind / / --dev /dev --proc /proc true"
 hyperfine -N --warmup 50 --runs 1000 --export-json "$work/startup.json" \
-    "true" "$moat run -- true" "$bwrap_cmd" >/dev/null 2>&1
+    "true" "$moat run -- true" "$bwrap_cmd" "$work/floor true" >/dev/null 2>&1
 t_true=$(median "$work/startup.json" 0)
 t_moat=$(median "$work/startup.json" 1)
 t_bwrap=$(median "$work/startup.json" 2)
+t_floor=$(median "$work/startup.json" 3)
 
 # 2. A 50,000-file repository: 250 directories of 200 files.
 mkdir -p "$work/tree"
@@ -109,6 +112,7 @@ Medians; each command runs as $(id -un), in a directory under /var/tmp.
 | \`true\` | ${t_true} ms | |
 | \`moat run -- true\` | ${t_moat} ms | $(ratio "$t_moat" "$t_bwrap") × bwrap |
 | \`$bwrap_cmd\` | ${t_bwrap} ms | 1.00 |
+| \`bench/floor.c true\`: the floor (see below) | ${t_floor} ms | $(ratio "$t_floor" "$t_bwrap") × bwrap |
 
 ## File-heavy work: a 50,000-file git repository
 
@@ -138,46 +142,49 @@ repository scan and the end-of-run audit in a tree this size.
 
 - **Targets.** Issue 2 asks for \`moat run -- true\` at most 0.7 × bwrap's
   median, and file-heavy work and \`cargo build\` within 3 % of bare.
-  The start-up target is not met yet, and the file-heavy ratios sit at the
-  edge: two runs of this script on 2026-11-27, minutes apart on an
-  otherwise idle machine, gave start-up 0.83 and 0.91 × bwrap, and 1.03
-  and 1.06 for both file-heavy loops; \`cargo build\` stays within noise.
-- **Where start-up goes** (instrumented on this VM, 2026-11-27): about
-  0.4 ms to exec moat (static), 0.3 ms to resolve the policy and build the
-  filesystem view, 0.1 ms for placeholders, 0.25 ms to prepare Landlock
-  rules, the seccomp program and the mount plan, 0.6 ms for the kernel to
-  create the namespaces (the network namespace alone is about 0.4 ms),
-  0.3 ms for about 50 mount operations, 0.15 ms for capabilities, Landlock
-  and seccomp, 0.7 ms for \`true\` itself (cpuid traps make every exec slow
-  here), then 0.1 ms for the audit and 0.2-1 ms waiting for the kernel to
-  tear the namespaces down (an expedited RCU grace period per mount
-  namespace). A bare \`unshare -Urmpinu --fork --mount-proc true\` costs
-  2.6 ms here, which leaves moat about 1.7 ms above the floor of the same
-  namespaces, against bwrap's 2.6 ms.
-- **What was tried.** Static linking (-0.3 ms), a binary-search seccomp
-  program instead of seccompiler's linear one (the kernel's per-filter
-  action cache emulates the program for every syscall number at install:
-  0.3 ms less), placeholders as hard links to one inode (ext4 with \`discard\` made each
-  new directory cost 90 µs), directories without subdirectories not
-  listed by the repository scan (a 50,000-file tree went from 41 ms to
-  5 ms), the audit overlapped with the namespace teardown. Handing the
-  last clean-up to a detached process did not help under back-to-back
-  runs on two CPUs and was dropped. So did three further attempts,
-  measured by interleaving 1,000 runs of each variant: starting the
-  command's process with \`CLONE_VM|CLONE_VFORK\` instead of a fork (no
-  difference); creating the namespaces in a \`CLONE_VM\` process that
-  calls \`unshare\` on the other CPU while moat computes the plan, then
-  forks init into its pid namespace with \`CLONE_PARENT\` (the 0.5-0.8 ms
-  of namespace creation did overlap the plan, but the median moved from
-  5.35 to 5.51 ms: back to back, the second CPU is busy tearing down the
-  previous run's namespaces, and the extra fork costs the rest); and
-  avoiding glibc's start-up (0.45 ms of cpuid traps in every glibc
-  program here, moat and \`true\` alike) is not possible without a musl
-  toolchain, which this machine's package sources do not provide.
-- **What is left.** The remaining distance to 0.7 × (about 0.7 ms) is
-  mostly kernel work that bwrap does too (namespaces, mounts, exec,
-  teardown) plus moat's own 0.6 ms of policy, view and plan; the next
-  candidates are fewer mount operations for placeholders (one bind per
-  absent protected name today) and a smaller seccomp program.
+  The start-up target is not met: runs of this script on 2026-11-27 gave
+  0.83 to 1.03 × bwrap (bwrap's own median moved between 4.2 and 5.5 ms
+  from run to run on this VM). The file-heavy loops come out at 1.03 to
+  1.07 × bare and \`cargo build\` within noise; interleaved A/B runs put
+  the layers' own cost near 1 % (perf: Landlock's \`hook_file_open\` 0.7 %,
+  seccomp 0.3 % of \`find\`'s time), below this VM's run-to-run noise.
+- **The floor.** \`bench/floor.c\` does the least any sandbox with moat's
+  namespaces and layers must do (the seven namespaces, a read-only view of
+  \`/\` with the workspace writable, private \`/tmp\`, \`/dev\` and \`/proc\`,
+  a two-rule Landlock ruleset, a four-instruction seccomp filter, init and
+  command processes) with no policy, no masks, no protected paths, no
+  audit and no loopback. Its row above is the floor on this machine:
+  moat's distance to it is what policy, masks, placeholders, the full
+  Landlock ruleset and seccomp program, loopback and the audit cost.
+  In this run, reaching 0.7 × bwrap would leave
+  $(python3 -c "print('%.2f' % (0.7 * $t_bwrap - $t_floor))") ms for all of that, against
+  $(python3 -c "print('%.2f' % ($t_moat - $t_floor))") ms today.
+- **Where start-up goes** (perf and syscall tracing, 2026-11-27): glibc's
+  start-up is about 0.5 ms in every process here (its cache-size probe
+  issues about a hundred \`cpuid\` instructions, each a VM exit of about
+  5 µs), once for moat and once for the command; creating the network
+  namespace is about 0.5 ms of the \`clone\`; moat's policy, view,
+  placeholders and Landlock rules about 0.6 ms before it; about 50 mount
+  operations 0.3 ms; the seccomp program 0.15 ms to install; and the
+  mount namespace's teardown waits for an expedited RCU grace period (0.1
+  to 0.4 ms) before moat can reap init and remove the placeholders.
+- **What was tried.** Kept: static linking (-0.3 ms), a binary-search
+  seccomp program instead of a linear one (-0.3 ms: the kernel emulates
+  the filter for every syscall number at install to build its cache),
+  placeholders as hard links to one inode, a repository scan that skips
+  directories without subdirectories, the audit overlapped with the
+  teardown, and the mask file's tmpfs attached under \`/dev\` instead of
+  left detached (closing a detached mount waits for a grace period in the
+  middle of the start-up: -0.05 ms median). Dropped after interleaved
+  runs of 1,000 to 2,000 each showed no gain: the command's process
+  started with \`CLONE_VM|CLONE_VFORK\`; namespaces created by a helper on
+  the other CPU while moat computes the plan (back to back, the other CPU
+  is busy tearing down the previous run); adding the Landlock rules after
+  the fork while init builds the mounts (the scheduler puts init on
+  moat's own CPU about half of the time); \`lto = "fat"\` with one
+  codegen unit (-0.03 ms, inside noise); prefaulting moat's text with
+  \`MADV_POPULATE_READ\` (slower). Avoiding glibc's start-up needs a musl
+  build of Rust's standard library, which this machine's package sources
+  do not provide.
 EOF
 cat "$out"

@@ -22,12 +22,36 @@ pub enum Verb {
         #[command(subcommand)]
         command: PolicyVerb,
     },
+    /// Try the catalogue of known sandbox escapes against the sandbox
+    /// `moat run` builds here (or another sandbox's prefix) and report.
+    Probe(ProbeArgs),
     /// Show what this machine supports and how `moat run` will enforce.
     Doctor {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this category (repeatable): filesystem, "delayed execution",
+    /// network, processes, terminal, privilege, kernel.
+    #[arg(long, value_name = "CATEGORY")]
+    pub only: Vec<String>,
+    /// Also run the catalogue under this command prefix (repeatable), e.g.
+    /// 'bwrap --unshare-all --new-session --die-with-parent --ro-bind / /
+    /// --bind {workspace} {workspace} --dev /dev --proc /proc'; {workspace}
+    /// and {home} name the probe's workspace and home directory.
+    #[arg(long, value_name = "'CMD ...'")]
+    pub wrapper: Vec<String>,
+    /// Only this mode of moat (repeatable): full, landlock-only, or none
+    /// (only the wrappers) [default: every mode that runs here].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

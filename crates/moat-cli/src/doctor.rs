@@ -68,7 +68,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
                 "layers": layers,
                 "error": trial_error,
             },
-            "probe": "run `moat probe` (coming) to try the escape catalogue on this machine",
+            "probe": "moat probe: tries the catalogue of known sandbox escapes against every mode that runs here",
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -113,5 +113,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
             }
         }
     }
+    println!();
+    println!("To see these layers tried against known escapes on this machine: moat probe");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod cli;
 mod doctor;
 mod flags;
 mod policy_show;
+mod probe;
 mod run;
 
 use std::process::ExitCode;
@@ -37,6 +38,12 @@ fn main() -> ExitCode {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),
         cli::Verb::Doctor { json } => doctor::doctor(json).map(|()| 0),
+        cli::Verb::Probe(args) => probe::probe(probe::Options {
+            json: args.json,
+            only: args.only,
+            wrappers: args.wrapper,
+            modes: args.mode,
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),

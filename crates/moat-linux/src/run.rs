@@ -227,6 +227,11 @@ pub fn landlock_only_losses(policy: &Policy, view: &FsView, abi: i32) -> Vec<Str
     {
         lost.push("denied paths inside writable roots stay readable".into());
     }
+    lost.push(
+        "the mode and times of files outside the writable roots can still be changed: Landlock \
+         does not cover chmod or utimes"
+            .into(),
+    );
     lost.push("/proc shows the host's processes and their command lines (ptrace, signals and /proc/PID/environ stay blocked)".into());
     lost.push("no private /dev or /dev/shm: POSIX shared memory and device nodes are the host's (writes outside /dev/null and terminals stay blocked)".into());
     lost.push("System V IPC and POSIX message queues are the host's".into());
@@ -651,6 +656,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let spec = ChildSpec {
         report: child_fds[0].as_raw_fd(),
         lifeline: child_fds[1].as_raw_fd(),
+        lifeline_parent: lifeline_write.as_raw_fd(),
         id_maps,
         ops: ops_plan.ops,
         slots,

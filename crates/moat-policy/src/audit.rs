@@ -147,9 +147,39 @@ impl Auditor<'_> {
         }
         let new = !self.start_gitdirs.contains(g);
         let appeared = |s: &Self, p: &Path| new || !s.start_present.contains(p);
+        // A gitdir that is a symlink made during the run hands git hooks
+        // and config from wherever it points, and following it here would
+        // let the audit rename files outside the writable roots.
+        if new && self.fs.kind(g) == Some(EntryKind::Symlink) {
+            let to = disabled_name(self.fs, g);
+            self.fixes.push(Fix::Rename {
+                path: g.to_path_buf(),
+                to,
+                reason: "a git directory made a symlink during the run".into(),
+            });
+            return;
+        }
         if new {
             let hooks = g.join("hooks");
-            if let Ok(entries) = self.fs.read_dir(&hooks) {
+            match self.fs.kind(&hooks) {
+                Some(EntryKind::Dir) => {}
+                None => {}
+                // Never listed: a symlinked hooks directory may point
+                // anywhere, and its entries are not the sandbox's to rename.
+                Some(_) => {
+                    let to = disabled_name(self.fs, &hooks);
+                    self.fixes.push(Fix::Rename {
+                        path: hooks.clone(),
+                        to,
+                        reason: "hooks is not a directory (git would run what it points at)".into(),
+                    });
+                }
+            }
+            let listed = match self.fs.kind(&hooks) {
+                Some(EntryKind::Dir) => self.fs.read_dir(&hooks),
+                _ => Ok(Vec::new()),
+            };
+            if let Ok(entries) = listed {
                 let mut entries = entries;
                 entries.sort();
                 for (name, kind) in entries {
@@ -342,6 +372,18 @@ mod tests {
         let fixes = plan(&start_view(), &fs, ScanLimits::DEFAULT);
         assert_eq!(paths(&fixes), ["/ws/new/.git/config"]);
         assert!(matches!(&fixes[0], Fix::Rename { .. }), "{fixes:?}");
+    }
+
+    #[test]
+    fn a_symlinked_hooks_directory_is_set_aside_not_followed() {
+        let fs = FakeFs::new()
+            .file("/ws/.git/HEAD", "")
+            .file("/ws/.git/config", "")
+            .file("/ws/new/.git/HEAD", "")
+            .file("/home/u/bin/tool", "")
+            .symlink("/ws/new/.git/hooks", "/home/u/bin");
+        let fixes = plan(&start_view(), &fs, ScanLimits::DEFAULT);
+        assert_eq!(paths(&fixes), ["/ws/new/.git/hooks"]);
     }
 
     #[test]

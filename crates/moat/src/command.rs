@@ -565,8 +565,27 @@ impl Child {
         #[cfg(not(target_os = "linux"))]
         let fs = moat_policy::host::StdFs;
         let fixes = audit::plan(&view, &fs, ScanLimits::DEFAULT);
+        let roots: Vec<std::path::PathBuf> = view
+            .writable
+            .iter()
+            .filter_map(|w| std::fs::canonicalize(&w.path).ok())
+            .collect();
         let mut lines = Vec::new();
         for fix in &fixes {
+            // The plan never leaves the writable roots; checked again where
+            // the change lands, so a symlinked directory on the way cannot
+            // turn a fix into a change outside them.
+            let parent = fix
+                .path()
+                .parent()
+                .and_then(|p| std::fs::canonicalize(p).ok());
+            if !parent.is_some_and(|p| roots.iter().any(|r| p.starts_with(r))) {
+                lines.push(format!(
+                    "did not neutralise {}: it is reached through a symlink out of the writable roots (check it before running git there)",
+                    fix.path().display()
+                ));
+                continue;
+            }
             match apply(fix) {
                 Ok(()) => lines.extend(fix.describe()),
                 Err(e) => lines.push(format!(
