@@ -41,8 +41,8 @@ ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys
 mkdir -p "$work/empty"
 cd "$work/empty"
 bwrap_cmd="bwrap --unshare-all --new-session --die-with-parent --ro-bind / / --dev /dev --proc /proc true"
-hyperfine -N --warmup 50 --runs 1000 --export-json "$work/startup.json" \
-    "true" "$moat run -- true" "$bwrap_cmd" "$work/floor true" >/dev/null 2>&1
+python3 "$root/bench/interleave.py" 2000 "$work/startup.json" \
+    "true" "$moat run -- true" "$bwrap_cmd" "$work/floor true"
 t_true=$(median "$work/startup.json" 0)
 t_moat=$(median "$work/startup.json" 1)
 t_bwrap=$(median "$work/startup.json" 2)
@@ -105,7 +105,11 @@ Produced by \`bash bench/run.sh\` on $(date -u +%Y-%m-%d): $(nproc) CPUs,
 $(uname -r), $(hyperfine --version), $(bwrap --version).
 Medians; each command runs as $(id -un), in a directory under /var/tmp.
 
-## Start-up (\`hyperfine -N\`, 1,000 runs after 50 warm-up runs)
+## Start-up (2,000 interleaved rounds after 50 warm-up rounds, \`bench/interleave.py\`)
+
+Each round runs every command once, so a drift in the machine's speed
+during the run slows all of them alike (run-to-run medians here move by up
+to 25 %; the ratios move much less).
 
 | command | median | ratio |
 |---|---|---|
@@ -142,10 +146,10 @@ repository scan and the end-of-run audit in a tree this size.
 
 - **Targets.** Issue 2 asks for \`moat run -- true\` at most 0.7 × bwrap's
   median, and file-heavy work and \`cargo build\` within 3 % of bare.
-  The start-up target is not met: runs of this script on 2026-11-27 gave
-  0.83 to 1.03 × bwrap (bwrap's own median moved between 4.2 and 5.5 ms
-  from run to run on this VM). The file-heavy loops come out at 1.03 to
-  1.07 × bare and \`cargo build\` within noise; interleaved A/B runs put
+  The start-up target is not met: four runs of this script on 2026-11-27
+  gave 0.81 to 1.03 × bwrap (bwrap's own median moved between 4.2 and
+  6.2 ms from run to run on this VM, whose speed drifts with its host's
+  load). The file-heavy loops come out at 1.00 to 1.10 × bare and \`cargo build\` within noise; interleaved A/B runs put
   the layers' own cost near 1 % (perf: Landlock's \`hook_file_open\` 0.7 %,
   seccomp 0.3 % of \`find\`'s time), below this VM's run-to-run noise.
 - **The floor.** \`bench/floor.c\` does the least any sandbox with moat's

@@ -86,6 +86,24 @@ fn a_wrapper_that_does_not_sandbox_fails_the_probe() {
 }
 
 #[test]
+fn a_sandbox_that_runs_nothing_is_inconclusive_not_blocked() {
+    let who = user();
+    let (out, json) = probe_run(
+        &who,
+        &["--mode", "none", "--wrapper", "false", "--only", "kernel"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let rows = verdicts(&json);
+    assert!(!rows.is_empty(), "{}", show(&out));
+    for r in &rows {
+        assert!(
+            matches!(r.2.as_str(), "inconclusive" | "not-applicable"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_options_are_refused() {
     let who = current();
     for (args, needle) in [

@@ -41,6 +41,8 @@ pub const ACTIONS: &[Action] = &[
     Action { name: "stat", usage: "PATH", help: "lstat(2); detail = mode uid gid size type", run: stat },
     Action { name: "exec", usage: "PATH [ARGS...]", help: "execv(2) PATH with argv PATH ARGS; on success only the program's own output appears", run: exec },
     Action { name: "open-dev", usage: "PATH", help: "open O_RDWR|O_NOCTTY (device nodes)", run: open_dev },
+    Action { name: "thread-write", usage: "PATH", help: "write-file from a second thread", run: thread_write },
+    Action { name: "race-swap", usage: "DIR TARGET ROUNDS", help: "one thread swaps DIR between a directory and a symlink to TARGET (RENAME_EXCHANGE) while another creates DIR/x, ROUNDS times each; detail = writes that succeeded", run: race_swap },
 ];
 
 /// Maps a std I/O error to a failure, keeping the errno when there is one.
@@ -264,6 +266,48 @@ pub fn lossy(bytes: &[u8]) -> String {
 /// For arguments echoed in details.
 pub fn show(value: &OsStr) -> String {
     lossy(value.as_bytes())
+}
+
+fn thread_write(args: &Args) -> Outcome {
+    let c = args.cstring(0, "PATH")?;
+    let worker = std::thread::spawn(move || {
+        let fd = sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644)
+            .map_err(step("open"))?;
+        let n = sys::write(fd.as_raw_fd(), PAYLOAD).map_err(step("write"))?;
+        Ok(format!("wrote {n} bytes from a second thread"))
+    });
+    worker
+        .join()
+        .unwrap_or_else(|_| Err(other("the thread panicked", "")))
+}
+
+fn race_swap(args: &Args) -> Outcome {
+    let cdir = args.cstring(0, "DIR")?;
+    let target = args.cstring(1, "TARGET")?;
+    let rounds: u32 = args.number(2, "ROUNDS")?;
+    let with = |suffix: &[u8]| {
+        CString::new([cdir.as_bytes(), suffix].concat())
+            .map_err(|_| Fail::Usage("DIR contains a NUL byte".into()))
+    };
+    let (other, file) = (with(b".swap")?, with(b"/x")?);
+    // DIR always exists: a directory or a symlink to TARGET, by turns.
+    sys::mkdir(&cdir, 0o755).map_err(step("mkdir"))?;
+    sys::symlink(&target, &other).map_err(step("symlink"))?;
+    let swapper = std::thread::spawn(move || {
+        for _ in 0..rounds {
+            let _ = sys::exchange(&cdir, &other);
+        }
+    });
+    let mut written = 0u32;
+    for _ in 0..rounds {
+        if let Ok(fd) = sys::open(&file, libc::O_WRONLY | libc::O_CREAT, 0o644) {
+            if sys::write(fd.as_raw_fd(), PAYLOAD).is_ok() {
+                written += 1;
+            }
+        }
+    }
+    let _ = swapper.join();
+    Ok(format!("{written} of {rounds} writes succeeded"))
 }
 
 #[cfg(test)]

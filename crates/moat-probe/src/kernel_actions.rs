@@ -25,6 +25,7 @@ pub const ACTIONS: &[Action] = &[
     Action { name: "kexec-load", usage: "", help: "kexec_load with too many segments and a NULL list (EINVAL means it reached the kernel)", run: kexec_load },
     Action { name: "init-module", usage: "", help: "init_module(NULL, 0, \"\") (ENOEXEC means it reached the kernel)", run: init_module },
     Action { name: "open-by-handle-at", usage: "", help: "open_by_handle_at with a zeroed handle (EINVAL means it reached the kernel)", run: open_by_handle_at },
+    Action { name: "syscall", usage: "NR", help: "raw syscall NR with every argument zero; detail = result", run: syscall },
     Action { name: "syslog", usage: "", help: "syslog(SYSLOG_ACTION_READ_ALL) into 256 bytes; detail = bytes read", run: syslog },
     Action { name: "personality", usage: "", help: "personality(0xffffffff) query; detail = current persona", run: personality },
     Action { name: "kcmp", usage: "PID", help: "kcmp(self, PID, KCMP_FILE, 0, 0); detail = result", run: kcmp },
@@ -177,4 +178,10 @@ fn seccomp_status(_args: &Args) -> Outcome {
 fn landlock_status(_args: &Args) -> Outcome {
     let abi = sys::landlock_abi_version()?;
     Ok(abi.to_string())
+}
+
+fn syscall(args: &Args) -> Outcome {
+    let nr: libc::c_long = args.number(0, "NR")?;
+    let ret = sys::syscall_zero(nr)?;
+    Ok(format!("returned {ret}"))
 }

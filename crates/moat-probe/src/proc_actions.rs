@@ -25,6 +25,7 @@ pub const ACTIONS: &[Action] = &[
     Action { name: "list-fds", usage: "", help: "open fds from /proc/self/fd (without the one used to list it)", run: list_fds },
     Action { name: "write-fd", usage: "FD", help: "write \"moat-probe\\n\" to an inherited fd", run: write_fd },
     Action { name: "sleep", usage: "SECONDS", help: "sleep, then report ok", run: sleep },
+    Action { name: "sigio", usage: "PID", help: "make PID the owner of a pipe with O_ASYNC and write to it: the kernel sends PID SIGIO (which kills a process that does not handle it)", run: sigio },
 ];
 
 fn pid(args: &Args, index: usize) -> Result<libc::pid_t, Fail> {
@@ -302,4 +303,13 @@ fn sleep(args: &Args) -> Outcome {
     let delay = seconds(args, 0)?;
     std::thread::sleep(delay);
     Ok(format!("slept {}s", delay.as_secs_f64()))
+}
+
+fn sigio(args: &Args) -> Outcome {
+    let target = pid(args, 0)?;
+    let (read_end, write_end) = sys::pipe().map_err(step("pipe"))?;
+    sys::set_owner(read_end.as_raw_fd(), target).map_err(step("F_SETOWN"))?;
+    sys::set_async(read_end.as_raw_fd()).map_err(step("O_ASYNC"))?;
+    sys::write(write_end.as_raw_fd(), b"x").map_err(step("write"))?;
+    Ok(format!("SIGIO raised for pid {target}"))
 }

@@ -1116,3 +1116,38 @@ pub fn landlock_abi_version() -> Result<c_long, Errno> {
         )
     })
 }
+
+/// fcntl(F_SETOWN): signals about `fd` go to `pid`.
+pub fn set_owner(fd: RawFd, pid: pid_t) -> Result<(), Errno> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::fcntl(fd, libc::F_SETOWN, pid) }).map(|_| ())
+}
+
+/// Turns on O_ASYNC (and O_NONBLOCK) for `fd`: readiness raises SIGIO at
+/// its owner.
+pub fn set_async(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK) }).map(|_| ())
+}
+
+/// A raw system call `nr` with every argument zero.
+pub fn syscall_zero(nr: c_long) -> Result<c_long, Errno> {
+    // SAFETY: all arguments are zero; a call that takes pointers gets NULL
+    // and fails with EFAULT or EINVAL instead of touching memory.
+    check_long(unsafe { libc::syscall(nr, 0usize, 0usize, 0usize, 0usize, 0usize, 0usize) })
+}
+
+/// renameat2(RENAME_EXCHANGE): swaps two names atomically.
+pub fn exchange(a: &CStr, b: &CStr) -> Result<(), Errno> {
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    check(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    })
+    .map(|_| ())
+}

@@ -32,6 +32,8 @@ pub enum Effect {
     HostDied,
     /// The victim succeeded and its report contains this text.
     DetailHas(String),
+    /// The call reached the kernel: anything but this errno.
+    NotErrno(&'static str),
     /// The call succeeded or failed with this errno, which only a call that
     /// reached the kernel's own argument checks returns.
     ReachedKernel(&'static str),
@@ -59,6 +61,13 @@ pub struct Probe {
     pub leak_fd: Option<String>,
     /// A loss the landlock-only mode documents (`moat doctor`).
     pub landlock_only_loss: Option<&'static str>,
+    /// Errors of the control that mean this machine does not offer the
+    /// action to this account at all (beyond ENOSYS and friends).
+    pub absent_outside: &'static [&'static str],
+    /// Policy flags of `moat run` for this probe (not given to wrappers).
+    pub moat_args: &'static [&'static str],
+    /// Not tried as root (the kernel exempts root from what it tests).
+    pub not_for_root: bool,
 }
 
 fn p(args: &[&str]) -> Victim {
@@ -90,6 +99,9 @@ impl Builder {
             tty: false,
             leak_fd: None,
             landlock_only_loss: None,
+            absent_outside: &[],
+            moat_args: &[],
+            not_for_root: false,
         });
         let last = self.out.len() - 1;
         &mut self.out[last]
@@ -221,6 +233,28 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
     xattr.reset = Some("setfattr -x user.moat outside/canary.txt 2>/dev/null; true".into());
     xattr.landlock_only_loss =
         Some("Landlock does not cover changes of mode, times or extended attributes");
+    let (r, e) = unchanged("outside/canary.txt");
+    b.add(
+        "filesystem",
+        "write outside from a second thread",
+        "T31",
+        p(&["thread-write", &format!("{out}/canary.txt")]),
+        e,
+    )
+    .reset = Some(r);
+    b.add(
+        "filesystem",
+        "swap a directory for a symlink to outside while writing into it (20,000 rounds)",
+        "T7",
+        p(&[
+            "race-swap",
+            &format!("{ws}/race"),
+            &format!("{out}/race"),
+            "2000",
+        ]),
+        Effect::Sh("[ -e outside/race/x ]".into()),
+    )
+    .reset = Some("rm -rf ws/race ws/race.swap outside/race; mkdir -p outside/race".into());
     let (r, e) = absent("ws/linked");
     b.add(
         "filesystem",
@@ -468,6 +502,37 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
         p(&["connect-abstract", &f.abstract_name]),
         Effect::Contact(f.abstract_hits.clone()),
     );
+    let icmp = b.add(
+        "network",
+        "ICMP echo to the cloud metadata address",
+        "T23",
+        p(&["ping", "169.254.169.254"]),
+        Effect::Reported,
+    );
+    // ping_group_range keeps ICMP sockets from this account; no route.
+    icmp.absent_outside = &["EACCES", "ENETUNREACH"];
+    for (args, what, refs) in [
+        (
+            &["socket", "40", "1", "0"][..],
+            "open a vsock socket",
+            "T23",
+        ),
+        (
+            &["socket", "38", "5", "0"][..],
+            "open an AF_ALG socket (module autoload)",
+            "T22",
+        ),
+    ] {
+        b.add("network", what, refs, p(args), Effect::Reported);
+    }
+    b.add(
+        "network",
+        "open a packet socket",
+        "T23",
+        p(&["socket", "17", "3", "0"]),
+        Effect::Reported,
+    )
+    .needs_root = true;
     b.add(
         "network",
         "open a netlink socket",
@@ -550,6 +615,29 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
         Effect::ReadSome,
     )
     .landlock_only_loss = Some("/proc shows the host's processes and their command lines");
+    b.add(
+        "processes",
+        "send SIGIO to a host process (F_SETOWN)",
+        "T26",
+        p(&["sigio", pid]),
+        Effect::HostDied,
+    );
+    b.add(
+        "processes",
+        "ptrace a process of the sandbox",
+        "T15 T2",
+        Victim::Sh("sleep 5 & \"$P\" ptrace-attach $!; r=$?; kill $! 2>/dev/null; exit $r".into()),
+        Effect::Reported,
+    );
+    let fork = b.add(
+        "processes",
+        "fork past --max-processes 32",
+        "T27",
+        p(&["fork-count", "64"]),
+        Effect::Reported,
+    );
+    fork.moat_args = &["--max-processes", "32"];
+    fork.not_for_root = true;
     let orphan = "outside/orphan.txt";
     b.add(
         "processes",
@@ -602,6 +690,16 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
         Effect::Reported,
     )
     .tty = true;
+    let ldisc = b.add(
+        "terminal",
+        "change the terminal's line discipline (TIOCSETD)",
+        "T22",
+        p(&["tiocsetd", "0"]),
+        Effect::Reported,
+    );
+    ldisc.tty = true;
+    // EINVAL: the kernel has no such line discipline to load.
+    ldisc.absent_outside = &["EINVAL"];
 
     // Privilege and kernel surface.
     for (args, what, refs) in [
@@ -648,6 +746,21 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
         };
         b.add("kernel", what, refs, p(args), effect).needs_root = true;
     }
+    b.add(
+        "kernel",
+        "call the first syscall past the filter's reviewed table (470)",
+        "T14",
+        p(&["syscall", "470"]),
+        Effect::NotErrno("ENOSYS"),
+    );
+    b.add(
+        "kernel",
+        "unmount the mask over ~/.ssh",
+        "T8",
+        p(&["umount-detach", &format!("{home}/.ssh")]),
+        Effect::ReachedKernel("EINVAL"),
+    )
+    .needs_root = true;
     b.add(
         "kernel",
         "call the i386 ABI (int 0x80)",

@@ -70,6 +70,11 @@ pub struct Row {
 /// What one run of the victim did.
 #[derive(Debug)]
 struct Outcome {
+    /// Whether the victim itself ran (printed its report or its start
+    /// marker, or was killed by a signal), as opposed to the sandbox
+    /// refusing or failing to start it: only an attempt that ran can be
+    /// judged blocked.
+    ran: bool,
     ok: bool,
     /// `EACCES`, `killed by signal 31`, `ok`, or what went wrong.
     said: String,
@@ -77,6 +82,9 @@ struct Outcome {
 }
 
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// Printed first by shell victims.
+const STARTED: &str = "moat-probe-victim-started";
 
 fn quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', "'\\''"))
@@ -87,7 +95,11 @@ fn victim_argv(victim: &Victim, probe_exe: &Path, pid: &str) -> Vec<String> {
         Victim::Probe(args) => std::iter::once(probe_exe.to_string_lossy().into_owned())
             .chain(args.iter().map(|a| a.replace("{pid}", pid)))
             .collect(),
-        Victim::Sh(script) => vec!["sh".into(), "-c".into(), script.clone()],
+        Victim::Sh(script) => vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo {STARTED}; {script}"),
+        ],
         Victim::Argv(argv) => argv.clone(),
     }
 }
@@ -138,6 +150,7 @@ fn run(argv: &[String], f: &Fixture, probe_exe: &Path) -> Outcome {
         Ok(c) => c,
         Err(e) => {
             return Outcome {
+                ran: false,
                 ok: false,
                 said: format!("could not start {}: {e}", argv[0]),
                 detail: String::new(),
@@ -164,6 +177,7 @@ fn run(argv: &[String], f: &Fixture, probe_exe: &Path) -> Outcome {
         .unwrap_or_default();
     let Some(status) = status else {
         return Outcome {
+            ran: false,
             ok: false,
             said: "timed out".into(),
             detail: String::new(),
@@ -183,7 +197,12 @@ fn run(argv: &[String], f: &Fixture, probe_exe: &Path) -> Outcome {
         } else {
             v["error"].as_str().unwrap_or("failed").to_string()
         };
-        return Outcome { ok, said, detail };
+        return Outcome {
+            ran: true,
+            ok,
+            said,
+            detail,
+        };
     }
     use std::os::unix::process::ExitStatusExt;
     let said = match (status.code(), status.signal()) {
@@ -206,7 +225,9 @@ fn run(argv: &[String], f: &Fixture, probe_exe: &Path) -> Outcome {
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "failed".to_string(),
     };
+    let killed = status.signal().is_some() || said.starts_with("killed by signal");
     Outcome {
+        ran: killed || stdout.lines().any(|l| l.trim_end_matches('\r') == STARTED),
         ok: status.success(),
         said,
         detail: String::new(),
@@ -285,6 +306,7 @@ fn effect(probe: &Probe, f: &mut Fixture, out: &Outcome, before: usize) -> (bool
             out.ok && out.detail.contains(text.as_str()),
             out.detail.clone(),
         ),
+        Effect::NotErrno(errno) => (out.ran && out.said != *errno, String::new()),
         Effect::ReachedKernel(errno) => (out.ok || out.said == *errno, String::new()),
         Effect::HostDied => {
             // A SIGKILL lands when the target next runs.
@@ -342,6 +364,11 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
         row.observed = "needs root outside the sandbox to try".into();
         return row;
     }
+    if probe.not_for_root && f.is_root {
+        row.verdict = Verdict::NotApplicable;
+        row.observed = "not for root: the kernel exempts root from this limit".into();
+        return row;
+    }
     reset(probe, f);
     let before = hits_now(probe);
     let victim = probe.control.as_ref().unwrap_or(&probe.victim);
@@ -353,7 +380,9 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
     let (worked, seen) = effect(probe, f, &control, before);
     row.control = describe(&control, &seen);
     if !worked {
-        if UNAVAILABLE.contains(&control.said.as_str()) {
+        if UNAVAILABLE.contains(&control.said.as_str())
+            || probe.absent_outside.contains(&control.said.as_str())
+        {
             row.verdict = Verdict::NotApplicable;
             row.observed = format!("not offered here ({})", control.said);
         } else {
@@ -377,6 +406,7 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
                     "--allow-degraded".into(),
                 ]);
             }
+            v.extend(probe.moat_args.iter().map(|a| a.to_string()));
             v.push("--".into());
             v
         }
@@ -396,6 +426,12 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
     );
     let (escaped, seen) = effect(probe, f, &attempt, before);
     row.observed = describe(&attempt, &seen);
+    if !attempt.ran && !escaped {
+        row.observed = format!("the attempt did not start ({})", attempt.said);
+        row.verdict = Verdict::Inconclusive;
+        reset(probe, f);
+        return row;
+    }
     row.verdict = match (escaped, mode, probe.landlock_only_loss) {
         (false, _, _) => Verdict::Blocked,
         (
