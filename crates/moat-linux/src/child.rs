@@ -278,11 +278,14 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
             *empty_mount = mnt;
             attach(mnt, under)
         }
-        Op::MaskFile { target } => {
+        Op::MaskFile { target, transient } => {
             let fd = clone_tree(*empty_mount, c"empty", false)?;
             let result = attach(fd, target);
             sys::fd::close_raw(fd);
-            result
+            match result {
+                Err(Errno(libc::ENOENT)) if *transient => Ok(()),
+                other => other,
+            }
         }
         Op::MaskDir { target } => mount(
             Some(c"tmpfs"),

@@ -80,9 +80,12 @@ pub enum Op {
     EmptyFile {
         under: CString,
     },
-    /// Bind the empty file over `target`.
+    /// Bind the empty file over `target`. A `transient` target (a host
+    /// socket, which its server may remove at any moment) that is gone by
+    /// then has nothing left to hide and is skipped.
     MaskFile {
         target: CString,
+        transient: bool,
     },
     /// Mount an empty, unreadable, read-only tmpfs over `target`.
     MaskDir {
@@ -121,7 +124,7 @@ impl Op {
             } => format!("keep {} read-only", s(path)),
             Op::BindSelf { path, .. } => format!("pin {}", s(path)),
             Op::EmptyFile { .. } => "prepare the mask for denied files".into(),
-            Op::MaskFile { target } | Op::MaskDir { target } => format!("hide {}", s(target)),
+            Op::MaskFile { target, .. } | Op::MaskDir { target } => format!("hide {}", s(target)),
             Op::Proc { target } => format!("mount proc on {}", s(target)),
             Op::Devpts { target } => format!("mount devpts on {}", s(target)),
             Op::SetAttr { path, .. } => format!("set attributes on {}", s(path)),
@@ -395,7 +398,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
         }
         match d.kind {
             EntryKind::Dir => dir_masks.push(d.path.clone()),
-            _ => file_masks.push(d.path.clone()),
+            _ => file_masks.push((d.path.clone(), false)),
         }
     }
     if let Some(rt) = &input.runtime_dir {
@@ -406,7 +409,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     for s in &input.host_sockets {
         let already = hidden(s) || view.denied.iter().any(|d| s.starts_with(&d.path));
         if !already {
-            file_masks.push(s.clone());
+            file_masks.push((s.clone(), true));
         }
     }
     for d in dir_masks {
@@ -415,8 +418,11 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     if !file_masks.is_empty() {
         // /dev is covered by its own tmpfs in step 8.
         b.op(Op::EmptyFile { under: cs("/dev") });
-        for f in file_masks {
-            b.op(Op::MaskFile { target: c(&f) });
+        for (f, transient) in file_masks {
+            b.op(Op::MaskFile {
+                target: c(&f),
+                transient,
+            });
         }
     }
 
@@ -551,6 +557,29 @@ mod tests {
             ],
             ..PlanInput::default()
         }
+    }
+
+    #[test]
+    fn host_sockets_are_masked_as_transient_and_denied_files_are_not() {
+        let plan = build(&view(), &input());
+        let masks: Vec<(String, bool)> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::MaskFile { target, transient } => {
+                    Some((target.to_string_lossy().into_owned(), *transient))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            masks.contains(&("/home/u/.netrc".into(), false)),
+            "{masks:?}"
+        );
+        assert!(
+            masks.contains(&("/var/lib/x.sock".into(), true)),
+            "{masks:?}"
+        );
     }
 
     #[test]
