@@ -39,6 +39,9 @@ pub struct Listener {
 #[derive(Debug)]
 pub struct Fixture {
     pub root: PathBuf,
+    /// moat-probe, copied into the area: where moat is installed may be
+    /// hidden inside the sandbox (a build under /tmp is).
+    pub probe_exe: PathBuf,
     pub home: PathBuf,
     pub ws: PathBuf,
     pub outside: PathBuf,
@@ -189,6 +192,9 @@ impl Fixture {
         for d in [&home, &ws, &outside] {
             std::fs::create_dir(d)?;
         }
+        std::fs::create_dir(root.join("bin"))?;
+        let probe_copy = root.join("bin").join("moat-probe");
+        std::fs::copy(probe_exe, &probe_copy).context("copying moat-probe into the probe area")?;
         // The home directory: secrets to read, files run later to write.
         for (rel, text) in [
             (".ssh/id_ed25519", "moat-canary-ssh-key\n"),
@@ -262,6 +268,7 @@ impl Fixture {
             udp6: udp("[::1]:0")?,
             dns: udp("127.0.0.1:0")?,
             root,
+            probe_exe: probe_copy,
             home,
             ws,
             outside,

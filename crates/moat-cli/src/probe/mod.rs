@@ -94,6 +94,7 @@ pub fn probe(opts: Options) -> Result<u8> {
     let exe = moat_exe()?;
     let probe_exe = runner::probe_exe(&exe)?;
     let mut f = fixture::Fixture::new(&probe_exe)?;
+    let probe_exe = f.probe_exe.clone();
     let catalogue = catalogue::build(&f);
     let layers: Vec<&str> = {
         let mut l: Vec<&str> = catalogue.iter().map(|p| p.layer).collect();
