@@ -41,8 +41,9 @@ pub const ACTIONS: &[Action] = &[
     Action { name: "stat", usage: "PATH", help: "lstat(2); detail = mode uid gid size type", run: stat },
     Action { name: "exec", usage: "PATH [ARGS...]", help: "execv(2) PATH with argv PATH ARGS; on success only the program's own output appears", run: exec },
     Action { name: "open-dev", usage: "PATH", help: "open O_RDWR|O_NOCTTY (device nodes)", run: open_dev },
+    Action { name: "write-size", usage: "PATH MIB", help: "write MIB mebibytes to PATH (SIGXFSZ ignored, so a size limit shows as EFBIG); detail = bytes written", run: write_size },
     Action { name: "thread-write", usage: "PATH", help: "write-file from a second thread", run: thread_write },
-    Action { name: "race-swap", usage: "DIR TARGET ROUNDS", help: "one thread swaps DIR between a directory and a symlink to TARGET (RENAME_EXCHANGE) while another creates DIR/x, ROUNDS times each; detail = writes that succeeded", run: race_swap },
+    Action { name: "race-swap", usage: "DIR TARGET ROUNDS", help: "one thread swaps DIR between a directory and a symlink to TARGET (RENAME_EXCHANGE) while another creates DIR/x, up to ROUNDS times or until TARGET/x exists; detail = writes that succeeded", run: race_swap },
 ];
 
 /// Maps a std I/O error to a failure, keeping the errno when there is one.
@@ -268,6 +269,28 @@ pub fn show(value: &OsStr) -> String {
     lossy(value.as_bytes())
 }
 
+fn write_size(args: &Args) -> Outcome {
+    let path = args.cstring(0, "PATH")?;
+    let mib: usize = args.number(1, "MIB")?;
+    sys::ignore_sigxfsz();
+    let fd = sys::open(&path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644)
+        .map_err(step("open"))?;
+    let chunk = vec![b'x'; 1 << 20];
+    let mut written = 0usize;
+    for _ in 0..mib {
+        match sys::write(fd.as_raw_fd(), &chunk) {
+            Ok(n) => written += n,
+            Err(errno) => {
+                return Err(Fail::Errno {
+                    errno,
+                    detail: format!("after {written} bytes"),
+                })
+            }
+        }
+    }
+    Ok(format!("wrote {written} bytes"))
+}
+
 fn thread_write(args: &Args) -> Outcome {
     let c = args.cstring(0, "PATH")?;
     let worker = std::thread::spawn(move || {
@@ -282,32 +305,48 @@ fn thread_write(args: &Args) -> Outcome {
 }
 
 fn race_swap(args: &Args) -> Outcome {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let cdir = args.cstring(0, "DIR")?;
     let target = args.cstring(1, "TARGET")?;
     let rounds: u32 = args.number(2, "ROUNDS")?;
-    let with = |suffix: &[u8]| {
-        CString::new([cdir.as_bytes(), suffix].concat())
+    let with = |base: &CString, suffix: &[u8]| {
+        CString::new([base.as_bytes(), suffix].concat())
             .map_err(|_| Fail::Usage("DIR contains a NUL byte".into()))
     };
-    let (other, file) = (with(b".swap")?, with(b"/x")?);
-    // DIR always exists: a directory or a symlink to TARGET, by turns.
+    let (other, file, landed) = (
+        with(&cdir, b".swap")?,
+        with(&cdir, b"/x")?,
+        with(&target, b"/x")?,
+    );
+    // DIR always exists: a directory or a symlink to TARGET, by turns,
+    // until the writer is done.
     sys::mkdir(&cdir, 0o755).map_err(step("mkdir"))?;
     sys::symlink(&target, &other).map_err(step("symlink"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapping = stop.clone();
     let swapper = std::thread::spawn(move || {
-        for _ in 0..rounds {
+        while !swapping.load(Ordering::Relaxed) {
             let _ = sys::exchange(&cdir, &other);
         }
     });
     let mut written = 0u32;
-    for _ in 0..rounds {
+    let mut tries = 0u32;
+    while tries < rounds {
+        tries += 1;
         if let Ok(fd) = sys::open(&file, libc::O_WRONLY | libc::O_CREAT, 0o644) {
             if sys::write(fd.as_raw_fd(), PAYLOAD).is_ok() {
                 written += 1;
             }
         }
+        // Stop once a write has landed in TARGET: that is the escape.
+        if sys::lstat(&landed).is_ok() {
+            break;
+        }
     }
+    stop.store(true, Ordering::Relaxed);
     let _ = swapper.join();
-    Ok(format!("{written} of {rounds} writes succeeded"))
+    Ok(format!("{written} of {tries} writes succeeded"))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub const ACTIONS: &[Action] = &[
     Action { name: "list-fds", usage: "", help: "open fds from /proc/self/fd (without the one used to list it)", run: list_fds },
     Action { name: "write-fd", usage: "FD", help: "write \"moat-probe\\n\" to an inherited fd", run: write_fd },
     Action { name: "sleep", usage: "SECONDS", help: "sleep, then report ok", run: sleep },
+    Action { name: "alloc", usage: "MIB", help: "reserve MIB mebibytes and touch every page; ENOMEM when a limit stops it", run: alloc },
     Action { name: "sigio", usage: "PID", help: "make PID the owner of a pipe with O_ASYNC and write to it: the kernel sends PID SIGIO (which kills a process that does not handle it)", run: sigio },
 ];
 
@@ -312,4 +313,20 @@ fn sigio(args: &Args) -> Outcome {
     sys::set_async(read_end.as_raw_fd()).map_err(step("O_ASYNC"))?;
     sys::write(write_end.as_raw_fd(), b"x").map_err(step("write"))?;
     Ok(format!("SIGIO raised for pid {target}"))
+}
+
+fn alloc(args: &Args) -> Outcome {
+    let mib: usize = args.number(0, "MIB")?;
+    let bytes = mib
+        .checked_mul(1 << 20)
+        .ok_or_else(|| Fail::Usage(format!("MIB: {mib} is too large")))?;
+    let mut block: Vec<u8> = Vec::new();
+    block
+        .try_reserve_exact(bytes)
+        .map_err(|_| step("reserve")(Errno(libc::ENOMEM)))?;
+    block.resize(bytes, 0);
+    for i in (0..bytes).step_by(4096) {
+        block[i] = 1;
+    }
+    Ok(format!("touched {mib} MiB"))
 }

@@ -228,6 +228,13 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// Ignores SIGXFSZ, so a write past RLIMIT_FSIZE fails with EFBIG instead
+/// of killing the probe.
+pub fn ignore_sigxfsz() {
+    // SAFETY: installing SIG_IGN involves no handler code and no pointers.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
 // ---------------------------------------------------------------- sockets
 
 /// A socket address as the probe uses them.

@@ -244,13 +244,13 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
     .reset = Some(r);
     b.add(
         "filesystem",
-        "swap a directory for a symlink to outside while writing into it (20,000 rounds)",
+        "swap a directory for a symlink to outside while writing into it",
         "T7",
         p(&[
             "race-swap",
             &format!("{ws}/race"),
             &format!("{out}/race"),
-            "2000",
+            "100000",
         ]),
         Effect::Sh("[ -e outside/race/x ]".into()),
     )
@@ -638,6 +638,23 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
     );
     fork.moat_args = &["--max-processes", "32"];
     fork.not_for_root = true;
+    let mem = b.add(
+        "processes",
+        "allocate past --max-memory 64M",
+        "T27",
+        p(&["alloc", "256"]),
+        Effect::Reported,
+    );
+    mem.moat_args = &["--max-memory", "64M"];
+    let big = b.add(
+        "processes",
+        "write a file past --max-file-size 1M",
+        "T27",
+        p(&["write-size", &format!("{ws}/big"), "4"]),
+        Effect::Sh("[ \"$(stat -c %s ws/big)\" -gt 1048576 ]".into()),
+    );
+    big.moat_args = &["--max-file-size", "1M"];
+    big.reset = Some("rm -f ws/big".into());
     let orphan = "outside/orphan.txt";
     b.add(
         "processes",
