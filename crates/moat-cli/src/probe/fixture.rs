@@ -68,6 +68,19 @@ pub struct Fixture {
     made_base: Option<PathBuf>,
 }
 
+impl Listener {
+    /// `addr` as bound ("127.0.0.1:0", "[::1]:0"): the host part is what
+    /// the victim connects to.
+    fn new(addr: &str, port: String, hits: Hits) -> Listener {
+        let host = addr.rsplit_once(':').map(|(a, _)| a).unwrap_or(addr);
+        Listener {
+            addr: host.trim_matches(['[', ']']).to_string(),
+            port,
+            hits,
+        }
+    }
+}
+
 fn tcp(addr: &str) -> Result<Listener> {
     let l = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     let port = l.local_addr()?.port().to_string();
@@ -81,16 +94,7 @@ fn tcp(addr: &str) -> Result<Listener> {
             let _ = s.read(&mut buf);
         }
     });
-    Ok(Listener {
-        addr: addr
-            .rsplit_once(':')
-            .map(|(a, _)| a)
-            .unwrap_or(addr)
-            .trim_matches(['[', ']'])
-            .to_string(),
-        port,
-        hits,
-    })
+    Ok(Listener::new(addr, port, hits))
 }
 
 fn udp(addr: &str) -> Result<Listener> {
@@ -104,16 +108,19 @@ fn udp(addr: &str) -> Result<Listener> {
             h.0.fetch_add(1, Ordering::SeqCst);
         }
     });
-    Ok(Listener {
-        addr: addr
-            .rsplit_once(':')
-            .map(|(a, _)| a)
-            .unwrap_or(addr)
-            .trim_matches(['[', ']'])
-            .to_string(),
-        port,
-        hits,
-    })
+    Ok(Listener::new(addr, port, hits))
+}
+
+/// A process to attack, with a secret in its environment.
+fn host_process() -> Result<Child> {
+    Command::new("sleep")
+        .arg("600")
+        .env("MOAT_PROBE_SECRET", "moat-canary")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the host process to attack (sleep)")
 }
 
 fn unix(l: UnixListener) -> Hits {
@@ -252,14 +259,7 @@ impl Fixture {
         let tmux_path = tmux_dir.join("default");
         let tmux_hits = unix(UnixListener::bind(&tmux_path).context("listening in /tmp")?);
 
-        let host_process = Command::new("sleep")
-            .arg("600")
-            .env("MOAT_PROBE_SECRET", "moat-canary")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the host process to attack (sleep)")?;
+        let host_process = host_process()?;
 
         Ok(Fixture {
             tcp4: tcp("127.0.0.1:0")?,
@@ -312,14 +312,7 @@ impl Fixture {
     /// Starts a new host process when a control killed the old one.
     pub fn revive(&mut self) -> Result<()> {
         if !self.host_alive() {
-            self.host_process = Command::new("sleep")
-                .arg("600")
-                .env("MOAT_PROBE_SECRET", "moat-canary")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("restarting the host process")?;
+            self.host_process = host_process()?;
         }
         Ok(())
     }
