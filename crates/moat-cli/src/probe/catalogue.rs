@@ -44,6 +44,8 @@ const PROTECTED_LOSS: &str = "protected paths inside the workspace are not kept 
 #[derive(Debug, Clone)]
 pub struct Probe {
     pub layer: &'static str,
+    /// The layers meant to stop it, so a failure points at one.
+    pub stopped_by: &'static str,
     pub attack: String,
     pub refs: &'static str,
     pub victim: Victim,
@@ -89,6 +91,7 @@ impl Builder {
     ) -> &mut Probe {
         self.out.push(Probe {
             layer,
+            stopped_by: default_stop(layer),
             attack: attack.into(),
             refs,
             victim,
@@ -105,6 +108,19 @@ impl Builder {
         });
         let last = self.out.len() - 1;
         &mut self.out[last]
+    }
+}
+
+/// The layers that stop most attacks of a category.
+fn default_stop(layer: &str) -> &'static str {
+    match layer {
+        "filesystem" => "mounts, Landlock",
+        "delayed execution" => "mounts (protected paths)",
+        "network" => "network namespace; seccomp",
+        "processes" => "pid namespace, Landlock scopes, seccomp",
+        "terminal" => "new session, seccomp",
+        "privilege" => "no_new_privs, nosuid",
+        _ => "seccomp, no capabilities",
     }
 }
 
@@ -791,6 +807,36 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
     ] {
         b.add("kernel", what, "T8", p(args), Effect::Reported)
             .needs_root = true;
+    }
+    // Rows stopped by something other than their category's usual layers.
+    for (attack, layers) in [
+        ("(~/", "mounts, Landlock"),
+        ("to ~/", "mounts, Landlock"),
+        ("your git config", "mounts, Landlock"),
+        ("autostart", "mounts, Landlock"),
+        ("systemd user unit", "mounts, Landlock"),
+        ("crontab", "mounts, Landlock"),
+        ("unix socket outside", "mounts (host sockets masked)"),
+        ("multiplexer", "mounts (private /tmp)"),
+        ("abstract unix socket", "network namespace; Landlock scope"),
+        ("open a ", "seccomp (socket families)"),
+        ("/dev/", "mounts (minimal /dev), Landlock"),
+        ("create a repository", "end-of-run audit"),
+        ("moat's end-of-run audit", "end-of-run audit"),
+        ("moat's audit", "end-of-run audit"),
+        ("past --max-", "resources (rlimits)"),
+        (
+            "leave a process behind",
+            "pid namespace (init kills the tree)",
+        ),
+        ("SSH_AUTH_SOCK", "environment scrub"),
+        ("leaked descriptor", "process (only stdio inherited)"),
+        ("host's /tmp", "mounts (private /tmp)"),
+        ("line discipline", "seccomp"),
+    ] {
+        for p in b.out.iter_mut().filter(|p| p.attack.contains(attack)) {
+            p.stopped_by = layers;
+        }
     }
     b.out
 }

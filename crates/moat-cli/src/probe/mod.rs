@@ -231,14 +231,15 @@ fn clip(text: &str, width: usize) -> String {
 fn print_rows(mode: &str, rows: &[Row]) {
     println!("== {mode}");
     println!(
-        "{:<18} {:<58} {:<9} {:<44} VERDICT",
-        "LAYER", "ATTACK", "EXPECTED", "OBSERVED"
+        "{:<18} {:<58} {:<30} {:<9} {:<44} VERDICT",
+        "CATEGORY", "ATTACK", "STOPPED BY", "EXPECTED", "OBSERVED"
     );
     for r in rows {
         println!(
-            "{:<18} {:<58} {:<9} {:<44} {}",
+            "{:<18} {:<58} {:<30} {:<9} {:<44} {}",
             r.layer,
             clip(&r.attack, 58),
+            clip(r.stopped_by, 30),
             r.expected,
             clip(&r.observed, 44),
             r.verdict.as_str()
@@ -260,7 +261,7 @@ fn cell(r: &Row) -> String {
 }
 
 fn print_matrix(results: &[(String, Vec<Row>)]) {
-    print!("{:<18} {:<58}", "LAYER", "ATTACK");
+    print!("{:<18} {:<58}", "CATEGORY", "ATTACK");
     for (mode, _) in results {
         print!(" {:<32}", clip(mode, 32));
     }

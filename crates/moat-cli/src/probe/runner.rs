@@ -59,6 +59,7 @@ impl Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub layer: &'static str,
+    pub stopped_by: &'static str,
     pub attack: String,
     pub refs: &'static str,
     pub expected: &'static str,
@@ -352,6 +353,7 @@ const UNAVAILABLE: &[&str] = &["ENOSYS", "EOPNOTSUPP", "EAFNOSUPPORT", "EPROTONO
 pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) -> Row {
     let mut row = Row {
         layer: probe.layer,
+        stopped_by: probe.stopped_by,
         attack: probe.attack.clone(),
         refs: probe.refs,
         expected: "blocked",
