@@ -163,6 +163,18 @@ repository scan and the end-of-run audit in a tree this size.
   In this run, reaching 0.7 × bwrap would leave
   $(python3 -c "print('%.2f' % (0.7 * $t_bwrap - $t_floor))") ms for all of that, against
   $(python3 -c "print('%.2f' % ($t_moat - $t_floor))") ms today.
+- **Why 0.7 × is out of reach on this machine.** Measured one by one
+  (instrumented phases and perf, 2026-11-26/27), the work the policy itself
+  requires on top of the floor costs more than that budget: resolving the
+  policy and the filesystem view about 0.16 ms, the ten placeholders for
+  absent protected names about 0.23 ms (created, bound read-only, removed
+  after the teardown), about 45 more Landlock rules to carve the denied
+  paths out of "read everything" about 0.1 ms, the full seccomp program
+  about 0.1 ms more than a four-instruction one, loopback about 0.07 ms, the
+  end-of-run audit about 0.06 ms: about 0.7 ms before moat's own process
+  start (Rust's runtime, argument parsing, a larger binary to fault in).
+  Each can still shrink, but not all of it to zero, and the floor itself
+  measured 0.58 to 0.64 × bwrap in runs on 2026-11-27.
 - **Where start-up goes** (perf and syscall tracing, 2026-11-27): glibc's
   start-up is about 0.5 ms in every process here (its cache-size probe
   issues about a hundred \`cpuid\` instructions, each a VM exit of about
