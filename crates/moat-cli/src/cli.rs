@@ -22,6 +22,9 @@ pub enum Verb {
         #[command(subcommand)]
         command: PolicyVerb,
     },
+    /// Set up the elevated tier (as root, once): sandbox accounts, their
+    /// firewall rules and a cgroup subtree. --check verifies, --remove undoes.
+    Setup(SetupArgs),
     /// Try the catalogue of known sandbox escapes against the sandbox
     /// `moat run` builds here (or another sandbox's prefix) and report.
     Probe(ProbeArgs),
@@ -31,6 +34,19 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Who may use the sandbox accounts [default: the sudo caller].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Verify every piece of the setup and name what is wrong.
+    #[arg(long, conflicts_with_all = ["remove", "user"])]
+    pub check: bool,
+    /// Remove everything setup made, then verify nothing is left.
+    #[arg(long, conflicts_with = "user")]
+    pub remove: bool,
 }
 
 #[derive(Debug, Args)]

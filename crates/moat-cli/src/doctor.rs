@@ -68,6 +68,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
                 "layers": layers,
                 "error": trial_error,
             },
+            "elevated": elevated_json(),
             "probe": "moat probe: tries the catalogue of known sandbox escapes against every mode that runs here",
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -98,6 +99,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
         ),
     );
     line("idmapped mounts", yes(s.idmapped_mounts).to_string());
+    line("elevated tier", elevated_line());
     println!();
     match &trial_error {
         None => {
@@ -116,4 +118,32 @@ pub fn doctor(as_json: bool) -> Result<()> {
     println!();
     println!("To see these layers tried against known escapes on this machine: moat probe");
     Ok(())
+}
+
+/// What `moat setup --check` finds wrong, or `None` when nothing was set up.
+fn elevated_problems() -> Option<Vec<String>> {
+    let findings = moat::advanced::setup::check();
+    let set_up = findings.iter().any(|f| f.what == "record" && f.ok);
+    set_up.then(|| {
+        findings
+            .iter()
+            .filter(|f| !f.ok)
+            .map(|f| format!("{}: {}", f.what, f.detail))
+            .collect()
+    })
+}
+
+fn elevated_line() -> String {
+    match elevated_problems() {
+        None => "not set up (sudo moat setup); the launcher and --tier elevated are not built yet".into(),
+        Some(p) if p.is_empty() => "set up (accounts, firewall, cgroup); the launcher and --tier elevated are not built yet".into(),
+        Some(p) => format!("set up with {} problems (moat setup --check)", p.len()),
+    }
+}
+
+fn elevated_json() -> serde_json::Value {
+    match elevated_problems() {
+        None => serde_json::json!({ "set_up": false, "runs": false }),
+        Some(p) => serde_json::json!({ "set_up": true, "problems": p, "runs": false }),
+    }
 }

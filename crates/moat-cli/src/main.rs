@@ -10,6 +10,7 @@ mod flags;
 mod policy_show;
 mod probe;
 mod run;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),
         cli::Verb::Doctor { json } => doctor::doctor(json).map(|()| 0),
+        cli::Verb::Setup(args) => setup::setup(&args),
         cli::Verb::Probe(args) => probe::probe(probe::Options {
             json: args.json,
             only: args.only,

@@ -36,6 +36,7 @@ mod plan;
 mod rules;
 mod run;
 pub mod seccomp;
+pub mod setup;
 mod sockets;
 mod spec;
 #[allow(unsafe_code)]
