@@ -126,21 +126,27 @@ const DENY_IOCTLS: &[(u64, &str)] = &[
     (0x541D, "TIOCCONS"),
 ];
 
-/// Calls that set a file's mode, with the index of the mode argument.
+/// Calls that set a file's mode: the index of the mode argument, and for
+/// the open family the index of the flags, which decide whether the mode
+/// means anything (O_CREAT or O_TMPFILE); without them the kernel ignores
+/// the mode register, which may hold anything.
 /// Setting the setuid or setgid bit is refused: a command that runs as
 /// root inside (the person is root) would otherwise leave setuid-root
 /// programs in the workspace for any local user to run.
-const SETID_MODES: &[(i64, u8)] = &[
-    (libc::SYS_chmod, 1),
-    (libc::SYS_fchmod, 1),
-    (libc::SYS_fchmodat, 2),
-    (libc::SYS_fchmodat2, 2),
-    (libc::SYS_open, 2),
-    (libc::SYS_openat, 3),
-    (libc::SYS_creat, 1),
-    (libc::SYS_mknod, 1),
-    (libc::SYS_mknodat, 2),
+const SETID_MODES: &[(i64, u8, Option<u8>)] = &[
+    (libc::SYS_chmod, 1, None),
+    (libc::SYS_fchmod, 1, None),
+    (libc::SYS_fchmodat, 2, None),
+    (libc::SYS_fchmodat2, 2, None),
+    (libc::SYS_open, 2, Some(1)),
+    (libc::SYS_openat, 3, Some(2)),
+    (libc::SYS_creat, 1, None),
+    (libc::SYS_mknod, 1, None),
+    (libc::SYS_mknodat, 2, None),
 ];
+
+/// O_CREAT | __O_TMPFILE: the open flags that make the mode count.
+const MODE_FLAGS: u32 = 0o100 | 0o20000000;
 
 const S_ISUID_GID: u32 = 0o6000;
 
@@ -195,11 +201,15 @@ fn entries(sockets: SocketPolicy) -> Vec<Entry> {
             .map(|(request, _)| vec![(1, Cmp::Eq(*request as u32))])
             .collect(),
     });
-    for (nr, arg) in SETID_MODES {
+    for (nr, mode, flags) in SETID_MODES {
+        let mut rule = vec![(*mode, Cmp::AnyBit(S_ISUID_GID))];
+        if let Some(flags) = flags {
+            rule.insert(0, (*flags, Cmp::AnyBit(MODE_FLAGS)));
+        }
         out.push(Entry {
             nr: *nr as u32,
             action: eperm,
-            rules: vec![vec![(*arg, Cmp::AnyBit(S_ISUID_GID))]],
+            rules: vec![rule],
         });
     }
     let namespaces = CLONE_NAMESPACES.iter().fold(0u32, |acc, f| acc | *f as u32);
@@ -251,7 +261,7 @@ pub fn describe() -> Vec<(String, &'static str)> {
     for (nr, why) in ENOSYS {
         out.push((format!("syscall {} -> ENOSYS", nr), why));
     }
-    for (nr, _) in SETID_MODES {
+    for (nr, _, _) in SETID_MODES {
         out.push((
             format!("syscall {} with a setuid/setgid mode -> EPERM", nr),
             "setuid programs left in the workspace",
@@ -285,6 +295,12 @@ mod tests {
         assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&f, libc::SYS_fchmodat, [0, 0, 0o4755, 0, 0, 0]), EPERM);
+        // open's mode counts only with O_CREAT or O_TMPFILE.
+        let at = |flags: u64, mode: u64| run(&f, libc::SYS_openat, [0, 0, flags, mode, 0, 0]);
+        assert_eq!(at(0o100, 0o4755), EPERM);
+        assert_eq!(at(0o20200000, 0o2755), EPERM);
+        assert_eq!(at(0, 0o4755), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(at(0o100, 0o755), libc::SECCOMP_RET_ALLOW);
         assert_eq!(
             run(&f, libc::SYS_fchmodat, [0, 0, 0o755, 0, 0, 0]),
             libc::SECCOMP_RET_ALLOW
@@ -364,6 +380,6 @@ mod tests {
         let f = build(SocketPolicy::UnixAndIp)
             .map(|f| f.program.len())
             .unwrap_or(usize::MAX);
-        assert!(f < 400, "program is {f} instructions");
+        assert!(f < 450, "program is {f} instructions");
     }
 }

@@ -515,6 +515,12 @@ impl Child {
                 match result {
                     Ok((e, d)) => (convert(e), d),
                     Err(e) => {
+                        // The run is over either way: end everything in it,
+                        // then neutralise what it left, as after a normal
+                        // end, so a failed wait never leaves a live hook.
+                        c.kill();
+                        c.reap();
+                        let _ = self.audit();
                         self.clean_up();
                         return Err(e.into());
                     }
