@@ -29,6 +29,7 @@
 //! check that the plan is enforced.
 
 pub mod audit;
+pub mod domains;
 pub mod env;
 pub mod gitconfig;
 pub mod gitdir;
