@@ -117,9 +117,23 @@ pub struct PolicyArgs {
     /// Make all of `.git` read-only, not just hooks and config.
     #[arg(long)]
     pub strict_git: bool,
-    /// Network: off (default) or on.
+    /// Network: off (default), allow (only --allow-domain destinations,
+    /// through moat's proxy) or on.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// With --network allow: a name, *.suffix or @group (rust, python,
+    /// javascript, debian) the command may reach (repeatable).
+    #[arg(long = "allow-domain", value_name = "NAME")]
+    pub allow_domain: Vec<String>,
+    /// A name or *.suffix never reachable; wins over --allow-domain.
+    #[arg(long = "deny-domain", value_name = "NAME")]
+    pub deny_domain: Vec<String>,
+    /// A private address block the command may reach (10.0.0.0/8).
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidr: Vec<String>,
+    /// Pin NAME to ADDRESS, like curl's --resolve (repeatable).
+    #[arg(long, value_name = "NAME:ADDRESS")]
+    pub resolve: Vec<String>,
     /// Set NAME=VALUE, or pass NAME through from this environment.
     #[arg(long, value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,

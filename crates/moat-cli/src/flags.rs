@@ -34,6 +34,10 @@ pub fn layer(args: &PolicyArgs) -> Result<Layer> {
                 .map_err(|e| anyhow::anyhow!("--network: {}", e))?,
         );
     }
+    l.allow_domains = args.allow_domain.clone();
+    l.deny_domains = args.deny_domain.clone();
+    l.allow_cidr = args.allow_cidr.clone();
+    l.resolve = args.resolve.clone();
     for e in &args.env {
         match e.split_once('=') {
             Some((name, value)) => l.env_set.push((name.to_string(), value.to_string())),
@@ -79,11 +83,34 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         (args.max_processes.is_some(), "--max-processes"),
         (args.max_memory.is_some(), "--max-memory"),
         (args.max_file_size.is_some(), "--max-file-size"),
+        (!args.allow_domain.is_empty(), "--allow-domain"),
+        (!args.deny_domain.is_empty(), "--deny-domain"),
+        (!args.allow_cidr.is_empty(), "--allow-cidr"),
+        (!args.resolve.is_empty(), "--resolve"),
     ]
     .iter()
     .filter(|(set, _)| *set)
     .map(|(_, name)| *name)
     .collect();
+    let rules: Vec<&str> = [
+        (!args.allow_domain.is_empty(), "--allow-domain"),
+        (!args.allow_cidr.is_empty(), "--allow-cidr"),
+        (!args.resolve.is_empty(), "--resolve"),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| *name)
+    .collect();
+    if let Some(mode) = args.network.as_deref().filter(|m| *m != "allow") {
+        if !rules.is_empty() {
+            bail!(
+                "{} {} only with --network allow, not --network {}",
+                rules.join(", "),
+                if rules.len() == 1 { "applies" } else { "apply" },
+                mode
+            );
+        }
+    }
     match preset {
         Some(Preset::FullAccess) if !sandbox_flags.is_empty() => bail!(
             "--preset full-access runs without a sandbox, so {} cannot apply; drop one or the other",

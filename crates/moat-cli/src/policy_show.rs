@@ -68,7 +68,13 @@ pub fn show(args: &PolicyArgs, as_json: bool) -> Result<()> {
             "protect": p.protect.iter().map(sourced_path).collect::<Vec<_>>(),
             "strict_git": sourced(&p.strict_git),
         },
-        "network": { "mode": sourced(&p.network) },
+        "network": {
+            "mode": sourced(&p.network),
+            "allow": p.allow_domains.iter().map(sourced).collect::<Vec<_>>(),
+            "deny": p.deny_domains.iter().map(sourced).collect::<Vec<_>>(),
+            "allow_cidr": p.allow_cidr.iter().map(sourced).collect::<Vec<_>>(),
+            "resolve": p.resolve.iter().map(|r| json!({"name": r.value.0, "address": r.value.1.to_string(), "source": r.source.to_string()})).collect::<Vec<_>>(),
+        },
         "env": {
             "clear": sourced(&p.env.clear),
             "pass": p.env.pass.iter().map(sourced).collect::<Vec<_>>(),
@@ -133,6 +139,21 @@ fn print_human(
         "network",
         format!("{}  ({})", p.network.value, p.network.source),
     );
+    for a in &p.allow_domains {
+        line("network.allow", format!("{}  ({})", a.value, a.source));
+    }
+    for d in &p.deny_domains {
+        line("network.deny", format!("{}  ({})", d.value, d.source));
+    }
+    for c in &p.allow_cidr {
+        line("network.allow_cidr", format!("{}  ({})", c.value, c.source));
+    }
+    for r in &p.resolve {
+        line(
+            "network.resolve",
+            format!("{} -> {}  ({})", r.value.0, r.value.1, r.source),
+        );
+    }
     line(
         "env.clear",
         format!("{}  ({})", p.env.clear.value, p.env.clear.source),

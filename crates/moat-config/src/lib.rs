@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use moat_policy::domains;
 use moat_policy::units::{parse_duration, parse_size};
 use moat_policy::{Layer, NetworkMode, Preset, ReadMode, Source};
 use serde::Deserialize;
@@ -77,6 +78,10 @@ struct Filesystem {
 #[serde(deny_unknown_fields)]
 struct Network {
     mode: Option<Spanned<String>>,
+    allow: Option<Vec<Spanned<String>>>,
+    deny: Option<Vec<Spanned<String>>>,
+    allow_cidr: Option<Vec<Spanned<String>>>,
+    resolve: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +183,21 @@ pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigErr
         if let Some(mode) = net.mode {
             layer.network = Some(ctx.word::<NetworkMode>("network.mode", &mode)?);
         }
+        layer.allow_domains = ctx.rules("network.allow", net.allow, |t| {
+            domains::patterns(t).map(|_| ())
+        })?;
+        layer.deny_domains = ctx.rules("network.deny", net.deny, |t| {
+            domains::patterns(t).map(|_| ())
+        })?;
+        layer.allow_cidr = ctx.rules("network.allow_cidr", net.allow_cidr, |t| {
+            domains::Cidr::parse(t).map(|_| ())
+        })?;
+        for (name, addr) in net.resolve.unwrap_or_default() {
+            let entry = format!("{}:{}", name, addr.get_ref());
+            domains::resolve_entry(&entry)
+                .map_err(|e| ctx.at("network.resolve", addr.span().start, e.to_string()))?;
+            layer.resolve.push(entry);
+        }
     }
     if let Some(env) = file.env {
         layer.env_set = env.set.unwrap_or_default().into_iter().collect();
@@ -253,6 +273,21 @@ impl Ctx<'_> {
                 return Err(self.at(key, v.span().start, "empty path".to_string()));
             }
             out.push(PathBuf::from(text));
+        }
+        Ok(out)
+    }
+
+    /// A list of network rules, each checked by `check` where it stands.
+    fn rules(
+        &self,
+        key: &str,
+        values: Option<Vec<Spanned<String>>>,
+        check: impl Fn(&str) -> Result<(), domains::RuleError>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for v in values.unwrap_or_default() {
+            check(v.get_ref()).map_err(|e| self.at(key, v.span().start, e.to_string()))?;
+            out.push(v.get_ref().clone());
         }
         Ok(out)
     }
@@ -371,6 +406,40 @@ file_size = 1048576
         assert_eq!(layer.processes, Some(256));
         assert_eq!(layer.memory, Some(4 << 30));
         assert_eq!(layer.file_size, Some(1 << 20));
+    }
+
+    #[test]
+    fn network_rules_are_read_and_checked_where_they_stand() {
+        let layer = user(
+            "[network]\nmode = \"allow\"\nallow = [\"@rust\", \"*.example.com\"]\ndeny = [\"evil.example.com\"]\nallow_cidr = [\"10.0.0.0/8\"]\n[network.resolve]\n\"pkg.test\" = \"127.0.0.2\"\n",
+        )
+        .unwrap();
+        assert_eq!(layer.network, Some(NetworkMode::Allow));
+        assert_eq!(
+            layer.allow_domains,
+            vec!["@rust".to_string(), "*.example.com".to_string()]
+        );
+        assert_eq!(layer.deny_domains, vec!["evil.example.com".to_string()]);
+        assert_eq!(layer.allow_cidr, vec!["10.0.0.0/8".to_string()]);
+        assert_eq!(layer.resolve, vec!["pkg.test:127.0.0.2".to_string()]);
+        for (text, line, needle) in [
+            (
+                "[network]\nallow = [\"ok.test\",\n  \"*.com\"]\n",
+                3,
+                "too broad",
+            ),
+            ("[network]\ndeny = [\"@perl\"]\n", 2, "unknown group"),
+            ("[network]\nallow_cidr = [\"10.0.0.1/8\"]\n", 2, "host bits"),
+            (
+                "[network.resolve]\n\"a.test\" = \"not-an-ip\"\n",
+                2,
+                "IPv4 or IPv6",
+            ),
+        ] {
+            let e = user(text).unwrap_err();
+            assert_eq!(e.line.map(|(l, _)| l), Some(line), "{text}: {e}");
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -157,6 +157,12 @@ pub enum Error {
     NoLandlock(&'static str),
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
+    #[error(
+        "--network allow needs moat's filtering proxy, which this version does not have yet, \
+         so nothing would enforce the allowlist\nhint: use --network off, or --network on if \
+         the command may reach everything"
+    )]
+    NoProxy,
     #[error("the sandbox ended without reporting how the command ended")]
     Lost,
 }
@@ -361,6 +367,11 @@ use std::os::unix::fs::DirBuilderExt;
 
 fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let policy = req.policy;
+    // Fail closed: an allowlist with nothing to enforce it must not run
+    // with the host's network (or silently with none).
+    if policy.network.value == NetworkMode::Allow {
+        return Err(Error::NoProxy);
+    }
     let full = req.isolation == Isolation::Full;
     let abi = sys::landlock::abi_version();
     let network_off = policy.network.value == NetworkMode::Off;

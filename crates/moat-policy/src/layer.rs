@@ -39,6 +39,13 @@ pub struct Layer {
     /// Make all of `.git` read-only, not just hooks and config.
     pub strict_git: Option<bool>,
     pub network: Option<NetworkMode>,
+    /// Allowlist entries: names, `*.suffix` wildcards, `@group`s.
+    pub allow_domains: Vec<String>,
+    pub deny_domains: Vec<String>,
+    /// Address blocks reachable although private (`10.0.0.0/8`).
+    pub allow_cidr: Vec<String>,
+    /// `NAME:ADDRESS` pins, like curl's --resolve.
+    pub resolve: Vec<String>,
     pub env_clear: Option<bool>,
     pub env_pass: Vec<String>,
     pub env_set: Vec<(String, String)>,
@@ -66,6 +73,10 @@ impl Layer {
             protect: Vec::new(),
             strict_git: None,
             network: None,
+            allow_domains: Vec::new(),
+            deny_domains: Vec::new(),
+            allow_cidr: Vec::new(),
+            resolve: Vec::new(),
             env_clear: None,
             env_pass: Vec::new(),
             env_set: Vec::new(),

@@ -1,8 +1,10 @@
 //! Layers in, one effective policy out.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::domains::{self, Cidr, DomainRules, Pattern, RuleError};
 use crate::host::HostFacts;
 use crate::known::{DENIED_UNDER_HOME, PROTECTED_IN_ROOT};
 use crate::layer::{Layer, Trust};
@@ -51,6 +53,12 @@ pub enum PolicyError {
     BadProtectedName { source: Source, name: PathBuf },
     /// An environment variable name that cannot be set.
     BadEnvName { source: Source, name: String },
+    /// A network allowlist entry that is not usable.
+    BadNetworkRule {
+        source: Source,
+        key: &'static str,
+        error: crate::domains::RuleError,
+    },
 }
 
 impl fmt::Display for PolicyError {
@@ -83,6 +91,9 @@ impl fmt::Display for PolicyError {
                 "env in {}: `{}` is not a valid variable name (empty, or contains `=` or NUL)",
                 source, name
             ),
+            PolicyError::BadNetworkRule { source, key, error } => {
+                write!(f, "{} in {}: {}", key, source, error)
+            }
         }
     }
 }
@@ -105,6 +116,12 @@ pub struct Policy {
     pub protect: Vec<Sourced<PathBuf>>,
     pub strict_git: Sourced<bool>,
     pub network: Sourced<NetworkMode>,
+    /// The allowlist of `network = allow` (groups expanded).
+    pub allow_domains: Vec<Sourced<Pattern>>,
+    /// Denied names; deny wins over allow.
+    pub deny_domains: Vec<Sourced<Pattern>>,
+    pub allow_cidr: Vec<Sourced<Cidr>>,
+    pub resolve: Vec<Sourced<(String, IpAddr)>>,
     pub env: EnvPolicy,
     pub limits: Limits,
     /// Settings that did not take effect, and why.
@@ -116,6 +133,16 @@ impl Policy {
     /// True when the preset asks for no sandbox at all.
     pub fn is_unsandboxed(&self) -> bool {
         self.preset.value == Preset::FullAccess
+    }
+
+    /// The network rules as the proxy applies them.
+    pub fn domain_rules(&self) -> DomainRules {
+        DomainRules {
+            allow: self.allow_domains.iter().map(|s| s.value.clone()).collect(),
+            deny: self.deny_domains.iter().map(|s| s.value.clone()).collect(),
+            allow_cidr: self.allow_cidr.iter().map(|s| s.value).collect(),
+            resolve: self.resolve.iter().map(|s| s.value.clone()).collect(),
+        }
     }
 
     /// Every writable root: the workspace (unless read-only) and the extra
@@ -184,6 +211,10 @@ impl Settings {
                 .collect(),
             strict_git: Sourced::default_value(false),
             network: Sourced::default_value(NetworkMode::Off),
+            allow_domains: Vec::new(),
+            deny_domains: Vec::new(),
+            allow_cidr: Vec::new(),
+            resolve: Vec::new(),
             env: EnvPolicy {
                 clear: Sourced::default_value(false),
                 pass: Vec::new(),
@@ -299,6 +330,68 @@ fn paths(
         .collect()
 }
 
+fn rule_error<'a>(layer: &'a Layer, key: &'static str) -> impl Fn(RuleError) -> PolicyError + 'a {
+    move |error| PolicyError::BadNetworkRule {
+        source: layer.source.clone(),
+        key,
+        error,
+    }
+}
+
+/// Adds a layer's allowlist entries. A workspace config may only narrow:
+/// its deny entries always count, its allow entries and address blocks only
+/// where the person's own settings already allow them, and its pins never
+/// (a pin could send an allowed name to another address).
+fn apply_network_rules(p: &mut Policy, layer: &Layer) -> Result<(), PolicyError> {
+    let narrow = layer.trust == Trust::NarrowOnly;
+    for entry in &layer.deny_domains {
+        for pat in domains::patterns(entry).map_err(rule_error(layer, "network.deny"))? {
+            if !p.deny_domains.iter().any(|d| d.value == pat) {
+                p.deny_domains.push(Sourced::new(pat, layer.source.clone()));
+            }
+        }
+    }
+    let trusted = p.domain_rules();
+    for entry in &layer.allow_domains {
+        for pat in domains::patterns(entry).map_err(rule_error(layer, "network.allow"))? {
+            let narrows = DomainRules {
+                allow: vec![pat.clone()],
+                ..DomainRules::default()
+            }
+            .narrows(&trusted)
+            .is_ok();
+            if narrow && !narrows {
+                ignore(p, layer, "network.allow", pat.to_string(), WIDENS);
+            } else if !p.allow_domains.iter().any(|a| a.value == pat) {
+                p.allow_domains
+                    .push(Sourced::new(pat, layer.source.clone()));
+            }
+        }
+    }
+    for entry in &layer.allow_cidr {
+        let cidr = Cidr::parse(entry).map_err(rule_error(layer, "network.allow_cidr"))?;
+        let inside = trusted
+            .allow_cidr
+            .iter()
+            .any(|t| t.contains(cidr.addr) && t.prefix <= cidr.prefix);
+        if narrow && !inside {
+            ignore(p, layer, "network.allow_cidr", cidr.to_string(), WIDENS);
+        } else if !p.allow_cidr.iter().any(|c| c.value == cidr) {
+            p.allow_cidr.push(Sourced::new(cidr, layer.source.clone()));
+        }
+    }
+    for entry in &layer.resolve {
+        let pin = domains::resolve_entry(entry).map_err(rule_error(layer, "network.resolve"))?;
+        if narrow {
+            ignore(p, layer, "network.resolve", entry.clone(), WIDENS);
+        } else {
+            p.resolve.retain(|r| r.value.0 != pin.0);
+            p.resolve.push(Sourced::new(pin, layer.source.clone()));
+        }
+    }
+    Ok(())
+}
+
 fn valid_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('=') && !name.contains('\0')
 }
@@ -308,6 +401,7 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
     narrowable(p, layer, "preset", layer.preset, |p| &mut p.preset);
     narrowable(p, layer, "filesystem.read", layer.read, |p| &mut p.read);
     narrowable(p, layer, "network.mode", layer.network, |p| &mut p.network);
+    apply_network_rules(p, layer)?;
     // For these booleans, `true` is the narrower value.
     if let Some(strict) = layer.strict_git {
         if narrow && !strict && p.strict_git.value {
@@ -484,6 +578,70 @@ mod tests {
         assert!(p.protect.iter().any(|d| d.value == Path::new(".vscode")));
         assert_eq!(p.writable_roots().len(), 1);
         assert!(p.ignored.is_empty());
+    }
+
+    #[test]
+    fn a_workspace_config_narrows_the_allowlist_and_never_widens_it() {
+        let mut u = user();
+        u.network = Some(NetworkMode::Allow);
+        u.allow_domains = vec!["@rust".into(), "*.example.com".into()];
+        u.allow_cidr = vec!["10.0.0.0/8".into()];
+        let mut r = repo();
+        r.network = Some(NetworkMode::On); // widens the mode
+        r.allow_domains = vec!["a.example.com".into(), "pypi.org".into()]; // narrows; widens
+        r.deny_domains = vec!["crates.io".into()]; // always counts
+        r.allow_cidr = vec!["10.1.0.0/16".into(), "192.168.0.0/16".into()]; // narrows; widens
+        r.resolve = vec!["crates.io:10.0.0.5".into()]; // a pin can redirect: never
+        let mut settings = Settings::new();
+        settings.push(u);
+        settings.push(r);
+        let p = settings.resolve(&facts(), ws()).unwrap();
+        assert_eq!(p.network.value, NetworkMode::Allow);
+        let rules = p.domain_rules();
+        assert!(matches!(
+            rules.decide("crates.io"),
+            Ok(domains::Decision::Denied(_))
+        ));
+        assert!(matches!(
+            rules.decide("index.crates.io"),
+            Ok(domains::Decision::Allowed(_))
+        ));
+        assert!(matches!(
+            rules.decide("a.example.com"),
+            Ok(domains::Decision::Allowed(_))
+        ));
+        assert_eq!(rules.decide("pypi.org"), Ok(domains::Decision::Unlisted));
+        assert_eq!(rules.allow_cidr.len(), 2, "{:?}", rules.allow_cidr);
+        assert!(rules.resolve.is_empty());
+        let ignored: Vec<(&str, &str)> = p
+            .ignored
+            .iter()
+            .map(|i| (i.key, i.value.as_str()))
+            .collect();
+        for (key, value) in [
+            ("network.mode", "on"),
+            ("network.allow", "pypi.org"),
+            ("network.allow_cidr", "192.168.0.0/16"),
+            ("network.resolve", "crates.io:10.0.0.5"),
+        ] {
+            assert!(
+                ignored.contains(&(key, value)),
+                "{key} {value}: {ignored:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_network_rules_name_their_source() {
+        let mut f = flags();
+        f.allow_domains = vec!["*.com".into()];
+        let mut settings = Settings::new();
+        settings.push(f);
+        let e = settings.resolve(&facts(), ws()).unwrap_err().to_string();
+        assert!(
+            e.contains("network.allow") && e.contains("too broad"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -90,10 +90,13 @@ vocabulary! {
 
 vocabulary! {
     /// What the command may reach on the network. Ordered from the most
-    /// restrictive; an allowlist mode will sit between the two.
+    /// restrictive.
     NetworkMode {
         /// No network: an empty network namespace with loopback only.
         Off = "off",
+        /// Only the destinations the allowlist names, through moat's
+        /// filtering proxy.
+        Allow = "allow",
         /// The host's network.
         On = "on",
     }
