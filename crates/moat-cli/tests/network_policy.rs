@@ -1,6 +1,7 @@
 //! The network allowlist's policy: flags and config into rules, groups
 //! expanded by `moat policy show`, bad rules refused by name, and
-//! `--network allow` refused (fail closed) while no proxy enforces it.
+//! `--network allow` refused (fail closed) where no network namespace
+//! keeps the command on the proxy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -83,24 +84,22 @@ fn a_workspace_config_cannot_widen_the_allowlist() {
 }
 
 #[test]
-fn allow_mode_fails_closed_without_the_proxy() {
+fn allow_mode_fails_closed_without_a_network_namespace() {
     for who in identities() {
         let s = Scratch::new(&who, "netallow");
         let out = output(
             command_as(&who, moat())
-                .args([
-                    "run",
-                    "--network",
-                    "allow",
-                    "--allow-domain",
-                    "crates.io",
-                    "--",
-                ])
+                .args(["run", "--isolation", "landlock-only", "--allow-degraded"])
+                .args(["--network", "allow", "--allow-domain", "crates.io", "--"])
                 .args(["sh", "-c", "touch ran"])
                 .current_dir(&s.ws),
         );
         assert_eq!(out.status.code(), Some(125), "{}: {}", who.name, show(&out));
-        assert!(stderr(&out).contains("filtering proxy"), "{}", show(&out));
+        assert!(
+            stderr(&out).contains("needs the namespaces mode"),
+            "{}",
+            show(&out)
+        );
         assert!(!s.ws.join("ran").exists(), "{}: the command ran", who.name);
     }
 }

@@ -93,6 +93,25 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
         sys::fd::close_raw(empty_mount);
     }
 
+    if let Some(sock) = spec.proxy {
+        for (i, port) in crate::PROXY_PORTS.iter().enumerate() {
+            let listener = must(
+                report,
+                Step::Proxy,
+                i as u32,
+                sys::net::listen_loopback(*port),
+            );
+            must(
+                report,
+                Step::Proxy,
+                i as u32,
+                sys::fd::send_fd(sock, listener),
+            );
+            sys::fd::close_raw(listener);
+        }
+        sys::fd::close_raw(sock);
+    }
+
     let mut pty_slave: RawFd = -1;
     if let Some((sock, winsize)) = spec.pty {
         let (master, slave) = must(report, Step::Pty, 0, sys::pty::open_pair_at(c"/dev/ptmx"));

@@ -37,6 +37,20 @@ mod rules;
 mod run;
 pub mod seccomp;
 pub mod setup;
+
+/// Where the proxy listens inside a sandbox with `network = allow`: HTTP
+/// (CONNECT and absolute URIs) and SOCKS5, on 127.0.0.1 of the sandbox's
+/// own network namespace.
+pub const PROXY_PORTS: [u16; 2] = [3128, 1080];
+
+/// Whether `fd` becomes readable within `timeout_ms` (for accept loops
+/// that must notice when to stop).
+pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    sys::fd::poll_one(fd.as_raw_fd(), libc::POLLIN, timeout_ms)
+        .map(|r| r & libc::POLLIN != 0)
+        .unwrap_or(false)
+}
 mod sockets;
 mod spec;
 #[allow(unsafe_code)]

@@ -158,9 +158,9 @@ pub enum Error {
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
     #[error(
-        "--network allow needs moat's filtering proxy, which this version does not have yet, \
-         so nothing would enforce the allowlist\nhint: use --network off, or --network on if \
-         the command may reach everything"
+        "--network allow needs the namespaces mode: without a network namespace of its own the \
+         command would reach the host's network around the proxy\nhint: enable unprivileged \
+         user namespaces, or use --network off"
     )]
     NoProxy,
     #[error("the sandbox ended without reporting how the command ended")]
@@ -191,6 +191,7 @@ pub struct Child {
     // Held open so the child can tell moat is alive; dropped at the end.
     _lifeline: OwnedFd,
     pty_master: Option<OwnedFd>,
+    proxy_listeners: Vec<OwnedFd>,
     isolation: Isolation,
     timeout: Option<Duration>,
     started: Instant,
@@ -271,6 +272,7 @@ struct Prepared {
     report_read: OwnedFd,
     lifeline_write: OwnedFd,
     pty_parent: Option<OwnedFd>,
+    proxy_parent: Option<OwnedFd>,
     // Descriptors the child uses; closed in the parent after the fork.
     child_fds: Vec<OwnedFd>,
     ops: Vec<String>,
@@ -367,14 +369,18 @@ use std::os::unix::fs::DirBuilderExt;
 
 fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let policy = req.policy;
-    // Fail closed: an allowlist with nothing to enforce it must not run
-    // with the host's network (or silently with none).
-    if policy.network.value == NetworkMode::Allow {
+    let full = req.isolation == Isolation::Full;
+    // Fail closed: only a network namespace of its own keeps a command
+    // from going around the allowlist's proxy.
+    let allow = policy.network.value == NetworkMode::Allow;
+    if allow && !full {
         return Err(Error::NoProxy);
     }
-    let full = req.isolation == Isolation::Full;
     let abi = sys::landlock::abi_version();
     let network_off = policy.network.value == NetworkMode::Off;
+    // A network namespace with loopback only: off, or allow (the proxy's
+    // listeners are its only way out).
+    let own_network = policy.network.value != NetworkMode::On;
 
     let mut lost = Vec::new();
     if !full {
@@ -418,6 +424,26 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         ("MOAT_SANDBOX", OsStr::new("1")),
         ("TMPDIR", tmp_value.as_os_str()),
     ];
+    let http_proxy = OsString::from(format!("http://127.0.0.1:{}", crate::PROXY_PORTS[0]));
+    let socks_proxy = OsString::from(format!("socks5h://127.0.0.1:{}", crate::PROXY_PORTS[1]));
+    if allow {
+        for name in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "CARGO_HTTP_PROXY",
+            "npm_config_proxy",
+            "npm_config_https_proxy",
+            "PIP_PROXY",
+        ] {
+            forced.push((name, http_proxy.as_os_str()));
+        }
+        forced.push(("ALL_PROXY", socks_proxy.as_os_str()));
+        forced.push(("all_proxy", socks_proxy.as_os_str()));
+        forced.push(("NO_PROXY", OsStr::new("localhost,127.0.0.1,::1")));
+        forced.push(("no_proxy", OsStr::new("localhost,127.0.0.1,::1")));
+    }
     for name in ["TMP", "TEMP", "TEMPDIR"] {
         if req.host_env.iter().any(|(n, _)| n == name) {
             forced.push((name, tmp_value.as_os_str()));
@@ -433,7 +459,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         });
     }
     let mut mplan = if full {
-        Some(plan::build(&view, &plan_input(req, network_off)))
+        Some(plan::build(&view, &plan_input(req, own_network)))
     } else {
         None
     };
@@ -493,6 +519,14 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let (report_read, report_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
     let (lifeline_read, lifeline_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
     let mut child_fds = vec![report_write, lifeline_read];
+    let mut proxy_parent = None;
+    let mut proxy = None;
+    if allow {
+        let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
+        proxy = Some(childs.as_raw_fd());
+        child_fds.push(childs);
+        proxy_parent = Some(parent);
+    }
     let mut pty_parent = None;
     let mut pty = None;
     if req.pty {
@@ -549,7 +583,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
             flags |= flag as libc::c_ulong;
             namespaces.push(name);
         }
-        if network_off {
+        if own_network {
             flags |= libc::CLONE_NEWNET as libc::c_ulong;
             namespaces.push("net");
         }
@@ -628,6 +662,11 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
             (NetworkMode::Off, false) => {
                 "off: TCP denied by Landlock, other sockets by seccomp".to_string()
             }
+            (NetworkMode::Allow, _) => format!(
+                "allow: empty network namespace; moat's proxy on 127.0.0.1:{} (HTTP) and :{} (SOCKS5) decides",
+                crate::PROXY_PORTS[0],
+                crate::PROXY_PORTS[1]
+            ),
             _ => "on: the host's network".to_string(),
         },
     ));
@@ -680,6 +719,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         argv,
         envp,
         stdio,
+        proxy,
         pty,
         init: full,
     };
@@ -692,6 +732,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         report_read,
         lifeline_write,
         pty_parent,
+        proxy_parent,
         child_fds,
         ops: ops_desc,
         enforcement: Enforcement {
@@ -771,6 +812,7 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
         report: p.report_read,
         _lifeline: p.lifeline_write,
         pty_master: None,
+        proxy_listeners: Vec::new(),
         isolation,
         timeout: req.policy.limits.timeout.as_ref().map(|t| t.value),
         started: Instant::now(),
@@ -781,6 +823,16 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
         reaped: false,
         reader: Reader::new(),
     };
+    if let Some(sock) = p.proxy_parent {
+        // Fails only if setup failed before the listeners were made; the
+        // report says why.
+        for _ in crate::PROXY_PORTS {
+            match sys::fd::recv_fd(sock.as_raw_fd()) {
+                Ok(l) => child.proxy_listeners.push(l),
+                Err(_) => break,
+            }
+        }
+    }
     if let Some(sock) = p.pty_parent {
         // Fails only if setup failed before the terminal was made; the
         // report says why.
@@ -890,6 +942,13 @@ impl Child {
 
     pub fn enforcement(&self) -> &Enforcement {
         &self.enforcement
+    }
+
+    /// The proxy's listening sockets (HTTP, then SOCKS5), opened inside the
+    /// sandbox's network namespace, for the caller to serve: with
+    /// `network = allow` they are the sandbox's only way out.
+    pub fn take_proxy_listeners(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.proxy_listeners)
     }
 
     /// The terminal's master side, with `pty` (for callers relaying it

@@ -114,6 +114,10 @@ pub struct ChildSpec {
     pub argv: CVec,
     pub envp: CVec,
     pub stdio: [Stdio; 3],
+    /// With `network = allow`: the socket on which init sends moat the
+    /// proxy's listening sockets, opened inside the sandbox's network
+    /// namespace (see [`crate::PROXY_PORTS`]).
+    pub proxy: Option<RawFd>,
     /// With `--pty`: the socket on which init sends the terminal's master
     /// side to moat, and the initial window size.
     pub pty: Option<(RawFd, Option<libc::winsize>)>,

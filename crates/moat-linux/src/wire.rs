@@ -20,6 +20,8 @@ pub enum Step {
     GidMap,
     /// `index` is the plan operation.
     Mount,
+    /// `index`: 0 the HTTP proxy's listener, 1 the SOCKS5 one.
+    Proxy,
     Pty,
     Signals,
     Fork,
@@ -41,13 +43,14 @@ pub enum Step {
 
 impl Step {
     fn from_u32(v: u32) -> Option<Step> {
-        const ALL: [Step; 21] = [
+        const ALL: [Step; 22] = [
             Step::ParentDeathSignal,
             Step::ParentGone,
             Step::UidMap,
             Step::SetGroups,
             Step::GidMap,
             Step::Mount,
+            Step::Proxy,
             Step::Pty,
             Step::Signals,
             Step::Fork,
@@ -76,6 +79,7 @@ impl Step {
             Step::SetGroups => "disabling setgroups in the user namespace",
             Step::GidMap => "mapping the group id into the user namespace",
             Step::Mount => "setting up mounts",
+            Step::Proxy => "opening the proxy's listeners inside the sandbox",
             Step::Pty => "creating the terminal",
             Step::Signals => "setting up signals",
             Step::Fork => "starting the command's process",

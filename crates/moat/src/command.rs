@@ -358,8 +358,11 @@ impl Command {
             isolation: self.isolation,
             allow_degraded: self.allow_degraded,
         };
-        let child = backend::spawn(&req)?;
+        let mut child = backend::spawn(&req)?;
         drop(stdio);
+        let proxy = (resolved.policy.network.value == moat_policy::NetworkMode::Allow).then(|| {
+            crate::proxy::Proxy::start(child.take_proxy_listeners(), resolved.policy.domain_rules())
+        });
         let e = child.enforcement();
         report.mode = e.isolation.as_str().into();
         report.landlock_abi = Some(e.landlock_abi);
@@ -393,6 +396,7 @@ impl Command {
             Some(view),
         );
         c.placeholders = Some(placeholders);
+        c.proxy = proxy;
         Ok(c)
     }
 
@@ -460,6 +464,8 @@ pub struct Child {
     view: Option<FsView>,
     #[cfg(target_os = "linux")]
     placeholders: Option<backend::placeholders::Placeholders>,
+    #[cfg(target_os = "linux")]
+    proxy: Option<crate::proxy::Proxy>,
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -481,6 +487,8 @@ impl Child {
             view,
             #[cfg(target_os = "linux")]
             placeholders: None,
+            #[cfg(target_os = "linux")]
+            proxy: None,
             stdin,
             stdout,
             stderr,
@@ -615,6 +623,10 @@ impl Child {
         {
             if let Inner::Sandboxed(c, _) = &mut self.inner {
                 c.reap();
+            }
+            // Nothing in the sandbox can use the proxy any more.
+            if let Some(proxy) = self.proxy.take() {
+                self.report.network_decisions = proxy.stop();
             }
             if let Some(mut p) = self.placeholders.take() {
                 p.remove();

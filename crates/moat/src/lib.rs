@@ -35,12 +35,16 @@
 mod command;
 mod error;
 mod policy;
+#[cfg(target_os = "linux")]
+mod proxy;
 mod report;
 
 pub use command::{Child, Command, Exit, Outcome, Output, Stdio};
 pub use error::Error;
 pub use moat_policy::{NetworkMode, Preset, ReadMode};
 pub use policy::{resolve, Policy, Resolved};
+#[cfg(target_os = "linux")]
+pub use proxy::NetDecision;
 pub use report::{EnvRemoved, LayerReport, RunReport};
 
 /// Low-level access for tools built on moat (the CLI): policy layers,

@@ -102,6 +102,31 @@ impl Policy {
         self
     }
 
+    /// With [`NetworkMode::Allow`]: a name, `*.suffix` or `@group` the
+    /// command may reach through moat's proxy.
+    pub fn allow_domain(mut self, pattern: impl Into<String>) -> Policy {
+        self.layer.allow_domains.push(pattern.into());
+        self
+    }
+
+    /// A name or `*.suffix` never reachable (wins over `allow_domain`).
+    pub fn deny_domain(mut self, pattern: impl Into<String>) -> Policy {
+        self.layer.deny_domains.push(pattern.into());
+        self
+    }
+
+    /// A private address block the command may reach (`10.0.0.0/8`).
+    pub fn allow_cidr(mut self, cidr: impl Into<String>) -> Policy {
+        self.layer.allow_cidr.push(cidr.into());
+        self
+    }
+
+    /// Pins `name` to `address` for the proxy, like curl's `--resolve`.
+    pub fn resolve(mut self, name: &str, address: std::net::IpAddr) -> Policy {
+        self.layer.resolve.push(format!("{}:{}", name, address));
+        self
+    }
+
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Policy {
         self.layer.env_set.push((name.into(), value.into()));
         self

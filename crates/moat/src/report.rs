@@ -49,4 +49,7 @@ pub struct RunReport {
     pub ignored: Vec<String>,
     /// Things worth knowing (scan limits hit, home directory split).
     pub notes: Vec<String>,
+    /// With `network = allow`: every destination the proxy decided on.
+    #[cfg(target_os = "linux")]
+    pub network_decisions: Vec<crate::proxy::NetDecision>,
 }

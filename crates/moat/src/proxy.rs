@@ -1,0 +1,533 @@
+//! The filtering proxy of `network = allow`, served by moat itself.
+//!
+//! Its listeners were opened inside the sandbox's network namespace (which
+//! has nothing but loopback), so they are the sandbox's only way out; moat
+//! accepts on them and connects out from the host's network for the
+//! destinations the rules allow. HTTP (CONNECT, and plain requests with an
+//! absolute URI, one per connection) and SOCKS5 (CONNECT, names resolved
+//! here, never inside). A denied name is never resolved. Every decision is
+//! recorded. Bounded: request heads, handshake time, idle time, and the
+//! number of connections at once.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moat_policy::domains::{Decision as RuleDecision, DomainRules};
+use serde::Serialize;
+
+const MAX_HEAD: usize = 16 * 1024;
+const HANDSHAKE: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: usize = 1024;
+
+/// One decision of the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetDecision {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub protocol: &'static str,
+    pub name: String,
+    pub port: u16,
+    pub allowed: bool,
+    /// The rule that decided, or why the destination was refused.
+    pub rule: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: u64,
+}
+
+struct Shared {
+    rules: DomainRules,
+    stop: AtomicBool,
+    active: AtomicUsize,
+    log: Mutex<Vec<NetDecision>>,
+}
+
+/// A running proxy; [`Proxy::stop`] ends it and returns its decisions.
+#[derive(Debug)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Proxy {
+    /// Serves `listeners` (HTTP, then SOCKS5) with `rules`.
+    pub fn start(listeners: Vec<OwnedFd>, rules: DomainRules) -> Proxy {
+        let shared = Arc::new(Shared {
+            rules,
+            stop: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+        });
+        let mut threads = Vec::new();
+        for (i, fd) in listeners.into_iter().enumerate() {
+            let listener = TcpListener::from(fd);
+            let socks = i == 1;
+            let shared = shared.clone();
+            threads.push(std::thread::spawn(move || {
+                accept_loop(listener, socks, shared)
+            }));
+        }
+        Proxy { shared, threads }
+    }
+
+    /// Stops accepting; returns every decision so far.
+    pub fn stop(self) -> Vec<NetDecision> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.shared
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn accept_loop(listener: TcpListener, socks: bool, shared: Arc<Shared>) {
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while !shared.stop.load(Ordering::SeqCst) {
+        #[cfg(target_os = "linux")]
+        if !moat_linux::wait_readable(listener.as_fd(), 100) {
+            continue;
+        }
+        let (stream, _) = match listener.accept() {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            drop(stream);
+            continue;
+        }
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(HANDSHAKE));
+            if socks {
+                socks5(stream, &shared);
+            } else {
+                http(stream, &shared);
+            }
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Where a request may go, or why not.
+enum Verdict {
+    Go(TcpStream, String),
+    No(String),
+}
+
+/// Decides `host:port` and, if allowed, connects. Names on no list and
+/// denied names are never resolved.
+fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
+    let rules = &shared.rules;
+    let (addrs, rule) = if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        match rules.allow_cidr.iter().find(|c| c.contains(ip)) {
+            Some(c) => (vec![SocketAddr::new(ip, port)], format!("allow_cidr {}", c)),
+            None => {
+                return Verdict::No(format!(
+                    "{} is an address, not a name; allow it with --allow-cidr {}/{}",
+                    ip,
+                    ip,
+                    if ip.is_ipv4() { 32 } else { 128 }
+                ))
+            }
+        }
+    } else {
+        let name = match rules.decide(host) {
+            Ok(RuleDecision::Allowed(p)) => (p.to_string(), host.to_string()),
+            Ok(RuleDecision::Denied(p)) => return Verdict::No(format!("denied by the rule {}", p)),
+            Ok(RuleDecision::Unlisted) => {
+                return Verdict::No(format!(
+                    "{} is not on the allowlist; allow it with --allow-domain {}",
+                    host, host
+                ))
+            }
+            Err(e) => return Verdict::No(e.to_string()),
+        };
+        let addrs: Vec<SocketAddr> = match rules.pinned(host) {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => match (host, port).to_socket_addrs() {
+                Ok(a) => a.collect(),
+                Err(e) => return Verdict::No(format!("{} does not resolve: {}", host, e)),
+            },
+        };
+        let mut permitted = Vec::new();
+        let mut refused = None;
+        for a in addrs {
+            match rules.address(a.ip()) {
+                Ok(()) => permitted.push(a),
+                Err(why) => refused = Some(why),
+            }
+        }
+        if permitted.is_empty() {
+            return Verdict::No(refused.unwrap_or_else(|| format!("{} has no address", host)));
+        }
+        (permitted, format!("allow {}", name.0))
+    };
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => return Verdict::Go(s, rule),
+            Err(e) => last = Some(e),
+        }
+    }
+    Verdict::No(format!(
+        "allowed ({}), but the connection failed: {}",
+        rule,
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+fn record(shared: &Shared, d: NetDecision) {
+    if let Ok(mut log) = shared.log.lock() {
+        log.push(d);
+    }
+}
+
+/// Copies both ways until both sides are done; bytes up and down.
+fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> (u64, u64) {
+    let _ = client.set_read_timeout(Some(IDLE));
+    let _ = upstream.set_read_timeout(Some(IDLE));
+    let (mut c_read, mut u_write) = match (client.try_clone(), upstream.try_clone()) {
+        (Ok(c), Ok(u)) => (c, u),
+        _ => return (0, 0),
+    };
+    let mut up = early.len() as u64;
+    if u_write.write_all(early).is_err() {
+        return (0, 0);
+    }
+    let down_thread = std::thread::spawn(move || {
+        let (mut u_read, mut c_write) = (upstream, client);
+        let n = io::copy(&mut u_read, &mut c_write).unwrap_or(0);
+        let _ = c_write.shutdown(Shutdown::Write);
+        n
+    });
+    up += io::copy(&mut c_read, &mut u_write).unwrap_or(0);
+    let _ = u_write.shutdown(Shutdown::Write);
+    let down = down_thread.join().unwrap_or(0);
+    (up, down)
+}
+
+/// Reads a request head (up to the blank line); what came after it.
+fn read_head(stream: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before the head ended",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn answer(stream: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        status,
+        body.len(),
+        body
+    );
+}
+
+/// `host:port` of a CONNECT target or an absolute `http://` URI, and the
+/// origin-form path of the latter.
+fn target(method: &str, uri: &str) -> Option<(String, u16, String)> {
+    let split = |authority: &str, default: u16| -> Option<(String, u16)> {
+        if let Some(rest) = authority.strip_prefix('[') {
+            let (host, after) = rest.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None => default,
+            };
+            return Some((host.to_string(), port));
+        }
+        match authority.rsplit_once(':') {
+            Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+            None => Some((authority.to_string(), default)),
+        }
+    };
+    if method == "CONNECT" {
+        let (h, p) = split(uri, 443)?;
+        return Some((h, p, String::new()));
+    }
+    let rest = uri.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let authority = authority
+        .rsplit_once('@')
+        .map(|(_, a)| a)
+        .unwrap_or(authority);
+    let (h, p) = split(authority, 80)?;
+    Some((h, p, path.to_string()))
+}
+
+fn http(mut client: TcpStream, shared: &Shared) {
+    let started = Instant::now();
+    let (head, rest) = match read_head(&mut client) {
+        Ok(h) => h,
+        Err(e) => {
+            answer(&mut client, "400 Bad Request", &format!("moat: {}\n", e));
+            return;
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = matches!(req.parse(&head), Ok(httparse::Status::Complete(_)));
+    let (method, uri) = match (parsed, req.method, req.path) {
+        (true, Some(m), Some(p)) => (m.to_string(), p.to_string()),
+        _ => {
+            answer(
+                &mut client,
+                "400 Bad Request",
+                "moat: not an HTTP proxy request\n",
+            );
+            return;
+        }
+    };
+    let (host, port, path) = match target(&method, &uri) {
+        Some(t) => t,
+        None => {
+            answer(
+                &mut client,
+                "400 Bad Request",
+                "moat: the proxy takes CONNECT host:port or an absolute http:// URI\n",
+            );
+            return;
+        }
+    };
+    let mut decision = NetDecision {
+        time_ms: now_ms(),
+        protocol: if method == "CONNECT" {
+            "http-connect"
+        } else {
+            "http"
+        },
+        name: host.clone(),
+        port,
+        allowed: false,
+        rule: String::new(),
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    };
+    match decide(shared, &host, port) {
+        Verdict::No(why) => {
+            answer(
+                &mut client,
+                "403 Forbidden",
+                &format!("moat: {}:{} is not allowed: {}\n", host, port, why),
+            );
+            decision.rule = why;
+        }
+        Verdict::Go(upstream, rule) => {
+            decision.allowed = true;
+            decision.rule = rule;
+            let (up, down) = if method == "CONNECT" {
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                relay(client, upstream, &rest)
+            } else {
+                let mut out = format!("{} {} HTTP/1.1\r\n", method, path).into_bytes();
+                for h in req.headers.iter() {
+                    let name = h.name.to_ascii_lowercase();
+                    if name.starts_with("proxy-") || name == "connection" || name == "keep-alive" {
+                        continue;
+                    }
+                    out.extend_from_slice(h.name.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(h.value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                // One request per connection: a second one could name
+                // another host.
+                out.extend_from_slice(b"Connection: close\r\n\r\n");
+                out.extend_from_slice(&rest);
+                relay(client, upstream, &out)
+            };
+            decision.bytes_up = up;
+            decision.bytes_down = down;
+        }
+    }
+    decision.duration_ms = started.elapsed().as_millis() as u64;
+    record(shared, decision);
+}
+
+fn socks5(mut client: TcpStream, shared: &Shared) {
+    let started = Instant::now();
+    let mut greet = [0u8; 2];
+    if client.read_exact(&mut greet).is_err() || greet[0] != 5 {
+        return;
+    }
+    let mut methods = vec![0u8; greet[1] as usize];
+    if client.read_exact(&mut methods).is_err() {
+        return;
+    }
+    if !methods.contains(&0) {
+        let _ = client.write_all(&[5, 0xff]);
+        return;
+    }
+    if client.write_all(&[5, 0]).is_err() {
+        return;
+    }
+    let mut head = [0u8; 4];
+    if client.read_exact(&mut head).is_err() || head[0] != 5 {
+        return;
+    }
+    let reply = |client: &mut TcpStream, code: u8| {
+        let _ = client.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
+    };
+    let host = match head[3] {
+        1 => {
+            let mut a = [0u8; 4];
+            if client.read_exact(&mut a).is_err() {
+                return;
+            }
+            IpAddr::from(a).to_string()
+        }
+        4 => {
+            let mut a = [0u8; 16];
+            if client.read_exact(&mut a).is_err() {
+                return;
+            }
+            IpAddr::from(a).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            if client.read_exact(&mut len).is_err() {
+                return;
+            }
+            let mut name = vec![0u8; len[0] as usize];
+            if client.read_exact(&mut name).is_err() {
+                return;
+            }
+            match String::from_utf8(name) {
+                Ok(n) => n,
+                Err(_) => {
+                    reply(&mut client, 1);
+                    return;
+                }
+            }
+        }
+        _ => {
+            reply(&mut client, 8);
+            return;
+        }
+    };
+    let mut port = [0u8; 2];
+    if client.read_exact(&mut port).is_err() {
+        return;
+    }
+    let port = u16::from_be_bytes(port);
+    if head[1] != 1 {
+        // Only CONNECT: no BIND, no UDP ASSOCIATE.
+        reply(&mut client, 7);
+        return;
+    }
+    let mut decision = NetDecision {
+        time_ms: now_ms(),
+        protocol: "socks5",
+        name: host.clone(),
+        port,
+        allowed: false,
+        rule: String::new(),
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    };
+    match decide(shared, &host, port) {
+        Verdict::No(why) => {
+            // "Connection not allowed by ruleset".
+            reply(&mut client, 2);
+            decision.rule = why;
+        }
+        Verdict::Go(upstream, rule) => {
+            reply(&mut client, 0);
+            decision.allowed = true;
+            decision.rule = rule;
+            let (up, down) = relay(client, upstream, &[]);
+            decision.bytes_up = up;
+            decision.bytes_down = down;
+        }
+    }
+    decision.duration_ms = started.elapsed().as_millis() as u64;
+    record(shared, decision);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_read_from_connect_and_absolute_uris() {
+        assert_eq!(
+            target("CONNECT", "crates.io:443"),
+            Some(("crates.io".into(), 443, String::new()))
+        );
+        assert_eq!(
+            target("CONNECT", "[::1]:8443"),
+            Some(("::1".into(), 8443, String::new()))
+        );
+        assert_eq!(
+            target("GET", "http://u:p@pkg.test:8080/a/b?c"),
+            Some(("pkg.test".into(), 8080, "/a/b?c".into()))
+        );
+        assert_eq!(
+            target("GET", "http://pkg.test"),
+            Some(("pkg.test".into(), 80, "/".into()))
+        );
+        assert_eq!(target("GET", "/relative"), None);
+        assert_eq!(target("GET", "https://pkg.test/"), None);
+        assert_eq!(target("CONNECT", "host:notaport"), None);
+    }
+}
