@@ -171,6 +171,14 @@ pub struct RunArgs {
     /// Also write the JSON run report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// With --network allow: ask on the terminal about names on neither
+    /// list (once per name).
+    #[arg(long)]
+    pub ask: bool,
+    /// With --network allow: append every decision of the proxy to FILE
+    /// as a JSON line.
+    #[arg(long = "net-log", value_name = "FILE")]
+    pub net_log: Option<PathBuf>,
     /// Run even if some layers cannot be enforced; the run says what was
     /// lost.
     #[arg(long)]

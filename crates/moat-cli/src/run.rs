@@ -47,7 +47,34 @@ pub fn run(args: RunArgs) -> Result<u8> {
         cmd.workspace(ws);
     }
     let json = args.json;
+    if args.ask {
+        cmd.ask(ask_on_terminal);
+    }
+    if let Some(path) = &args.net_log {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--net-log: cannot open {}", path.display()))
+            .map_err(|e| report_error(json, e))?;
+        let file = std::sync::Mutex::new(file);
+        cmd.on_network_decision(move |d| {
+            if let (Ok(mut f), Ok(line)) = (file.lock(), serde_json::to_string(d)) {
+                use std::io::Write;
+                let _ = writeln!(f, "{}", line);
+            }
+        });
+    }
     let resolved = cmd.resolve().map_err(|e| report_error(json, e.into()))?;
+    if (args.ask || args.net_log.is_some())
+        && resolved.policy.network.value != moat::NetworkMode::Allow
+    {
+        say(
+            json,
+            "warning",
+            "--ask and --net-log apply only with --network allow; they do nothing here",
+        );
+    }
     for ignored in &resolved.policy.ignored {
         say(json, "warning", &ignored.to_string());
     }
@@ -167,4 +194,23 @@ fn report_error(json: bool, e: anyhow::Error) -> anyhow::Error {
     } else {
         e
     }
+}
+
+/// Asks on the terminal whether an unlisted name may be reached; no
+/// terminal, no answer: refused.
+fn ask_on_terminal(name: &str, port: u16) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return false;
+    };
+    let mut out = &tty;
+    let _ = write!(out, "moat: allow {}:{} for this run? [y/N] ", name, port);
+    let _ = out.flush();
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(&tty).read_line(&mut line);
+    matches!(line.trim(), "y" | "Y" | "yes")
 }

@@ -230,3 +230,64 @@ fn the_proxy_allows_the_list_and_nothing_else() {
         );
     }
 }
+
+#[test]
+fn ask_and_net_log() {
+    let (port, hits) = server();
+    let who = user();
+    let s = Scratch::new(&who, "proxyask");
+    let log = s.ws.join("net.jsonl");
+    let url = format!("http://x.test:{port}/");
+    let base = [
+        "--resolve",
+        "x.test:127.0.0.1",
+        "--allow-cidr",
+        "127.0.0.1/32",
+    ];
+    let fetch = format!("curl -s -m 10 -o /dev/null -w '%{{http_code}} ' {url}; curl -s -m 10 -o /dev/null -w '%{{http_code}}' {url}");
+
+    // No terminal to ask on: refused, and logged.
+    let before = count(&hits);
+    let mut extra = vec!["--ask", "--net-log", log.to_str().unwrap()];
+    extra.extend(base);
+    let out = allow_run(&who, &s.ws, &extra, &fetch);
+    assert_eq!(stdout(&out), "403 403", "{}", show(&out));
+    assert_eq!(count(&hits), before);
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "{lines}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["allowed"] == false
+                && e["rule"].as_str().unwrap().contains("refused when asked")),
+        "{lines}"
+    );
+
+    // On a terminal, "y" allows the name for the rest of the run: asked
+    // once, both requests go through.
+    let before = count(&hits);
+    let line = format!(
+        "{} run --network allow --ask {} -- sh -c \"{}\"",
+        moat().display(),
+        base.join(" "),
+        fetch.replace('"', "\\\"")
+    );
+    let mut cmd = command_as(&who, "sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "(sleep 1; echo y) | script -qec '{}' /dev/null",
+            line.replace('\'', "'\\''")
+        ),
+    ])
+    .current_dir(&s.ws);
+    let out = output(&mut cmd);
+    let text = stdout(&out).replace('\r', "");
+    assert_eq!(text.matches("for this run? [y/N]").count(), 1, "{text}");
+    assert!(text.contains("200 200"), "{text}");
+    assert_eq!(count(&hits), before + 2);
+}

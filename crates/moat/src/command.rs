@@ -104,6 +104,8 @@ pub struct Command {
     allow_degraded: bool,
     #[cfg(target_os = "linux")]
     isolation: backend::Isolation,
+    #[cfg(target_os = "linux")]
+    net_hooks: crate::proxy::Hooks,
 }
 
 impl Command {
@@ -120,6 +122,8 @@ impl Command {
             allow_degraded: false,
             #[cfg(target_os = "linux")]
             isolation: backend::Isolation::Full,
+            #[cfg(target_os = "linux")]
+            net_hooks: crate::proxy::Hooks::default(),
         }
     }
 
@@ -189,6 +193,26 @@ impl Command {
     /// report lists what was lost.
     pub fn allow_degraded(&mut self, on: bool) -> &mut Command {
         self.allow_degraded = on;
+        self
+    }
+
+    /// With `network = allow`: asked (once per name and run) whether a
+    /// name on neither list may be reached; without it such names are
+    /// refused.
+    #[cfg(target_os = "linux")]
+    pub fn ask(&mut self, f: impl Fn(&str, u16) -> bool + Send + Sync + 'static) -> &mut Command {
+        self.net_hooks.ask = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// With `network = allow`: told about every decision of the proxy as
+    /// it is made (the run report has them all at the end).
+    #[cfg(target_os = "linux")]
+    pub fn on_network_decision(
+        &mut self,
+        f: impl Fn(&crate::proxy::NetDecision) + Send + Sync + 'static,
+    ) -> &mut Command {
+        self.net_hooks.on_decision = Some(std::sync::Arc::new(f));
         self
     }
 
@@ -361,7 +385,11 @@ impl Command {
         let mut child = backend::spawn(&req)?;
         drop(stdio);
         let proxy = (resolved.policy.network.value == moat_policy::NetworkMode::Allow).then(|| {
-            crate::proxy::Proxy::start(child.take_proxy_listeners(), resolved.policy.domain_rules())
+            crate::proxy::Proxy::start(
+                child.take_proxy_listeners(),
+                resolved.policy.domain_rules(),
+                self.net_hooks.clone(),
+            )
         });
         let e = child.enforcement();
         report.mode = e.isolation.as_str().into();

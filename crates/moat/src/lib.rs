@@ -44,7 +44,7 @@ pub use error::Error;
 pub use moat_policy::{NetworkMode, Preset, ReadMode};
 pub use policy::{resolve, Policy, Resolved};
 #[cfg(target_os = "linux")]
-pub use proxy::NetDecision;
+pub use proxy::{AskFn, DecisionFn, NetDecision};
 pub use report::{EnvRemoved, LayerReport, RunReport};
 
 /// Low-level access for tools built on moat (the CLI): policy layers,

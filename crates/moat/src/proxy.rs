@@ -42,8 +42,32 @@ pub struct NetDecision {
     pub duration_ms: u64,
 }
 
+/// Asked about a name on neither list: allow it (for the rest of the run)?
+pub type AskFn = dyn Fn(&str, u16) -> bool + Send + Sync;
+/// Told about every decision as it is made.
+pub type DecisionFn = dyn Fn(&NetDecision) + Send + Sync;
+
+/// What the proxy calls back into its host program.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub ask: Option<Arc<AskFn>>,
+    pub on_decision: Option<Arc<DecisionFn>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("ask", &self.ask.is_some())
+            .field("on_decision", &self.on_decision.is_some())
+            .finish()
+    }
+}
+
 struct Shared {
     rules: DomainRules,
+    hooks: Hooks,
+    /// Answers already given, so a name is asked about once per run.
+    answers: Mutex<std::collections::HashMap<String, bool>>,
     stop: AtomicBool,
     active: AtomicUsize,
     log: Mutex<Vec<NetDecision>>,
@@ -71,9 +95,11 @@ fn now_ms() -> u64 {
 
 impl Proxy {
     /// Serves `listeners` (HTTP, then SOCKS5) with `rules`.
-    pub fn start(listeners: Vec<OwnedFd>, rules: DomainRules) -> Proxy {
+    pub fn start(listeners: Vec<OwnedFd>, rules: DomainRules, hooks: Hooks) -> Proxy {
         let shared = Arc::new(Shared {
             rules,
+            hooks,
+            answers: Mutex::new(std::collections::HashMap::new()),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
@@ -126,8 +152,9 @@ fn accept_loop(listener: TcpListener, socks: bool, shared: Arc<Shared>) {
             drop(stream);
             continue;
         }
-        let shared = shared.clone();
-        std::thread::spawn(move || {
+        let shared2 = shared.clone();
+        let spawned = spawn_small(move || {
+            let shared = shared2;
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(HANDSHAKE));
             if socks {
@@ -137,7 +164,18 @@ fn accept_loop(listener: TcpListener, socks: bool, shared: Arc<Shared>) {
             }
             shared.active.fetch_sub(1, Ordering::SeqCst);
         });
+        if spawned.is_err() {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
     }
+}
+
+/// Connection threads copy bytes and parse small heads: 128 KiB of stack
+/// is plenty, and keeps a thousand tunnels cheap.
+fn spawn_small<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    std::thread::Builder::new().stack_size(128 * 1024).spawn(f)
 }
 
 /// Where a request may go, or why not.
@@ -166,12 +204,16 @@ fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
         let name = match rules.decide(host) {
             Ok(RuleDecision::Allowed(p)) => (p.to_string(), host.to_string()),
             Ok(RuleDecision::Denied(p)) => return Verdict::No(format!("denied by the rule {}", p)),
-            Ok(RuleDecision::Unlisted) => {
-                return Verdict::No(format!(
-                    "{} is not on the allowlist; allow it with --allow-domain {}",
-                    host, host
-                ))
-            }
+            Ok(RuleDecision::Unlisted) => match ask(shared, host, port) {
+                Some(true) => ("(allowed when asked)".to_string(), host.to_string()),
+                Some(false) => return Verdict::No(format!("{} was refused when asked", host)),
+                None => {
+                    return Verdict::No(format!(
+                        "{} is not on the allowlist; allow it with --allow-domain {}",
+                        host, host
+                    ))
+                }
+            },
             Err(e) => return Verdict::No(e.to_string()),
         };
         let addrs: Vec<SocketAddr> = match rules.pinned(host) {
@@ -208,7 +250,25 @@ fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
     ))
 }
 
+/// The host program's answer for an unlisted name, once per name (the
+/// lock also keeps two questions from interleaving); `None` without a
+/// hook.
+fn ask(shared: &Shared, host: &str, port: u16) -> Option<bool> {
+    let hook = shared.hooks.ask.as_ref()?;
+    let mut answers = shared.answers.lock().ok()?;
+    let key = host.to_ascii_lowercase();
+    if let Some(a) = answers.get(&key) {
+        return Some(*a);
+    }
+    let a = hook(host, port);
+    answers.insert(key, a);
+    Some(a)
+}
+
 fn record(shared: &Shared, d: NetDecision) {
+    if let Some(f) = &shared.hooks.on_decision {
+        f(&d);
+    }
     if let Ok(mut log) = shared.log.lock() {
         log.push(d);
     }
@@ -226,7 +286,7 @@ fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> (u64, u64) {
     if u_write.write_all(early).is_err() {
         return (0, 0);
     }
-    let down_thread = std::thread::spawn(move || {
+    let down_thread = spawn_small(move || {
         let (mut u_read, mut c_write) = (upstream, client);
         let n = io::copy(&mut u_read, &mut c_write).unwrap_or(0);
         let _ = c_write.shutdown(Shutdown::Write);
@@ -234,7 +294,10 @@ fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> (u64, u64) {
     });
     up += io::copy(&mut c_read, &mut u_write).unwrap_or(0);
     let _ = u_write.shutdown(Shutdown::Write);
-    let down = down_thread.join().unwrap_or(0);
+    let down = match down_thread {
+        Ok(t) => t.join().unwrap_or(0),
+        Err(_) => 0,
+    };
     (up, down)
 }
 
