@@ -35,8 +35,9 @@
 mod command;
 mod error;
 mod policy;
+/// The allowlist proxy; its parsers are public for fuzzing.
 #[cfg(target_os = "linux")]
-mod proxy;
+pub mod proxy;
 mod report;
 
 pub use command::{Child, Command, Exit, Outcome, Output, Stdio};

@@ -378,6 +378,122 @@ fn target(method: &str, uri: &str) -> Option<(String, u16, String)> {
     Some((h, p, path.to_string()))
 }
 
+/// A request to the HTTP proxy, as parsed from its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub host: String,
+    pub port: u16,
+    /// The origin-form path of a plain request (empty for CONNECT).
+    pub path: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Parses a proxy request head (up to and including the blank line).
+/// Never panics, whatever the bytes: public for the fuzz target.
+pub fn parse_http(head: &[u8]) -> Result<HttpRequest, &'static str> {
+    if head.len() > MAX_HEAD + 4 {
+        return Err("request head too large");
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("the request head is incomplete"),
+        Err(_) => return Err("not an HTTP proxy request"),
+    }
+    let (method, uri) = match (req.method, req.path) {
+        (Some(m), Some(p)) => (m.to_string(), p.to_string()),
+        _ => return Err("not an HTTP proxy request"),
+    };
+    let (host, port, path) = target(&method, &uri)
+        .ok_or("the proxy takes CONNECT host:port or an absolute http:// URI")?;
+    if host.is_empty() {
+        return Err("the request names no host");
+    }
+    Ok(HttpRequest {
+        method,
+        host,
+        port,
+        path,
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
+            .collect(),
+    })
+}
+
+impl HttpRequest {
+    /// The head to send upstream for a plain request: origin-form, no
+    /// proxy headers, one request per connection (a second one on the same
+    /// connection could name another host).
+    pub fn origin_head(&self) -> Vec<u8> {
+        let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.path).into_bytes();
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("proxy-") || lower == "connection" || lower == "keep-alive" {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out
+    }
+}
+
+/// A SOCKS5 request (after the greeting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocksRequest {
+    pub command: u8,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why a SOCKS5 request is refused: the reply code to send.
+pub type SocksReply = u8;
+
+/// Parses a whole SOCKS5 request (`VER CMD RSV ATYP ADDR PORT`). Never
+/// panics, whatever the bytes: public for the fuzz target.
+pub fn parse_socks(bytes: &[u8]) -> Result<SocksRequest, SocksReply> {
+    // 1: general failure; 8: address type not supported.
+    let head = bytes.get(..4).ok_or(1u8)?;
+    if head[0] != 5 {
+        return Err(1);
+    }
+    let (host, rest) = match head[3] {
+        1 => {
+            let a: [u8; 4] = bytes.get(4..8).ok_or(1u8)?.try_into().map_err(|_| 1u8)?;
+            (IpAddr::from(a).to_string(), &bytes[8..])
+        }
+        4 => {
+            let a: [u8; 16] = bytes.get(4..20).ok_or(1u8)?.try_into().map_err(|_| 1u8)?;
+            (IpAddr::from(a).to_string(), &bytes[20..])
+        }
+        3 => {
+            let len = *bytes.get(4).ok_or(1u8)? as usize;
+            let name = bytes.get(5..5 + len).ok_or(1u8)?;
+            let name = std::str::from_utf8(name).map_err(|_| 1u8)?;
+            if name.is_empty() {
+                return Err(1);
+            }
+            (name.to_string(), &bytes[5 + len..])
+        }
+        _ => return Err(8),
+    };
+    if rest.len() != 2 {
+        return Err(1);
+    }
+    Ok(SocksRequest {
+        command: head[1],
+        host,
+        port: u16::from_be_bytes([rest[0], rest[1]]),
+    })
+}
+
 fn http(mut client: TcpStream, shared: &Shared) {
     let started = Instant::now();
     let (head, rest) = match read_head(&mut client) {
@@ -387,31 +503,14 @@ fn http(mut client: TcpStream, shared: &Shared) {
             return;
         }
     };
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut req = httparse::Request::new(&mut headers);
-    let parsed = matches!(req.parse(&head), Ok(httparse::Status::Complete(_)));
-    let (method, uri) = match (parsed, req.method, req.path) {
-        (true, Some(m), Some(p)) => (m.to_string(), p.to_string()),
-        _ => {
-            answer(
-                &mut client,
-                "400 Bad Request",
-                "moat: not an HTTP proxy request\n",
-            );
+    let req = match parse_http(&head) {
+        Ok(r) => r,
+        Err(why) => {
+            answer(&mut client, "400 Bad Request", &format!("moat: {}\n", why));
             return;
         }
     };
-    let (host, port, path) = match target(&method, &uri) {
-        Some(t) => t,
-        None => {
-            answer(
-                &mut client,
-                "400 Bad Request",
-                "moat: the proxy takes CONNECT host:port or an absolute http:// URI\n",
-            );
-            return;
-        }
-    };
+    let (method, host, port) = (req.method.clone(), req.host.clone(), req.port);
     let mut decision = NetDecision {
         time_ms: now_ms(),
         protocol: if method == "CONNECT" {
@@ -448,20 +547,7 @@ fn http(mut client: TcpStream, shared: &Shared) {
                 }
                 relay(client, upstream, &rest)
             } else {
-                let mut out = format!("{} {} HTTP/1.1\r\n", method, path).into_bytes();
-                for h in req.headers.iter() {
-                    let name = h.name.to_ascii_lowercase();
-                    if name.starts_with("proxy-") || name == "connection" || name == "keep-alive" {
-                        continue;
-                    }
-                    out.extend_from_slice(h.name.as_bytes());
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(h.value);
-                    out.extend_from_slice(b"\r\n");
-                }
-                // One request per connection: a second one could name
-                // another host.
-                out.extend_from_slice(b"Connection: close\r\n\r\n");
+                let mut out = req.origin_head();
                 out.extend_from_slice(&rest);
                 relay(client, upstream, &out)
             };
@@ -490,56 +576,43 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
     if client.write_all(&[5, 0]).is_err() {
         return;
     }
-    let mut head = [0u8; 4];
-    if client.read_exact(&mut head).is_err() || head[0] != 5 {
-        return;
-    }
     let reply = |client: &mut TcpStream, code: u8| {
         let _ = client.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
     };
-    let host = match head[3] {
-        1 => {
-            let mut a = [0u8; 4];
-            if client.read_exact(&mut a).is_err() {
-                return;
-            }
-            IpAddr::from(a).to_string()
-        }
-        4 => {
-            let mut a = [0u8; 16];
-            if client.read_exact(&mut a).is_err() {
-                return;
-            }
-            IpAddr::from(a).to_string()
-        }
+    // The request, read to its end by its own length fields.
+    let mut bytes = vec![0u8; 4];
+    if client.read_exact(&mut bytes).is_err() {
+        return;
+    }
+    let addr_len = match bytes[3] {
+        1 => 4,
+        4 => 16,
         3 => {
             let mut len = [0u8; 1];
             if client.read_exact(&mut len).is_err() {
                 return;
             }
-            let mut name = vec![0u8; len[0] as usize];
-            if client.read_exact(&mut name).is_err() {
-                return;
-            }
-            match String::from_utf8(name) {
-                Ok(n) => n,
-                Err(_) => {
-                    reply(&mut client, 1);
-                    return;
-                }
-            }
+            bytes.push(len[0]);
+            len[0] as usize
         }
-        _ => {
-            reply(&mut client, 8);
+        _ => 0,
+    };
+    let mut tail = vec![0u8; addr_len + 2];
+    if bytes[3] == 1 || bytes[3] == 3 || bytes[3] == 4 {
+        if client.read_exact(&mut tail).is_err() {
+            return;
+        }
+        bytes.extend_from_slice(&tail);
+    }
+    let req = match parse_socks(&bytes) {
+        Ok(r) => r,
+        Err(code) => {
+            reply(&mut client, code);
             return;
         }
     };
-    let mut port = [0u8; 2];
-    if client.read_exact(&mut port).is_err() {
-        return;
-    }
-    let port = u16::from_be_bytes(port);
-    if head[1] != 1 {
+    let (host, port) = (req.host, req.port);
+    if req.command != 1 {
         // Only CONNECT: no BIND, no UDP ASSOCIATE.
         reply(&mut client, 7);
         return;
@@ -576,7 +649,90 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn proxy_requests_parse_or_are_refused() {
+        let r = parse_http(b"GET http://pkg.test:8080/a?b HTTP/1.1\r\nHost: pkg.test\r\nProxy-Connection: keep-alive\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("pkg.test", 8080, "/a?b")
+        );
+        let head = String::from_utf8(r.origin_head()).unwrap();
+        assert!(
+            head.starts_with("GET /a?b HTTP/1.1\r\n")
+                && head.ends_with("Connection: close\r\n\r\n"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("proxy-connection"),
+            "{head}"
+        );
+        assert_eq!(
+            parse_http(b"CONNECT crates.io:443 HTTP/1.1\r\n\r\n").map(|r| r.port),
+            Ok(443)
+        );
+        for bad in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET http://x",
+            b"\x00\x01\r\n\r\n",
+            b"CONNECT :443 HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                parse_http(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn socks_requests_parse_or_get_a_reply_code() {
+        let mut by_name = vec![5, 1, 0, 3, 8];
+        by_name.extend_from_slice(b"pkg.test");
+        by_name.extend_from_slice(&443u16.to_be_bytes());
+        assert_eq!(
+            parse_socks(&by_name),
+            Ok(SocksRequest {
+                command: 1,
+                host: "pkg.test".into(),
+                port: 443
+            })
+        );
+        assert_eq!(
+            parse_socks(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 80]).map(|r| r.host),
+            Ok("127.0.0.1".into())
+        );
+        assert_eq!(parse_socks(&[5, 1, 0, 9, 0, 0]), Err(8));
+        assert_eq!(parse_socks(&[4, 1, 0, 1, 1, 2, 3, 4, 0, 80]), Err(1));
+        assert_eq!(parse_socks(&[5, 1, 0, 3, 0, 0, 80]), Err(1));
+        assert_eq!(parse_socks(&[5, 1, 0, 3, 200, b'a']), Err(1));
+        assert_eq!(parse_socks(&[5, 1]), Err(1));
+    }
+
+    /// Replays the fuzzing corpus (fuzz/corpus/*): parsing never panics.
+    #[test]
+    fn the_fuzz_corpus_replays() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let mut n = 0;
+        for (dir, socks) in [("http", false), ("socks5", true)] {
+            for entry in std::fs::read_dir(root.join(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                if socks {
+                    let _ = parse_socks(&bytes);
+                } else {
+                    let _ = parse_http(&bytes).map(|r| r.origin_head());
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "the corpus at {} has {n} inputs", root.display());
+    }
 
     #[test]
     fn targets_are_read_from_connect_and_absolute_uris() {

@@ -1,0 +1,10 @@
+// cargo +nightly fuzz run http   (from crates/moat)
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(r) = moat::proxy::parse_http(data) {
+        let _ = r.origin_head();
+    }
+});
