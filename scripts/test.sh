@@ -46,8 +46,8 @@ cargo test --workspace -- --test-threads="${MOAT_TEST_THREADS:-4}"
 moat_bin=$PWD/target/x86_64-unknown-linux-gnu/debug/moat
 [ -x "$moat_bin" ] || moat_bin=$PWD/target/debug/moat
 echo "test.sh: moat probe as $(id -un)"
-"$moat_bin" probe --mode full --mode landlock-only
+"$moat_bin" probe --mode full --mode landlock-only --mode allow
 if [ "$(id -u)" = 0 ]; then
     echo "test.sh: moat probe as moat-test"
-    (cd / && setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env -- "$moat_bin" probe --mode full --mode landlock-only)
+    (cd / && setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env -- "$moat_bin" probe --mode full --mode landlock-only --mode allow)
 fi

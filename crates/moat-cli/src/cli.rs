@@ -64,8 +64,9 @@ pub struct ProbeArgs {
     /// and {home} name the probe's workspace and home directory.
     #[arg(long, value_name = "'CMD ...'")]
     pub wrapper: Vec<String>,
-    /// Only this mode of moat (repeatable): full, landlock-only, or none
-    /// (only the wrappers) [default: every mode that runs here].
+    /// Only this mode of moat (repeatable): full, landlock-only, allow
+    /// (full with --network allow), or none (only the wrappers) [default:
+    /// every mode that runs here].
     #[arg(long, value_name = "MODE")]
     pub mode: Vec<String>,
 }

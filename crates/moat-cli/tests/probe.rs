@@ -45,8 +45,8 @@ fn the_network_and_process_probes_pass_in_every_mode() {
             show(&out)
         );
         assert!(
-            json["modes"].as_array().map(Vec::len) == Some(2),
-            "{}: both modes should run here: {}",
+            json["modes"].as_array().map(Vec::len) == Some(3),
+            "{}: all three modes should run here: {}",
             who.name,
             show(&out)
         );

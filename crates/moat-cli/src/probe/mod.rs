@@ -29,6 +29,7 @@ fn moat_exe() -> Result<PathBuf> {
 fn mode_works(
     exe: &PathBuf,
     isolation: &str,
+    extra: &[&str],
     f: &fixture::Fixture,
 ) -> std::result::Result<(), String> {
     let mut cmd = std::process::Command::new(exe);
@@ -36,6 +37,7 @@ fn mode_works(
     if isolation != "full" {
         cmd.args(["--isolation", isolation, "--allow-degraded"]);
     }
+    cmd.args(extra);
     let out = cmd
         .args(["--", "true"])
         .current_dir(&f.ws)
@@ -112,24 +114,41 @@ pub fn probe(opts: Options) -> Result<u8> {
     let mut skipped = Vec::new();
     {
         let wanted: Vec<&str> = if opts.modes.is_empty() {
-            vec!["full", "landlock-only"]
+            vec!["full", "landlock-only", "allow"]
         } else {
             opts.modes.iter().map(String::as_str).collect()
         };
         for m in wanted {
-            let isolation = match m {
-                "full" => "full",
-                "landlock-only" => "landlock-only",
-                "none" => continue,
-                other => anyhow::bail!("--mode {other}: use full, landlock-only or none"),
-            };
-            match mode_works(&exe, isolation, &f) {
+            let (isolation, label, extra): (&'static str, &'static str, &'static [&'static str]) =
+                match m {
+                    "full" => ("full", "full", &[]),
+                    "landlock-only" => ("landlock-only", "landlock-only", &[]),
+                    // The allowlist's proxy must let none of the attacks
+                    // through either; its list names nothing they use.
+                    "allow" => (
+                        "full",
+                        "full, network allow",
+                        &[
+                            "--network",
+                            "allow",
+                            "--allow-domain",
+                            "allowed.moat-probe.invalid",
+                        ],
+                    ),
+                    "none" => continue,
+                    other => {
+                        anyhow::bail!("--mode {other}: use full, landlock-only, allow or none")
+                    }
+                };
+            match mode_works(&exe, isolation, extra, &f) {
                 Ok(()) => modes.push(Mode::Moat {
                     exe: exe.clone(),
                     isolation,
+                    label,
+                    extra,
                 }),
-                Err(why) if opts.modes.is_empty() => skipped.push((isolation, why)),
-                Err(why) => anyhow::bail!("mode {isolation} cannot run here: {why}"),
+                Err(why) if opts.modes.is_empty() => skipped.push((label, why)),
+                Err(why) => anyhow::bail!("mode {label} cannot run here: {why}"),
             }
         }
     }

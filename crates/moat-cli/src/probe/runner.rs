@@ -17,6 +17,9 @@ pub enum Mode {
     Moat {
         exe: PathBuf,
         isolation: &'static str,
+        label: &'static str,
+        /// Policy flags of every run in this mode.
+        extra: &'static [&'static str],
     },
     /// Any other sandbox's command prefix.
     Wrapper(Vec<String>),
@@ -25,7 +28,7 @@ pub enum Mode {
 impl Mode {
     pub fn name(&self) -> String {
         match self {
-            Mode::Moat { isolation, .. } => format!("moat ({isolation})"),
+            Mode::Moat { label, .. } => format!("moat ({label})"),
             Mode::Wrapper(w) => w.join(" "),
         }
     }
@@ -394,7 +397,12 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
     }
     reset(probe, f);
     let prefix: Vec<String> = match mode {
-        Mode::Moat { exe, isolation } => {
+        Mode::Moat {
+            exe,
+            isolation,
+            extra,
+            ..
+        } => {
             let mut v = vec![
                 exe.to_string_lossy().into_owned(),
                 "run".into(),
@@ -408,6 +416,7 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
                     "--allow-degraded".into(),
                 ]);
             }
+            v.extend(extra.iter().map(|a| a.to_string()));
             v.extend(probe.moat_args.iter().map(|a| a.to_string()));
             v.push("--".into());
             v
