@@ -66,10 +66,19 @@ pub fn layer(args: &PolicyArgs) -> Result<Layer> {
     Ok(l)
 }
 
+/// The names of the flags that were given.
+fn given(flags: &[(bool, &'static str)]) -> Vec<&'static str> {
+    flags
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// Flags that contradict each other are refused rather than resolved by a
 /// rule the person may not know.
 fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
-    let sandbox_flags: Vec<&str> = [
+    let sandbox_flags = given(&[
         (!args.allow_write.is_empty(), "--allow-write"),
         (!args.deny_read.is_empty(), "--deny-read"),
         (!args.allow_read.is_empty(), "--allow-read"),
@@ -87,20 +96,12 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         (!args.deny_domain.is_empty(), "--deny-domain"),
         (!args.allow_cidr.is_empty(), "--allow-cidr"),
         (!args.resolve.is_empty(), "--resolve"),
-    ]
-    .iter()
-    .filter(|(set, _)| *set)
-    .map(|(_, name)| *name)
-    .collect();
-    let rules: Vec<&str> = [
+    ]);
+    let rules = given(&[
         (!args.allow_domain.is_empty(), "--allow-domain"),
         (!args.allow_cidr.is_empty(), "--allow-cidr"),
         (!args.resolve.is_empty(), "--resolve"),
-    ]
-    .iter()
-    .filter(|(set, _)| *set)
-    .map(|(_, name)| *name)
-    .collect();
+    ]);
     if let Some(mode) = args.network.as_deref().filter(|m| *m != "allow") {
         if !rules.is_empty() {
             bail!(

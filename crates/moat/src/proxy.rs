@@ -63,6 +63,23 @@ impl std::fmt::Debug for Hooks {
     }
 }
 
+impl NetDecision {
+    /// A decision about to be made: refused until decided otherwise.
+    fn pending(protocol: &'static str, name: &str, port: u16) -> NetDecision {
+        NetDecision {
+            time_ms: now_ms(),
+            protocol,
+            name: name.to_string(),
+            port,
+            allowed: false,
+            rule: String::new(),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        }
+    }
+}
+
 struct Shared {
     rules: DomainRules,
     hooks: Hooks,
@@ -511,21 +528,12 @@ fn http(mut client: TcpStream, shared: &Shared) {
         }
     };
     let (method, host, port) = (req.method.clone(), req.host.clone(), req.port);
-    let mut decision = NetDecision {
-        time_ms: now_ms(),
-        protocol: if method == "CONNECT" {
-            "http-connect"
-        } else {
-            "http"
-        },
-        name: host.clone(),
-        port,
-        allowed: false,
-        rule: String::new(),
-        bytes_up: 0,
-        bytes_down: 0,
-        duration_ms: 0,
+    let protocol = if method == "CONNECT" {
+        "http-connect"
+    } else {
+        "http"
     };
+    let mut decision = NetDecision::pending(protocol, &host, port);
     match decide(shared, &host, port) {
         Verdict::No(why) => {
             answer(
@@ -617,17 +625,7 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
         reply(&mut client, 7);
         return;
     }
-    let mut decision = NetDecision {
-        time_ms: now_ms(),
-        protocol: "socks5",
-        name: host.clone(),
-        port,
-        allowed: false,
-        rule: String::new(),
-        bytes_up: 0,
-        bytes_down: 0,
-        duration_ms: 0,
-    };
+    let mut decision = NetDecision::pending("socks5", &host, port);
     match decide(shared, &host, port) {
         Verdict::No(why) => {
             // "Connection not allowed by ruleset".
