@@ -100,7 +100,7 @@ fn print_human(
     view: Option<&view::FsView>,
     view_error: Option<&str>,
 ) {
-    let line = |k: &str, v: String| println!("{:<12} {}", k, v);
+    let line = |k: &str, v: String| println!("{:<18} {}", k, v);
     line(
         "workspace",
         format!("{}  ({})", p.workspace.value.display(), p.workspace.source),
