@@ -37,6 +37,18 @@ mod rules;
 mod run;
 pub mod seccomp;
 pub mod setup;
+mod sockets;
+mod spec;
+#[allow(unsafe_code)]
+mod sys;
+mod wire;
+
+pub use detect::Support;
+pub use hostfs::LinuxFs;
+pub use run::{
+    spawn, Child, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest, StdioSpec,
+    WaitOptions,
+};
 
 /// Where the proxy listens inside a sandbox with `network = allow`: HTTP
 /// (CONNECT and absolute URIs) and SOCKS5, on 127.0.0.1 of the sandbox's
@@ -51,15 +63,3 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {
         .map(|r| r & libc::POLLIN != 0)
         .unwrap_or(false)
 }
-mod sockets;
-mod spec;
-#[allow(unsafe_code)]
-mod sys;
-mod wire;
-
-pub use detect::Support;
-pub use hostfs::LinuxFs;
-pub use run::{
-    spawn, Child, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest, StdioSpec,
-    WaitOptions,
-};

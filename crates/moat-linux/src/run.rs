@@ -424,9 +424,11 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         ("MOAT_SANDBOX", OsStr::new("1")),
         ("TMPDIR", tmp_value.as_os_str()),
     ];
-    let http_proxy = OsString::from(format!("http://127.0.0.1:{}", crate::PROXY_PORTS[0]));
-    let socks_proxy = OsString::from(format!("socks5h://127.0.0.1:{}", crate::PROXY_PORTS[1]));
+    let http_proxy;
+    let socks_proxy;
     if allow {
+        http_proxy = OsString::from(format!("http://127.0.0.1:{}", crate::PROXY_PORTS[0]));
+        socks_proxy = OsString::from(format!("socks5h://127.0.0.1:{}", crate::PROXY_PORTS[1]));
         for name in [
             "HTTP_PROXY",
             "HTTPS_PROXY",

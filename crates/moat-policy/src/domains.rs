@@ -304,6 +304,11 @@ impl Cidr {
         Ok(Cidr { addr, prefix })
     }
 
+    /// Whether every address of `self` is in `outer`.
+    pub fn within(&self, outer: &Cidr) -> bool {
+        outer.contains(self.addr) && outer.prefix <= self.prefix
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.addr.is_ipv4() == ip.is_ipv4() && bits(ip) & mask(ip, self.prefix) == bits(self.addr)
     }
@@ -472,9 +477,7 @@ impl DomainRules {
     /// `wider` does not allow, nothing `wider` denies allowed here.
     pub fn narrows(&self, wider: &DomainRules) -> Result<(), String> {
         for p in &self.allow {
-            let covered = wider.allow.iter().any(|w| covers(w, p));
-            let denied = wider.deny.iter().any(|d| covers(d, p));
-            if !covered || denied {
+            if !wider.allows_all_of(p) {
                 return Err(format!(
                     "{} is not allowed by the policy it would narrow",
                     p
@@ -482,11 +485,7 @@ impl DomainRules {
             }
         }
         for c in &self.allow_cidr {
-            if !wider
-                .allow_cidr
-                .iter()
-                .any(|w| w.contains(c.addr) && w.prefix <= c.prefix)
-            {
+            if !wider.allow_cidr.iter().any(|w| c.within(w)) {
                 return Err(format!(
                     "--allow-cidr {} widens the policy it would narrow",
                     c
@@ -494,6 +493,11 @@ impl DomainRules {
             }
         }
         Ok(())
+    }
+
+    /// Whether every name `p` matches is allowed here and denied by no rule.
+    pub fn allows_all_of(&self, p: &Pattern) -> bool {
+        self.allow.iter().any(|w| covers(w, p)) && !self.deny.iter().any(|d| covers(d, p))
     }
 }
 

@@ -354,13 +354,7 @@ fn apply_network_rules(p: &mut Policy, layer: &Layer) -> Result<(), PolicyError>
     let trusted = p.domain_rules();
     for entry in &layer.allow_domains {
         for pat in domains::patterns(entry).map_err(rule_error(layer, "network.allow"))? {
-            let narrows = DomainRules {
-                allow: vec![pat.clone()],
-                ..DomainRules::default()
-            }
-            .narrows(&trusted)
-            .is_ok();
-            if narrow && !narrows {
+            if narrow && !trusted.allows_all_of(&pat) {
                 ignore(p, layer, "network.allow", pat.to_string(), WIDENS);
             } else if !p.allow_domains.iter().any(|a| a.value == pat) {
                 p.allow_domains
@@ -370,11 +364,7 @@ fn apply_network_rules(p: &mut Policy, layer: &Layer) -> Result<(), PolicyError>
     }
     for entry in &layer.allow_cidr {
         let cidr = Cidr::parse(entry).map_err(rule_error(layer, "network.allow_cidr"))?;
-        let inside = trusted
-            .allow_cidr
-            .iter()
-            .any(|t| t.contains(cidr.addr) && t.prefix <= cidr.prefix);
-        if narrow && !inside {
+        if narrow && !trusted.allow_cidr.iter().any(|t| cidr.within(t)) {
             ignore(p, layer, "network.allow_cidr", cidr.to_string(), WIDENS);
         } else if !p.allow_cidr.iter().any(|c| c.value == cidr) {
             p.allow_cidr.push(Sourced::new(cidr, layer.source.clone()));

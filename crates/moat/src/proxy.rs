@@ -169,17 +169,16 @@ fn accept_loop(listener: TcpListener, socks: bool, shared: Arc<Shared>) {
             drop(stream);
             continue;
         }
-        let shared2 = shared.clone();
+        let worker = shared.clone();
         let spawned = spawn_small(move || {
-            let shared = shared2;
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(HANDSHAKE));
             if socks {
-                socks5(stream, &shared);
+                socks5(stream, &worker);
             } else {
-                http(stream, &shared);
+                http(stream, &worker);
             }
-            shared.active.fetch_sub(1, Ordering::SeqCst);
+            worker.active.fetch_sub(1, Ordering::SeqCst);
         });
         if spawned.is_err() {
             shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -218,11 +217,11 @@ fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
             }
         }
     } else {
-        let name = match rules.decide(host) {
-            Ok(RuleDecision::Allowed(p)) => (p.to_string(), host.to_string()),
+        let rule = match rules.decide(host) {
+            Ok(RuleDecision::Allowed(p)) => format!("allow {}", p),
             Ok(RuleDecision::Denied(p)) => return Verdict::No(format!("denied by the rule {}", p)),
             Ok(RuleDecision::Unlisted) => match ask(shared, host, port) {
-                Some(true) => ("(allowed when asked)".to_string(), host.to_string()),
+                Some(true) => "allow (allowed when asked)".to_string(),
                 Some(false) => return Verdict::No(format!("{} was refused when asked", host)),
                 None => {
                     return Verdict::No(format!(
@@ -251,7 +250,7 @@ fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
         if permitted.is_empty() {
             return Verdict::No(refused.unwrap_or_else(|| format!("{} has no address", host)));
         }
-        (permitted, format!("allow {}", name.0))
+        (permitted, rule)
     };
     let mut last = None;
     for a in addrs {

@@ -93,14 +93,20 @@ pub fn is_ours(u: &User) -> bool {
     u.gecos == GECOS && u.shell == nologin() && u.uid < 1000
 }
 
-/// Runs one of the account tools; its error output on failure.
-pub fn tool(program: &str, args: &[&str]) -> Result<(), String> {
+/// A command for a system tool by its full path: setup runs as root, and
+/// a PATH without the sbin directories is common under sudo.
+pub fn system_tool(program: &str) -> Command {
     let path = ["/usr/sbin/", "/sbin/", "/usr/bin/"]
         .iter()
         .map(|d| format!("{d}{program}"))
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or_else(|| program.to_string());
-    let out = Command::new(&path)
+    Command::new(path)
+}
+
+/// Runs one of the account tools; its error output on failure.
+pub fn tool(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = system_tool(program)
         .args(args)
         .output()
         .map_err(|e| format!("running {program}: {e}"))?;

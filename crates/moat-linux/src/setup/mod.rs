@@ -326,6 +326,13 @@ pub fn check() -> Vec<Finding> {
     out
 }
 
+/// Where the record says the cgroup subtree is, else where setup puts it.
+fn cgroup_of(rec: &Record) -> Option<PathBuf> {
+    rec.cgroup
+        .clone()
+        .or_else(|| cgroup::v2_mount().map(|m| cgroup::subtree(&m)))
+}
+
 /// What is left of a setup on this machine (empty after a clean removal).
 pub fn leftovers(rec: &Record) -> Vec<String> {
     let mut left = Vec::new();
@@ -350,10 +357,7 @@ pub fn leftovers(rec: &Record) -> Vec<String> {
     if nft::list().is_some() {
         left.push(format!("nftables table {}", nft::TABLE));
     }
-    let cg: Option<PathBuf> = rec
-        .cgroup
-        .clone()
-        .or_else(|| cgroup::v2_mount().map(|m| cgroup::subtree(&m)));
+    let cg: Option<PathBuf> = cgroup_of(rec);
     if let Some(c) = cg.filter(|c| c.exists()) {
         left.push(format!("cgroup {}", c.display()));
     }
@@ -373,11 +377,7 @@ pub fn remove() -> Result<Vec<String>, String> {
     if nft::delete()? {
         done.push(format!("removed the firewall table {}", nft::TABLE));
     }
-    if let Some(c) = rec
-        .cgroup
-        .clone()
-        .or_else(|| cgroup::v2_mount().map(|m| cgroup::subtree(&m)))
-    {
+    if let Some(c) = cgroup_of(&rec) {
         if c.exists() {
             cgroup::remove(&c).map_err(|e| format!("removing {}: {e}", c.display()))?;
             done.push(format!("removed the cgroup subtree {}", c.display()));

@@ -41,12 +41,7 @@ pub fn listing_is_complete(listing: &str, uid: u32, name: &str) -> bool {
 }
 
 fn nft() -> Command {
-    // Setup runs as root; a PATH without sbin is common under sudo.
-    let path = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("nft");
-    Command::new(path)
+    super::accounts::system_tool("nft")
 }
 
 /// Whether the nft tool runs and the kernel has nf_tables.
