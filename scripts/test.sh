@@ -51,3 +51,17 @@ if [ "$(id -u)" = 0 ]; then
     echo "test.sh: moat probe as moat-test"
     (cd / && setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env -- "$moat_bin" probe --mode full --mode landlock-only --mode allow)
 fi
+
+# The elevated tier: set it up for root and moat-test, run the catalogue
+# through it as both, and remove it, checking nothing is left. A machine
+# with a setup of its own is left alone.
+if [ "$(id -u)" = 0 ] && [ ! -e /var/lib/moat/setup.toml ]; then
+    trap '"$moat_bin" setup --remove >/dev/null 2>&1 || true' EXIT
+    "$moat_bin" setup --user moat-test >/dev/null
+    echo "test.sh: moat probe through the elevated tier as $(id -un)"
+    "$moat_bin" probe --mode elevated --mode elevated-allow
+    echo "test.sh: moat probe through the elevated tier as moat-test"
+    (cd / && setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env -- "$moat_bin" probe --mode elevated --mode elevated-allow)
+    "$moat_bin" setup --remove
+    trap - EXIT
+fi

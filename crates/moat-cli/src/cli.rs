@@ -65,8 +65,9 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "'CMD ...'")]
     pub wrapper: Vec<String>,
     /// Only this mode of moat (repeatable): full, landlock-only, allow
-    /// (full with --network allow), or none (only the wrappers) [default:
-    /// every mode that runs here].
+    /// (full with --network allow), elevated (--tier elevated),
+    /// elevated-allow, or none (only the wrappers) [default: full,
+    /// landlock-only, allow and elevated, those that run here].
     #[arg(long, value_name = "MODE")]
     pub mode: Vec<String>,
 }
@@ -81,6 +82,17 @@ pub enum PolicyVerb {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TierArg {
+    /// Elevated when `moat setup` was run for you, unelevated otherwise.
+    Auto,
+    /// As a sandbox account, through the setuid launcher (needs `sudo
+    /// moat setup` once).
+    Elevated,
+    /// As yourself, in user namespaces.
+    Unelevated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -184,9 +196,12 @@ pub struct RunArgs {
     /// lost.
     #[arg(long)]
     pub allow_degraded: bool,
-    /// Which layers to build the sandbox from.
+    /// Which layers to build the sandbox from (the unelevated tier).
     #[arg(long, value_enum, default_value = "full")]
     pub isolation: IsolationArg,
+    /// Which tier runs the command.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tier: TierArg,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,

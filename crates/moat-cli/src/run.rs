@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use moat::advanced::Isolation;
 use moat::{Command, Exit, Policy, RunReport};
 
-use crate::cli::{IsolationArg, RunArgs};
+use crate::cli::{IsolationArg, RunArgs, TierArg};
 use crate::flags;
 
 fn say(json: bool, kind: &str, message: &str) {
@@ -42,6 +42,11 @@ pub fn run(args: RunArgs) -> Result<u8> {
         .isolation(match args.isolation {
             IsolationArg::Full => Isolation::Full,
             IsolationArg::LandlockOnly => Isolation::LandlockOnly,
+        })
+        .tier(match args.tier {
+            TierArg::Auto => moat::Tier::Auto,
+            TierArg::Elevated => moat::Tier::Elevated,
+            TierArg::Unelevated => moat::Tier::Unelevated,
         });
     if let Some(ws) = &args.policy.workspace {
         cmd.workspace(ws);

@@ -44,6 +44,318 @@ fn probe_as(account: &str, args: &[&str]) -> String {
     stdout(&out)
 }
 
+const LAUNCHER: &str = "/usr/local/libexec/moat/moat-launch";
+
+/// Runs the launcher with `request` the way moat does (tests/
+/// launcher_client.py); its exit status and reason.
+fn launcher_says(who: &Who, request: &[u8]) -> String {
+    use std::io::Write;
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/launcher_client.py");
+    let mut child = command_as(who, "python3")
+        .args([client, LAUNCHER])
+        .current_dir("/")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(request).unwrap();
+    let out = child.wait_with_output().unwrap();
+    stdout(&out)
+}
+
+fn field(tag: &str, value: &[u8]) -> Vec<u8> {
+    [
+        tag.as_bytes(),
+        value.len().to_string().as_bytes(),
+        b":",
+        value,
+        b",",
+    ]
+    .concat()
+}
+
+/// A request for `true` in `ws` (spelled as given).
+fn request_for(ws: &str) -> Vec<u8> {
+    [
+        field("V", b"2"),
+        field("A", b"offline"),
+        field("N", b"off"),
+        field("W", ws.as_bytes()),
+        field("C", ws.as_bytes()),
+        field("a", b"true"),
+    ]
+    .concat()
+}
+
+/// The elevated tier, once set up: who runs, what the sandbox account can
+/// reach, real workflows as root and as an ordinary person whose home is
+/// 0750, the launcher's refusals, and the faults.
+fn elevated_tier(who: &Who) {
+    let mut v = Verdicts::default();
+    let root = identities().remove(0);
+    let elevated = ["--tier", "elevated"];
+
+    // An ordinary person not authorised cannot use it.
+    output(Command::new("gpasswd").args(["--delete", &who.name, "moat-users"]));
+    let s = Scratch::new(who, "elev-unauth");
+    let out = moat_run(who, &s.ws, &elevated, &["true"]);
+    v.check(
+        "an unauthorised person is refused",
+        out.status.code() == Some(125) && stderr(&out).contains("moat-users"),
+        show(&out),
+    );
+    drop(s);
+    let out = moat_setup(&["--user", &who.name]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    for person in [&root, who] {
+        let s = Scratch::new(person, "elev");
+        let tag = &person.name;
+        // Who runs: the sandbox account, not the person (control: the
+        // unelevated tier runs as the person).
+        let out = moat_run(person, &s.ws, &elevated, &["id", "-un"]);
+        v.check(
+            &format!("{tag}: runs as moat-offline"),
+            stdout(&out).trim() == "moat-offline",
+            show(&out),
+        );
+        let out = moat_run(person, &s.ws, &["--tier", "unelevated"], &["id", "-un"]);
+        v.check(
+            &format!("{tag}: control runs as the person"),
+            stdout(&out).trim() == person.name,
+            show(&out),
+        );
+        // Files the sandbox makes belong to the person on disk.
+        let out = moat_run(person, &s.ws, &elevated, &["sh", "-c", "echo x > made"]);
+        let owner = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata(s.ws.join("made")).unwrap_or_else(|_| panic!("{}", show(&out))),
+        );
+        v.check(
+            &format!("{tag}: a file made in the sandbox is the person's"),
+            owner == person.uid,
+            format!("owner {owner}"),
+        );
+        // Outside the workspace nothing is writable (control: it is,
+        // without the sandbox).
+        let canary = s.outside.join("canary");
+        let canary = canary.to_str().unwrap();
+        let control = outside(person, &s.ws, "write-file", &[canary]);
+        let attempt = inside(person, &s.ws, &elevated, "write-file", &[canary]);
+        v.blocked(
+            &format!("{tag}: write beside the workspace"),
+            &control,
+            &attempt,
+            &["EROFS", "EACCES"],
+        );
+        // The person's home is readable whatever its mode.
+        let secret = s.write("notes.txt", "mine\n");
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let read = inside(
+            person,
+            &s.ws,
+            &elevated,
+            "read-file",
+            &[secret.to_str().unwrap()],
+        );
+        v.works(
+            &format!("{tag}: read a 0600 file of the person's home"),
+            &read,
+        );
+        // The network: moat-offline reaches nothing.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let control = outside(person, &s.ws, "connect-tcp", &["127.0.0.1", &port]);
+        let attempt = inside(
+            person,
+            &s.ws,
+            &elevated,
+            "connect-tcp",
+            &["127.0.0.1", &port],
+        );
+        v.blocked(
+            &format!("{tag}: connect to the host's loopback"),
+            &control,
+            &attempt,
+            &["ECONNREFUSED", "ENETUNREACH"],
+        );
+    }
+
+    // Workflows, as root (rustup's cargo) and as the person with a 0750
+    // home (the distribution's cargo).
+    let home = who.home.clone();
+    let mode =
+        std::fs::metadata(&home).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    for person in [&root, who] {
+        let s = Scratch::new(person, "elev-work");
+        let script = "set -e; cargo new --vcs git demo; cd demo; cargo build --offline; \
+                      cargo test --offline; git add -A; \
+                      git -c user.name=t -c user.email=t@example.invalid commit -qm first; \
+                      git log --oneline | wc -l";
+        let mut c = command_as(person, moat());
+        c.args(["run", "--tier", "elevated", "--workspace"])
+            .arg(&s.ws)
+            .args(["--", "sh", "-c", script])
+            .current_dir(&s.ws);
+        let out = output(&mut c);
+        v.check(
+            &format!("{}: cargo new, build, test and git commit", person.name),
+            out.status.success() && stdout(&out).trim().ends_with('1'),
+            show(&out),
+        );
+        let target = s.ws.join("demo/target");
+        let owner = std::fs::metadata(&target).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        v.check(
+            &format!("{}: the build's files are the person's", person.name),
+            owner.as_ref().ok() == Some(&person.uid),
+            format!("{owner:?}"),
+        );
+    }
+    if let Ok(m) = mode {
+        let _ = std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(m));
+    }
+
+    // The launcher refuses what it must, with a reason.
+    let s = Scratch::new(who, "elev-refuse");
+    let ws = s.ws.to_str().unwrap().to_string();
+    let link = s.base.join("to-etc");
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let theirs = s.base.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(0), Some(0)).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a malformed request",
+            b"V1:2,garbage".to_vec(),
+            "malformed request",
+        ),
+        (
+            "an oversized request",
+            vec![b'a'; (1 << 20) + 1],
+            "larger than",
+        ),
+        (
+            "a relative workspace",
+            request_for("ws"),
+            "not an absolute path",
+        ),
+        (
+            "a non-canonical workspace",
+            request_for(&format!("{ws}/../ws")),
+            "not canonical",
+        ),
+        (
+            "a workspace that is a symlink to /etc",
+            request_for(link.to_str().unwrap()),
+            "goes through a symlink",
+        ),
+        (
+            "a system directory",
+            request_for("/etc"),
+            "cannot be made writable",
+        ),
+        (
+            "someone else's directory",
+            request_for(theirs.to_str().unwrap()),
+            "is not yours",
+        ),
+        (
+            "a directory the caller cannot reach",
+            request_for("/root"),
+            "cannot reach",
+        ),
+    ];
+    for (what, request, reason) in cases {
+        let said = launcher_says(who, &request);
+        v.check(
+            &format!("the launcher refuses {what}"),
+            said.contains("status 125") && said.contains(reason),
+            &said,
+        );
+    }
+    let said = launcher_says(who, &request_for(&ws));
+    v.check(
+        "control: the launcher runs a good request",
+        said.trim() == "status 0",
+        &said,
+    );
+    let run = output(&mut Command::new(LAUNCHER));
+    v.check(
+        "the launcher started by hand says what it is",
+        run.status.code() == Some(125) && stderr(&run).contains("moat run --tier elevated"),
+        show(&run),
+    );
+
+    // kill -9 of moat mid-run leaves no process and no mount behind.
+    let marker = format!("moat-kill-test-{}", std::process::id());
+    let mut child = command_as(who, moat())
+        .args(["run", "--tier", "elevated", "--workspace"])
+        .arg(&s.ws)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("sleep 300 & exec sleep 301 # {marker}"),
+        ])
+        .current_dir(&s.ws)
+        .spawn()
+        .unwrap();
+    let started = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        processes_matching(&marker) > 0
+    });
+    v.check("the run to kill started", started, "");
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        processes_matching(&marker) == 0 && processes_matching("moat-launch") == 0
+    });
+    v.check(
+        "kill -9 of moat leaves no process",
+        gone,
+        format!("{} left", processes_matching(&marker)),
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    v.check(
+        "kill -9 of moat leaves no mount",
+        !mounts.contains(s.ws.to_str().unwrap()),
+        "",
+    );
+
+    // A removed firewall table is noticed before the next run.
+    output(Command::new("nft").args(["delete", "table", "inet", "moat"]));
+    let out = moat_run(who, &s.ws, &elevated, &["true"]);
+    v.check(
+        "a run refuses when the firewall table is gone",
+        out.status.code() == Some(125) && stderr(&out).contains("firewall rules"),
+        show(&out),
+    );
+    assert!(moat_setup(&["--user", &who.name]).status.success());
+    let out = moat_run(who, &s.ws, &elevated, &["true"]);
+    v.check(
+        "control: after setup the run works again",
+        out.status.success(),
+        show(&out),
+    );
+    v.finish();
+}
+
+/// Live processes whose command line contains `text` (zombies excluded).
+fn processes_matching(text: &str) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !cmdline.is_empty() && String::from_utf8_lossy(&cmdline).contains(text) {
+            n += 1;
+        }
+    }
+    n
+}
+
 fn passwd_mentions(name: &str) -> Vec<String> {
     ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
         .iter()
@@ -128,6 +440,8 @@ fn setup_check_firewall_drift_conflict_and_removal() {
         "moat-offline UDP must be refused: {udp}"
     );
 
+    elevated_tier(&who);
+
     // Drift: a deleted table is named by --check and repaired by setup.
     output(Command::new("nft").args(["delete", "table", "inet", "moat"]));
     let out = moat_setup(&["--check"]);
@@ -154,6 +468,16 @@ fn setup_check_firewall_drift_conflict_and_removal() {
     let tables = output(Command::new("nft").args(["list", "tables"]));
     assert!(!stdout(&tables).contains("inet moat"), "{}", show(&tables));
     assert!(!std::path::Path::new("/var/lib/moat").exists());
+    assert!(
+        !std::path::Path::new(LAUNCHER).exists(),
+        "the launcher is left"
+    );
+    let cgroups = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/unified/moat").exists(),
+        "the cgroup subtree is left"
+    );
+    assert!(!cgroups.contains("moat-it-"), "a sandbox mount is left");
 
     // A name taken by someone else: setup refuses and changes nothing.
     let made = output(Command::new("useradd").args([

@@ -7,5 +7,5 @@
 
 pub mod request;
 #[allow(unsafe_code)]
-mod sys;
+pub mod sys;
 pub mod validate;

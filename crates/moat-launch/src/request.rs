@@ -20,7 +20,7 @@ pub const MAX_ENV: usize = 4096;
 pub const MAX_STRING: usize = 128 * 1024;
 pub const MAX_PATHS: usize = 256;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Which sandbox account runs the command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,17 +31,51 @@ pub enum Account {
     Online,
 }
 
+/// The run's network mode; it must agree with the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Off,
+    /// Only moat's proxy, whose listeners the launcher hands back.
+    Allow,
+    On,
+}
+
+/// What a listed path is (it decides how it is masked or pinned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    /// Sockets, fifos, devices, or a placeholder's name.
+    Other,
+}
+
+/// A path with its kind: on the wire, one kind byte (`d`, `f`, `o`)
+/// followed by the path.
+pub type KindPath = (Kind, Vec<u8>);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub account: Account,
+    pub network: Network,
     pub workspace: Vec<u8>,
     pub writable: Vec<Vec<u8>>,
-    pub deny_read: Vec<Vec<u8>>,
+    /// `Some`: only these (and the writable roots) are readable.
+    pub readable: Option<Vec<Vec<u8>>>,
+    pub deny_read: Vec<KindPath>,
+    /// Kept read-only inside the writable roots.
+    pub protected: Vec<KindPath>,
+    /// Directories made mount points above protected paths.
+    pub pins: Vec<Vec<u8>>,
     pub cwd: Vec<u8>,
     pub argv: Vec<Vec<u8>>,
     /// `NAME=VALUE` entries.
     pub env: Vec<Vec<u8>>,
     pub timeout_ms: Option<u64>,
+    pub processes: Option<u64>,
+    pub memory: Option<u64>,
+    pub file_size: Option<u64>,
+    /// Give the command a terminal of its own.
+    pub pty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +129,35 @@ const T_CWD: u8 = b'C';
 const T_ARG: u8 = b'a';
 const T_ENV: u8 = b'e';
 const T_TIMEOUT: u8 = b'T';
+const T_NETWORK: u8 = b'N';
+const T_READABLE: u8 = b'r';
+const T_RESTRICTED: u8 = b'R';
+const T_PROTECTED: u8 = b'p';
+const T_PIN: u8 = b'n';
+const T_PROCESSES: u8 = b'P';
+const T_MEMORY: u8 = b'M';
+const T_FILE_SIZE: u8 = b'F';
+const T_PTY: u8 = b't';
+
+fn kind_path(kind: Kind, path: &[u8]) -> Vec<u8> {
+    let k = match kind {
+        Kind::Dir => b'd',
+        Kind::File => b'f',
+        Kind::Other => b'o',
+    };
+    std::iter::once(k).chain(path.iter().copied()).collect()
+}
+
+fn parse_kind_path(value: &[u8], what: &'static str) -> Result<KindPath, ParseError> {
+    let (k, rest) = value.split_first().ok_or(ParseError::BadValue(what))?;
+    let kind = match k {
+        b'd' => Kind::Dir,
+        b'f' => Kind::File,
+        b'o' => Kind::Other,
+        _ => return Err(ParseError::BadValue(what)),
+    };
+    Ok((kind, path(rest, what)?))
+}
 
 fn field(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
     out.push(tag);
@@ -114,12 +177,30 @@ impl Request {
             Account::Online => b"online",
         };
         field(&mut out, T_ACCOUNT, account);
+        let network: &[u8] = match self.network {
+            Network::Off => b"off",
+            Network::Allow => b"allow",
+            Network::On => b"on",
+        };
+        field(&mut out, T_NETWORK, network);
         field(&mut out, T_WORKSPACE, &self.workspace);
         for w in &self.writable {
             field(&mut out, T_WRITABLE, w);
         }
-        for d in &self.deny_read {
-            field(&mut out, T_DENY, d);
+        if let Some(readable) = &self.readable {
+            field(&mut out, T_RESTRICTED, b"1");
+            for r in readable {
+                field(&mut out, T_READABLE, r);
+            }
+        }
+        for (k, d) in &self.deny_read {
+            field(&mut out, T_DENY, &kind_path(*k, d));
+        }
+        for (k, p) in &self.protected {
+            field(&mut out, T_PROTECTED, &kind_path(*k, p));
+        }
+        for p in &self.pins {
+            field(&mut out, T_PIN, p);
         }
         field(&mut out, T_CWD, &self.cwd);
         for a in &self.argv {
@@ -128,8 +209,18 @@ impl Request {
         for e in &self.env {
             field(&mut out, T_ENV, e);
         }
-        if let Some(t) = self.timeout_ms {
-            field(&mut out, T_TIMEOUT, t.to_string().as_bytes());
+        for (tag, value) in [
+            (T_TIMEOUT, self.timeout_ms),
+            (T_PROCESSES, self.processes),
+            (T_MEMORY, self.memory),
+            (T_FILE_SIZE, self.file_size),
+        ] {
+            if let Some(v) = value {
+                field(&mut out, tag, v.to_string().as_bytes());
+            }
+        }
+        if self.pty {
+            field(&mut out, T_PTY, b"1");
         }
         out
     }
@@ -144,8 +235,11 @@ impl Request {
         let mut workspace = None;
         let mut cwd = None;
         let mut timeout = None;
+        let (mut network, mut restricted, mut pty) = (None, None, None);
+        let (mut processes, mut memory, mut file_size) = (None, None, None);
         let (mut writable, mut deny_read, mut argv, mut env) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut readable, mut protected, mut pins) = (Vec::new(), Vec::new(), Vec::new());
         let mut rest = bytes;
         while let Some((&tag, after)) = rest.split_first() {
             let (value, next) = netstring(after)?;
@@ -164,18 +258,37 @@ impl Request {
                     "the working directory",
                 )?,
                 T_TIMEOUT => once(&mut timeout, value, "the timeout")?,
+                T_NETWORK => once(&mut network, value, "the network")?,
+                T_RESTRICTED => once(&mut restricted, value, "the read mode")?,
+                T_PTY => once(&mut pty, value, "the terminal flag")?,
+                T_PROCESSES => once(&mut processes, value, "the process limit")?,
+                T_MEMORY => once(&mut memory, value, "the memory limit")?,
+                T_FILE_SIZE => once(&mut file_size, value, "the file size limit")?,
+                T_READABLE => push(
+                    &mut readable,
+                    path(value, "a readable path")?,
+                    "readable paths",
+                    MAX_PATHS,
+                )?,
+                T_PROTECTED => {
+                    if protected.len() >= MAX_PATHS {
+                        return Err(ParseError::TooMany("protected paths", MAX_PATHS));
+                    }
+                    protected.push(parse_kind_path(value, "a protected path")?);
+                }
+                T_PIN => push(&mut pins, path(value, "a pinned path")?, "pins", MAX_PATHS)?,
                 T_WRITABLE => push(
                     &mut writable,
                     path(value, "a writable root")?,
                     "writable roots",
                     MAX_PATHS,
                 )?,
-                T_DENY => push(
-                    &mut deny_read,
-                    path(value, "a denied path")?,
-                    "denied paths",
-                    MAX_PATHS,
-                )?,
+                T_DENY => {
+                    if deny_read.len() >= MAX_PATHS {
+                        return Err(ParseError::TooMany("denied paths", MAX_PATHS));
+                    }
+                    deny_read.push(parse_kind_path(value, "a denied path")?);
+                }
                 T_ARG => push(
                     &mut argv,
                     string(value, "an argument")?,
@@ -202,9 +315,31 @@ impl Request {
             b"online" => Account::Online,
             _ => return Err(ParseError::BadValue("the account")),
         };
-        let timeout_ms = match timeout {
-            None => None,
-            Some(t) => Some(decimal(t).ok_or(ParseError::BadValue("the timeout"))?),
+        let network = match network.ok_or(ParseError::Missing("the network"))? {
+            b"off" => Network::Off,
+            b"allow" => Network::Allow,
+            b"on" => Network::On,
+            _ => return Err(ParseError::BadValue("the network")),
+        };
+        if (network == Network::On) != (account == Account::Online) {
+            return Err(ParseError::BadValue("the account for this network mode"));
+        }
+        let number = |v: Option<&[u8]>, what| match v {
+            None => Ok(None),
+            Some(t) => decimal(t).map(Some).ok_or(ParseError::BadValue(what)),
+        };
+        let flag = |v: Option<&[u8]>, what| match v {
+            None => Ok(false),
+            Some(b"1") => Ok(true),
+            Some(_) => Err(ParseError::BadValue(what)),
+        };
+        let timeout_ms = number(timeout, "the timeout")?;
+        let readable = if flag(restricted, "the read mode")? {
+            Some(readable)
+        } else if readable.is_empty() {
+            None
+        } else {
+            return Err(ParseError::BadValue("readable paths without the read mode"));
         };
         if argv.is_empty() {
             return Err(ParseError::Missing("the command"));
@@ -217,13 +352,21 @@ impl Request {
         }
         Ok(Request {
             account,
+            network,
             workspace: workspace.ok_or(ParseError::Missing("the workspace"))?,
             writable,
+            readable,
             deny_read,
+            protected,
+            pins,
             cwd: cwd.ok_or(ParseError::Missing("the working directory"))?,
             argv,
             env,
             timeout_ms,
+            processes: number(processes, "the process limit")?,
+            memory: number(memory, "the memory limit")?,
+            file_size: number(file_size, "the file size limit")?,
+            pty: flag(pty, "the terminal flag")?,
         })
     }
 }
@@ -307,13 +450,21 @@ mod tests {
     fn sample() -> Request {
         Request {
             account: Account::Offline,
+            network: Network::Allow,
             workspace: b"/home/a/prj".to_vec(),
             writable: vec![b"/home/a/.cache/x".to_vec()],
-            deny_read: vec![b"/home/a/.ssh".to_vec()],
+            readable: Some(vec![b"/usr".to_vec()]),
+            deny_read: vec![(Kind::Dir, b"/home/a/.ssh".to_vec())],
+            protected: vec![(Kind::Other, b"/home/a/prj/.git/hooks".to_vec())],
+            pins: vec![b"/home/a/prj/.git".to_vec()],
             cwd: b"/home/a/prj/src".to_vec(),
             argv: vec![b"cargo".to_vec(), b"test".to_vec(), vec![0xff, b' ', b',']],
             env: vec![b"PATH=/usr/bin".to_vec(), b"EMPTY=".to_vec()],
             timeout_ms: Some(60_000),
+            processes: Some(100),
+            memory: None,
+            file_size: Some(1 << 30),
+            pty: true,
         }
     }
 
@@ -333,26 +484,38 @@ mod tests {
                 ParseError::Repeated("the workspace"),
             ),
             (
-                b"V1:1,A7:offline,W1:/,C1:/,".to_vec(),
+                b"V1:2,A7:offline,N3:off,W1:/,C1:/,".to_vec(),
                 ParseError::Missing("the command"),
             ),
-            (b"V1:2,".to_vec(), ParseError::Version("2".into())),
-            (b"V01:1,".to_vec(), ParseError::BadLength),
-            (b"V1:1;".to_vec(), ParseError::MissingComma),
+            (b"V1:1,".to_vec(), ParseError::Version("1".into())),
+            (b"V01:2,".to_vec(), ParseError::BadLength),
+            (b"V1:2;".to_vec(), ParseError::MissingComma),
             (
-                b"V1:1,A3:any,W1:/,C1:/,a1:x,".to_vec(),
+                b"V1:2,A6:online,N3:off,W1:/,C1:/,a1:x,".to_vec(),
+                ParseError::BadValue("the account for this network mode"),
+            ),
+            (
+                b"V1:2,A7:offline,N3:off,W1:/,C1:/,a1:x,d2:x/,".to_vec(),
+                ParseError::BadValue("a denied path"),
+            ),
+            (
+                b"V1:2,A7:offline,N3:off,W1:/,C1:/,a1:x,r1:/,".to_vec(),
+                ParseError::BadValue("readable paths without the read mode"),
+            ),
+            (
+                b"V1:2,A3:any,N3:off,W1:/,C1:/,a1:x,".to_vec(),
                 ParseError::BadValue("the account"),
             ),
             (
-                b"V1:1,A7:offline,W1:/,C1:/,a1:x,e3:ABC,".to_vec(),
+                b"V1:2,A7:offline,N3:off,W1:/,C1:/,a1:x,e3:ABC,".to_vec(),
                 ParseError::BadValue("an environment entry"),
             ),
             (
-                b"V1:1,A7:offline,W1:/,C1:/,a3:a\0b,".to_vec(),
+                b"V1:2,A7:offline,N3:off,W1:/,C1:/,a3:a\0b,".to_vec(),
                 ParseError::BadValue("an argument"),
             ),
             (
-                b"V1:1,A7:offline,W1:/,C1:/,a1:x,T2:-1,".to_vec(),
+                b"V1:2,A7:offline,N3:off,W1:/,C1:/,a1:x,T2:-1,".to_vec(),
                 ParseError::BadValue("the timeout"),
             ),
             (
@@ -371,7 +534,7 @@ mod tests {
             assert!(!want.to_string().is_empty());
         }
         let long_path = [
-            b"V1:1,A7:offline,W4096:/".as_slice(),
+            b"V1:2,A7:offline,N3:off,W4096:/".as_slice(),
             &vec![b'x'; 4095],
             b",C1:/,a1:x,",
         ]
@@ -384,7 +547,7 @@ mod tests {
             .flatten()
             .copied()
             .collect();
-        let too_many = [b"V1:1,A7:offline,W1:/,C1:/,".as_slice(), &many].concat();
+        let too_many = [b"V1:2,A7:offline,N3:off,W1:/,C1:/,".as_slice(), &many].concat();
         assert_eq!(
             Request::decode(&too_many),
             Err(ParseError::TooMany("arguments", MAX_ARGS))

@@ -56,3 +56,52 @@ pub fn real_access(path: &[u8], mode: libc::c_int) -> bool {
     // AT_EACCESS the check uses the real ids, as access(2) does.
     unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, 0) == 0 }
 }
+
+/// The real user and group ids: the launcher's caller.
+pub fn caller_ids() -> (u32, u32) {
+    // SAFETY: no arguments; these calls cannot fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// Asks for SIGKILL when the parent dies; false if it is already gone
+/// (the parent changed between the two looks).
+pub fn die_with_parent() -> bool {
+    // SAFETY: no arguments.
+    let before = unsafe { libc::getppid() };
+    // SAFETY: PR_SET_PDEATHSIG takes an integer.
+    let ok = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } == 0;
+    // SAFETY: no arguments.
+    ok && unsafe { libc::getppid() } == before
+}
+
+/// Leaves moat's process group, so the terminal's signals reach the
+/// launcher only as moat forwards them (once).
+pub fn new_session() {
+    // SAFETY: no arguments; failure (already a leader) changes nothing.
+    unsafe { libc::setsid() };
+}
+
+/// Closes every descriptor from `first` up.
+pub fn close_from(first: u32) {
+    // SAFETY: close_range takes integers and only closes descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+}
+
+/// Takes ownership of descriptor `fd` if it is open.
+pub fn adopt(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open, and this process (just exec'd with
+    // it as one of its channels) has no other owner for it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -64,6 +64,23 @@ pub fn authorised_in(etc_group: &str, group: &str, caller: &Caller) -> bool {
     })
 }
 
+/// The name and home of `uid` according to `etc_passwd` (the text of
+/// /etc/passwd).
+pub fn passwd_entry(etc_passwd: &str, uid: u32) -> Option<(String, String)> {
+    etc_passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[2].parse::<u32>().ok() == Some(uid))
+            .then(|| (f[0].to_string(), f[5].to_string()))
+    })
+}
+
+/// `home` if it is a canonical directory the caller owns: the launcher
+/// shows it to the sandbox account read-only and idmapped.
+pub fn own_home(home: &[u8], caller: &Caller) -> Option<PathBuf> {
+    let owner = reachable_dir(home).ok()?;
+    (owner == caller.uid && home != b"/").then(|| PathBuf::from(show(home)))
+}
+
 fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
@@ -176,19 +193,19 @@ fn writable_dir(p: &[u8], caller: &Caller) -> Result<PathBuf, Invalid> {
 pub struct Checked {
     pub workspace: PathBuf,
     pub writable: Vec<PathBuf>,
-    pub deny_read: Vec<PathBuf>,
     pub cwd: PathBuf,
 }
 
-/// Checks `req` from `caller`, who must be in the users group according to
-/// `etc_group`.
+/// Checks `req` from `caller`, who must be root or in the users group
+/// according to `etc_group`.
 pub fn check(
     req: &Request,
     caller: &Caller,
     etc_group: &str,
     users_group: &str,
 ) -> Result<Checked, Invalid> {
-    if !authorised_in(etc_group, users_group, caller) {
+    // Root could make itself a member anyway.
+    if caller.uid != 0 && !authorised_in(etc_group, users_group, caller) {
         return Err(Invalid::NotAuthorised(caller.name.clone()));
     }
     if req.argv.first().is_none_or(|a| a.is_empty()) {
@@ -200,10 +217,17 @@ pub fn check(
         .iter()
         .map(|w| writable_dir(w, caller))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut deny_read = Vec::new();
-    for d in &req.deny_read {
-        canonical_form(d)?;
-        deny_read.push(PathBuf::from(show(d)));
+    // The other lists only take access away (masks, read-only binds,
+    // Landlock rules), so their spelling is all that matters.
+    let listed = req
+        .deny_read
+        .iter()
+        .chain(req.protected.iter())
+        .map(|(_, p)| p)
+        .chain(req.pins.iter())
+        .chain(req.readable.iter().flatten());
+    for p in listed {
+        canonical_form(p)?;
     }
     reachable_dir(&req.cwd)?;
     let cwd = PathBuf::from(show(&req.cwd));
@@ -216,7 +240,6 @@ pub fn check(
     Ok(Checked {
         workspace,
         writable,
-        deny_read,
         cwd,
     })
 }
@@ -224,7 +247,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Account;
+    use crate::request::{Account, Kind, Network};
     use std::os::unix::fs::symlink;
 
     fn me() -> Caller {
@@ -254,13 +277,21 @@ mod tests {
         let p = |x: &std::path::Path| x.to_string_lossy().as_bytes().to_vec();
         Request {
             account: Account::Offline,
+            network: Network::Off,
             workspace: p(ws),
             writable: vec![],
-            deny_read: vec![b"/home/me/.ssh".to_vec()],
+            readable: None,
+            deny_read: vec![(Kind::Dir, b"/home/me/.ssh".to_vec())],
+            protected: vec![],
+            pins: vec![],
             cwd: p(ws),
             argv: vec![b"true".to_vec()],
             env: vec![],
             timeout_ms: None,
+            processes: None,
+            memory: None,
+            file_size: None,
+            pty: false,
         }
     }
 
@@ -287,13 +318,21 @@ mod tests {
         c.gid = 994;
         assert!(authorised_in(GROUP, "moat-users", &c), "by primary group");
         let s = scratch("auth");
-        let err = check(
-            &request(&s.0.join("ws")),
-            &Caller { gid: 1, ..c },
-            GROUP,
-            "moat-users",
-        );
+        let stranger = Caller {
+            uid: 4242,
+            gid: 1,
+            ..c.clone()
+        };
+        let err = check(&request(&s.0.join("ws")), &stranger, GROUP, "moat-users");
         assert!(matches!(err, Err(Invalid::NotAuthorised(_))), "{err:?}");
+        // Root needs no membership (it could add itself).
+        let root = Caller {
+            uid: 0,
+            gid: 0,
+            name: "root".into(),
+        };
+        let err = check(&request(&s.0.join("ws")), &root, GROUP, "moat-users");
+        assert!(!matches!(err, Err(Invalid::NotAuthorised(_))), "{err:?}");
     }
 
     #[test]

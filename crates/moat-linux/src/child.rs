@@ -86,7 +86,7 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
     }
     let mut empty_mount: RawFd = -1;
     for (i, op) in spec.ops.iter().enumerate() {
-        let result = run_op(op, &mut spec.slots, &mut empty_mount);
+        let result = run_op(op, &mut spec.slots, &mut empty_mount, spec.idmap);
         must(report, Step::Mount, i as u32, result);
     }
     if empty_mount >= 0 {
@@ -122,6 +122,38 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
         sys::fd::close_raw(master);
         sys::fd::close_raw(sock);
         pty_slave = slave;
+    }
+
+    if let Some(account) = spec.account {
+        // The elevated tier: init is real root until here. It becomes the
+        // sandbox account with nothing left of root (the command inherits
+        // that), so nothing in the sandbox is more privileged than the
+        // command.
+        must(
+            report,
+            Step::Identity,
+            0,
+            sys::caps::drop_all_as(Some(account)),
+        );
+        if spec.idmap >= 0 {
+            sys::fd::close_raw(spec.idmap);
+        }
+        // A change of credentials clears the parent-death signal.
+        must(
+            report,
+            Step::ParentDeathSignal,
+            1,
+            sys::process::set_parent_death_signal(libc::SIGKILL),
+        );
+        let revents = must(
+            report,
+            Step::ParentGone,
+            1,
+            sys::fd::poll_one(spec.lifeline, libc::POLLIN, 0),
+        );
+        if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            sys::clone::exit_now(SETUP_FAILED);
+        }
     }
 
     if !spec.init {
@@ -206,7 +238,7 @@ fn kill_everything_else() {
     while sys::process::wait(-1).is_ok() {}
 }
 
-fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()> {
+fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd, userns: RawFd) -> SysResult<()> {
     use crate::sys::mount::*;
     let slot_fd =
         |slots: &[RawFd], slot: usize| slots.get(slot).copied().ok_or(Errno(libc::EINVAL));
@@ -254,9 +286,19 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
         Op::Mkdir { path, mode } => sys::fd::mkdir(path, *mode),
         Op::Touch { path } => sys::fd::touch(path, 0o644),
         Op::Symlink { target, link } => sys::fd::symlink(target, link),
-        Op::Attach { slot, target, set } => {
+        Op::Attach {
+            slot,
+            target,
+            set,
+            idmap,
+        } => {
             let fd = slot_fd(slots, *slot)?;
-            if *set != 0 {
+            if *idmap {
+                if userns < 0 {
+                    return Err(Errno(libc::EINVAL));
+                }
+                set_idmap(fd, userns, *set)?;
+            } else if *set != 0 {
                 set_attr(fd, c"", true, true, *set, 0)?;
             }
             let result = attach(fd, target);
@@ -302,7 +344,9 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd) -> SysResult<()
             let result = attach(fd, target);
             sys::fd::close_raw(fd);
             match result {
-                Err(Errno(libc::ENOENT)) if *transient => Ok(()),
+                // Gone, or below a directory the sandbox cannot search
+                // (another person's 0750 home): nothing to hide from it.
+                Err(Errno(libc::ENOENT | libc::EACCES)) if *transient => Ok(()),
                 other => other,
             }
         }

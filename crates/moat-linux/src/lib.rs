@@ -31,6 +31,7 @@ mod bpf;
 mod child;
 pub mod detect;
 mod hostfs;
+pub mod launch;
 pub mod placeholders;
 mod plan;
 mod rules;
@@ -46,8 +47,8 @@ mod wire;
 pub use detect::Support;
 pub use hostfs::LinuxFs;
 pub use run::{
-    spawn, Child, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest, StdioSpec,
-    WaitOptions,
+    spawn, Child, Elevation, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest,
+    StdioSpec, WaitOptions,
 };
 
 /// Where the proxy listens inside a sandbox with `network = allow`: HTTP

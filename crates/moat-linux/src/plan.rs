@@ -60,11 +60,14 @@ pub enum Op {
         target: CString,
         link: CString,
     },
-    /// Attach slot `slot` at `target`, setting `set` attributes on it.
+    /// Attach slot `slot` at `target`, setting `set` attributes on it
+    /// and, with `idmap`, the run's id mapping (the person's files appear
+    /// as the sandbox account's).
     Attach {
         slot: usize,
         target: CString,
         set: u64,
+        idmap: bool,
     },
     /// Bind `path` over itself: read-only (protected) or not (pinned).
     BindSelf {
@@ -82,7 +85,8 @@ pub enum Op {
     },
     /// Bind the empty file over `target`. A `transient` target (a host
     /// socket, which its server may remove at any moment) that is gone by
-    /// then has nothing left to hide and is skipped.
+    /// then, or lies below a directory the sandbox cannot search, has
+    /// nothing left to hide and is skipped.
     MaskFile {
         target: CString,
         transient: bool,
@@ -173,6 +177,16 @@ pub struct PlanInput {
     pub dev_nodes: Vec<&'static str>,
     /// Paths of listening sockets of the host.
     pub host_sockets: Vec<PathBuf>,
+    /// The elevated tier: writable roots are attached idmapped, and this
+    /// home (the person's, owned by them) is attached idmapped and
+    /// read-only, so the sandbox account can read it whatever its mode.
+    pub idmap: Option<IdmapInput>,
+}
+
+/// What the elevated tier maps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdmapInput {
+    pub home: Option<PathBuf>,
 }
 
 /// The plan and what Landlock needs from inside.
@@ -255,8 +269,23 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
             .map(Path::to_path_buf)
     };
 
-    // 2. Clones taken while everything is still as on the host.
+    // 2. Clones taken while everything is still as on the host. The
+    // person's home comes first, so the roots inside it are attached on
+    // top of it.
     let mut roots = Vec::new();
+    let idmap = input.idmap.is_some();
+    if let Some(home) = input.idmap.as_ref().and_then(|i| i.home.as_ref()) {
+        let covered = view.writable.iter().any(|w| home.starts_with(&w.path));
+        if !covered && home.as_path() != Path::new("/") {
+            let slot = b.slot();
+            b.op(Op::Clone {
+                slot,
+                path: c(home),
+                recursive: true,
+            });
+            roots.push((slot, home.clone(), MOUNT_ATTR_RDONLY));
+        }
+    }
     for w in &view.writable {
         let slot = b.slot();
         b.op(Op::Clone {
@@ -351,6 +380,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
             slot: *slot,
             target: c(path),
             set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | extra,
+            idmap,
         });
     }
     for (slot, path) in &kept {
@@ -364,6 +394,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
                 slot: *slot,
                 target: c(path),
                 set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                idmap: false,
             });
         }
     }
@@ -441,6 +472,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
             slot: *slot,
             target: path,
             set: 0,
+            idmap: false,
         });
     }
     b.op(Op::Mkdir {

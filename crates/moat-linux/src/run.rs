@@ -26,6 +26,10 @@ pub enum Isolation {
     /// namespaces. Loses what only namespaces give (see
     /// [`landlock_only_losses`]); runs only when the person accepts that.
     LandlockOnly,
+    /// Every layer of `Full`, built by the setuid launcher as root, with
+    /// the command running as a sandbox account (`moat setup`) behind its
+    /// firewall rules. Needs no user namespaces.
+    Elevated,
 }
 
 impl Isolation {
@@ -33,8 +37,21 @@ impl Isolation {
         match self {
             Isolation::Full => "namespaces",
             Isolation::LandlockOnly => "landlock-only",
+            Isolation::Elevated => "elevated",
         }
     }
+}
+
+/// What the launcher (root) needs to build an elevated run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elevation {
+    /// The sandbox account: name, uid, gid.
+    pub account: (String, u32, u32),
+    /// The person: uid and primary gid, whose files the sandbox account
+    /// reaches through idmapped mounts.
+    pub caller: (u32, u32),
+    /// The person's home, read-only and idmapped (when theirs).
+    pub home: Option<PathBuf>,
 }
 
 /// What a standard stream of the command is connected to.
@@ -61,6 +78,8 @@ pub struct SpawnRequest<'a> {
     pub isolation: Isolation,
     /// Accept the losses of a weaker mode instead of refusing.
     pub allow_degraded: bool,
+    /// Set only by the launcher, which runs as root.
+    pub elevation: Option<Elevation>,
 }
 
 /// How well a layer is enforced.
@@ -165,6 +184,8 @@ pub enum Error {
     NoProxy,
     #[error("the sandbox ended without reporting how the command ended")]
     Lost,
+    #[error("the elevated tier: {0}")]
+    Launcher(String),
 }
 
 fn sys_err(what: &'static str) -> impl Fn(Errno) -> Error {
@@ -287,6 +308,9 @@ fn exists_dir(p: &str) -> bool {
 }
 
 fn plan_input(req: &SpawnRequest<'_>, own_network: bool) -> PlanInput {
+    let idmap = req.elevation.as_ref().map(|e| plan::IdmapInput {
+        home: e.home.clone(),
+    });
     let runtime_dir = req
         .host_env
         .iter()
@@ -316,6 +340,7 @@ fn plan_input(req: &SpawnRequest<'_>, own_network: bool) -> PlanInput {
             .filter(|n| Path::new("/dev").join(n).exists())
             .collect(),
         host_sockets: crate::sockets::host_sockets(),
+        idmap,
     }
 }
 
@@ -393,7 +418,8 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     }
     // The kernel never applies RLIMIT_NPROC to the global root user, user
     // namespace or not; only a cgroup's pids controller could.
-    if policy.limits.processes.is_some() && sys::process::ids().0 == 0 {
+    let elevated = req.elevation.as_ref();
+    if policy.limits.processes.is_some() && sys::process::ids().0 == 0 && elevated.is_none() {
         let loss = "the process limit is not enforced: the kernel exempts root from RLIMIT_NPROC \
                     and no cgroup pids controller is used in this tier"
             .to_string();
@@ -557,7 +583,22 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         what: "the working directory",
     })?;
     let (uid, gid) = sys::process::ids();
-    let id_maps = if full {
+    let mut idmap = -1;
+    if let Some(e) = elevated {
+        // For a mount, the namespace's "inside" ids are the ones on disk and
+        // its "outside" ids the ones the mount shows: the person's files
+        // show as the account's, and what the account creates is the
+        // person's on disk.
+        let line = |disk: u32, shown: u32| format!("{} {} 1\n", disk, shown).into_bytes();
+        let ns = sys::ids::idmap_namespace(
+            &line(e.caller.0, e.account.1),
+            &line(e.caller.1, e.account.2),
+        )
+        .map_err(sys_err("creating the id mapping of the writable roots"))?;
+        idmap = ns.as_raw_fd();
+        child_fds.push(ns);
+    }
+    let id_maps = if full && elevated.is_none() {
         let line = |id: u32| format!("{} {} 1\n", id, id).into_bytes();
         Some((line(uid), line(gid)))
     } else {
@@ -574,8 +615,11 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let mut flags = libc::CLONE_PIDFD as libc::c_ulong;
     let mut namespaces = Vec::new();
     if full {
+        if elevated.is_none() {
+            flags |= libc::CLONE_NEWUSER as libc::c_ulong;
+            namespaces.push("user");
+        }
         for (flag, name) in [
-            (libc::CLONE_NEWUSER, "user"),
             (libc::CLONE_NEWNS, "mount"),
             (libc::CLONE_NEWPID, "pid"),
             (libc::CLONE_NEWIPC, "ipc"),
@@ -604,7 +648,13 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     layers.push((
         "privilege",
         LayerState::Full,
-        "no capabilities, no_new_privs".to_string(),
+        match elevated {
+            Some(e) => format!(
+                "runs as {} (uid {}), no capabilities, no_new_privs",
+                e.account.0, e.account.1
+            ),
+            None => "no capabilities, no_new_privs".to_string(),
+        },
     ));
     layers.push(if full {
         ("namespaces", LayerState::Full, namespaces.join(", "))
@@ -724,6 +774,8 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         proxy,
         pty,
         init: full,
+        idmap,
+        account: elevated.map(|e| (e.account.1, e.account.2)),
     };
     if let Some(fd) = ruleset_fd {
         child_fds.push(fd);
@@ -759,6 +811,9 @@ fn is_userns_errno(e: Errno) -> bool {
 /// without usable user namespaces falls back to landlock-only, and the
 /// enforcement report says so.
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
+    if req.isolation == Isolation::Elevated && req.elevation.is_none() {
+        return crate::launch::spawn(req);
+    }
     match spawn_once(req, req.isolation) {
         Err(Error::NoUserNamespaces { reason, .. })
             if req.allow_degraded && req.isolation == Isolation::Full =>
@@ -897,6 +952,88 @@ fn kill_orphans() {
 }
 
 impl Child {
+    /// A run the launcher builds: `pid` is the launcher, `control` the
+    /// socket it reports on.
+    pub(crate) fn launched(
+        pid: libc::pid_t,
+        pidfd: OwnedFd,
+        control: OwnedFd,
+        timeout: Option<Duration>,
+        enforcement: Enforcement,
+    ) -> Result<Child, Error> {
+        // Nothing here needs the lifeline: the launcher dies with moat on
+        // its own (parent-death signal), and the sandbox with it.
+        let (_, lifeline) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
+        Ok(Child {
+            pid,
+            pidfd,
+            report: control,
+            _lifeline: lifeline,
+            pty_master: None,
+            proxy_listeners: Vec::new(),
+            isolation: Isolation::Elevated,
+            timeout,
+            started: Instant::now(),
+            ops: Vec::new(),
+            enforcement,
+            temp_dir: None,
+            pending: Vec::new(),
+            reaped: false,
+            reader: Reader::new(),
+        })
+    }
+
+    /// Waits for the launcher to start the command, then takes the
+    /// descriptors it passes.
+    pub(crate) fn await_launch(
+        &mut self,
+        channel: OwnedFd,
+        req: &SpawnRequest<'_>,
+    ) -> Result<(), Error> {
+        let mut started = false;
+        while !started {
+            let batch = match self.reader.read(self.report.as_raw_fd()) {
+                Ok(Some(batch)) => batch,
+                Ok(None) | Err(_) => {
+                    self.reap();
+                    return Err(Error::Launcher(crate::launch::reason(&channel)));
+                }
+            };
+            for m in batch {
+                match m {
+                    Message::Started { .. } => started = true,
+                    Message::Failed {
+                        step: Step::Launcher,
+                        ..
+                    } => {
+                        let text = crate::launch::reason(&channel);
+                        self.reap();
+                        return Err(Error::Launcher(text));
+                    }
+                    Message::Failed { step, index, errno } if step != Step::Exec => {
+                        self.reap();
+                        return Err(self.setup_error(step, index, Errno(errno)));
+                    }
+                    other => self.pending.push(other),
+                }
+            }
+        }
+        if req.policy.network.value == NetworkMode::Allow {
+            for _ in crate::PROXY_PORTS {
+                match sys::fd::recv_fd(channel.as_raw_fd()) {
+                    Ok(l) => self.proxy_listeners.push(l),
+                    Err(e) => return Err(sys_err("receiving the proxy's listeners")(e)),
+                }
+            }
+        }
+        if req.pty {
+            let master =
+                sys::fd::recv_fd(channel.as_raw_fd()).map_err(sys_err("receiving the terminal"))?;
+            self.pty_master = Some(master);
+        }
+        Ok(())
+    }
+
     fn await_start(&mut self, req: &SpawnRequest<'_>) -> Result<(), Error> {
         let mut started = false;
         while !started {
@@ -1049,7 +1186,7 @@ impl Child {
             })
         };
         while (init_exit.is_none() || report_open)
-            && !(self.isolation == Isolation::Full && reported(&messages))
+            && !(self.isolation != Isolation::LandlockOnly && reported(&messages))
         {
             let mut fds = vec![
                 libc::pollfd {
@@ -1206,7 +1343,7 @@ impl Child {
             return;
         }
         match self.isolation {
-            Isolation::Full => {
+            Isolation::Full | Isolation::Elevated => {
                 let _ = sys::process::pidfd_kill(self.pidfd.as_fd(), sig);
             }
             Isolation::LandlockOnly => {

@@ -121,6 +121,11 @@ pub struct ChildSpec {
     /// With `--pty`: the socket on which init sends the terminal's master
     /// side to moat, and the initial window size.
     pub pty: Option<(RawFd, Option<libc::winsize>)>,
+    /// The elevated tier: the user namespace whose mapping idmapped
+    /// attaches use (-1 when none), and the sandbox account (uid, gid)
+    /// init becomes once the mounts are made.
+    pub idmap: RawFd,
+    pub account: Option<(u32, u32)>,
     /// Whether init runs in its own pid namespace (it reaps and forwards
     /// signals) or the command runs directly.
     pub init: bool,

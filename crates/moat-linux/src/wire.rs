@@ -39,11 +39,14 @@ pub enum Step {
     Seccomp,
     CloseFds,
     Exec,
+    Identity,
+    /// The launcher refused or failed; its reason follows as text.
+    Launcher,
 }
 
 impl Step {
     fn from_u32(v: u32) -> Option<Step> {
-        const ALL: [Step; 22] = [
+        const ALL: [Step; 24] = [
             Step::ParentDeathSignal,
             Step::ParentGone,
             Step::UidMap,
@@ -66,6 +69,8 @@ impl Step {
             Step::Seccomp,
             Step::CloseFds,
             Step::Exec,
+            Step::Identity,
+            Step::Launcher,
         ];
         ALL.iter().copied().find(|s| *s as u32 == v)
     }
@@ -95,6 +100,8 @@ impl Step {
             Step::Seccomp => "installing the seccomp filter",
             Step::CloseFds => "closing inherited file descriptors",
             Step::Exec => "starting the command",
+            Step::Identity => "becoming the sandbox account",
+            Step::Launcher => "the elevated tier's launcher",
         }
     }
 }

@@ -104,8 +104,23 @@ pub struct Command {
     allow_degraded: bool,
     #[cfg(target_os = "linux")]
     isolation: backend::Isolation,
+    tier: Tier,
     #[cfg(target_os = "linux")]
     net_hooks: crate::proxy::Hooks,
+}
+
+/// Which tier runs the command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tier {
+    /// Elevated when `moat setup` was run and this person may use it
+    /// (may execute the launcher); unelevated otherwise.
+    #[default]
+    Auto,
+    /// As a sandbox account, through the setuid launcher; refuses if the
+    /// elevated tier is not set up.
+    Elevated,
+    /// As the person, in user namespaces.
+    Unelevated,
 }
 
 impl Command {
@@ -122,6 +137,7 @@ impl Command {
             allow_degraded: false,
             #[cfg(target_os = "linux")]
             isolation: backend::Isolation::Full,
+            tier: Tier::Auto,
             #[cfg(target_os = "linux")]
             net_hooks: crate::proxy::Hooks::default(),
         }
@@ -222,6 +238,29 @@ impl Command {
     pub fn isolation(&mut self, isolation: backend::Isolation) -> &mut Command {
         self.isolation = isolation;
         self
+    }
+
+    /// Chooses the tier (default: [`Tier::Auto`]).
+    pub fn tier(&mut self, tier: Tier) -> &mut Command {
+        self.tier = tier;
+        self
+    }
+
+    /// The isolation this command gets once the tier is decided.
+    #[cfg(target_os = "linux")]
+    fn effective_isolation(&self) -> Result<backend::Isolation, Error> {
+        use backend::Isolation;
+        let explicit = self.isolation != Isolation::Full;
+        match self.tier {
+            Tier::Unelevated => Ok(self.isolation),
+            Tier::Elevated if explicit => Err(Error::Tier(
+                "--tier elevated builds every layer; it cannot be combined with --isolation                  landlock-only"
+                    .into(),
+            )),
+            Tier::Elevated => Ok(Isolation::Elevated),
+            Tier::Auto if !explicit && backend::launch::usable() => Ok(Isolation::Elevated),
+            Tier::Auto => Ok(self.isolation),
+        }
     }
 
     fn workspace_dir(&self) -> Option<PathBuf> {
@@ -370,6 +409,10 @@ impl Command {
             Some(fd) => backend::StdioSpec::Fd(fd.as_raw_fd()),
             None => backend::StdioSpec::Inherit,
         };
+        let isolation = self.effective_isolation()?;
+        if isolation == backend::Isolation::Elevated {
+            report.tier = "elevated".into();
+        }
         let req = backend::SpawnRequest {
             policy: &resolved.policy,
             view: &view,
@@ -379,8 +422,9 @@ impl Command {
             cwd,
             stdio: [spec(&stdio[0]), spec(&stdio[1]), spec(&stdio[2])],
             pty: self.pty,
-            isolation: self.isolation,
+            isolation,
             allow_degraded: self.allow_degraded,
+            elevation: None,
         };
         let mut child = backend::spawn(&req)?;
         drop(stdio);

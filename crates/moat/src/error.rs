@@ -24,6 +24,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Spawn(std::io::Error),
+    #[error("{0}")]
+    Tier(String),
     #[error("moat has no sandbox for this operating system yet")]
     Unsupported,
 }

@@ -40,7 +40,7 @@ mod policy;
 pub mod proxy;
 mod report;
 
-pub use command::{Child, Command, Exit, Outcome, Output, Stdio};
+pub use command::{Child, Command, Exit, Outcome, Output, Stdio, Tier};
 pub use error::Error;
 pub use moat_policy::{NetworkMode, Preset, ReadMode};
 pub use policy::{resolve, Policy, Resolved};

@@ -114,21 +114,37 @@ pub fn probe(opts: Options) -> Result<u8> {
     let mut skipped = Vec::new();
     {
         let wanted: Vec<&str> = if opts.modes.is_empty() {
-            vec!["full", "landlock-only", "allow"]
+            vec!["full", "landlock-only", "allow", "elevated"]
         } else {
             opts.modes.iter().map(String::as_str).collect()
         };
         for m in wanted {
             let (isolation, label, extra): (&'static str, &'static str, &'static [&'static str]) =
                 match m {
-                    "full" => ("full", "full", &[]),
+                    "full" => ("full", "full", &["--tier", "unelevated"]),
                     "landlock-only" => ("landlock-only", "landlock-only", &[]),
+                    // Needs `moat setup` (as root) for the person probing.
+                    "elevated" => ("full", "elevated", &["--tier", "elevated"]),
+                    "elevated-allow" => (
+                        "full",
+                        "elevated, network allow",
+                        &[
+                            "--tier",
+                            "elevated",
+                            "--network",
+                            "allow",
+                            "--allow-domain",
+                            "allowed.moat-probe.invalid",
+                        ],
+                    ),
                     // The allowlist's proxy must let none of the attacks
                     // through either; its list names nothing they use.
                     "allow" => (
                         "full",
                         "full, network allow",
                         &[
+                            "--tier",
+                            "unelevated",
                             "--network",
                             "allow",
                             "--allow-domain",
@@ -137,7 +153,10 @@ pub fn probe(opts: Options) -> Result<u8> {
                     ),
                     "none" => continue,
                     other => {
-                        anyhow::bail!("--mode {other}: use full, landlock-only, allow or none")
+                        anyhow::bail!(
+                            "--mode {other}: use full, landlock-only, allow, elevated, \
+                             elevated-allow or none"
+                        )
                     }
                 };
             match mode_works(&exe, isolation, extra, &f) {

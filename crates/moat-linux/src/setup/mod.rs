@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod cgroup;
+pub mod launcher;
 pub mod nft;
 pub mod record;
 
@@ -80,6 +81,7 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
         return Err(format!("--user {who}: there is no such account"));
     }
     nft::available()?;
+    let launcher_source = launcher::source()?;
     let mount = cgroup::v2_mount().ok_or(
         "cgroup v2 is not mounted: boot with systemd.unified_cgroup_hierarchy=1, or mount it \
          (mount -t cgroup2 none /sys/fs/cgroup/unified)",
@@ -188,6 +190,23 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
     rec.save(&path)?;
     std::fs::create_dir_all(&sub).map_err(|e| format!("creating {}: {e}", sub.display()))?;
     done.push(format!("prepared the cgroup subtree {}", sub.display()));
+
+    // Last: with the launcher in place, the tier is usable.
+    let dest = crate::launch::launcher_path();
+    let users = accounts::group(USERS_GROUP).ok_or("the group moat-users vanished during setup")?;
+    if launcher::problem(&dest, Some(users.gid), Some(&launcher_source)).is_some() {
+        rec.launcher = Some(dest.clone());
+        rec.save(&path)?;
+        launcher::install(&launcher_source, &dest, users.gid)?;
+        done.push(format!(
+            "installed the launcher {} (root:{USERS_GROUP}, mode {:o})",
+            dest.display(),
+            launcher::MODE
+        ));
+    } else if rec.launcher.is_none() {
+        rec.launcher = Some(dest);
+        rec.save(&path)?;
+    }
     if done.is_empty() {
         done.push("everything was already set up".into());
     }
@@ -292,6 +311,23 @@ pub fn check() -> Vec<Finding> {
             ),
         ),
     });
+    let dest = rec
+        .launcher
+        .clone()
+        .unwrap_or_else(crate::launch::launcher_path);
+    let users_gid = accounts::group(USERS_GROUP).map(|g| g.gid);
+    out.push(match launcher::problem(&dest, users_gid, None) {
+        None => finding(
+            true,
+            "launcher",
+            format!(
+                "{} (root:{USERS_GROUP}, mode {:o})",
+                dest.display(),
+                launcher::MODE
+            ),
+        ),
+        Some(p) => finding(false, "launcher", format!("{p}: run moat setup")),
+    });
     match cgroup::v2_mount() {
         None => out.push(finding(false, "cgroup", "cgroup v2 is not mounted")),
         Some(m) => {
@@ -361,6 +397,13 @@ pub fn leftovers(rec: &Record) -> Vec<String> {
     if let Some(c) = cg.filter(|c| c.exists()) {
         left.push(format!("cgroup {}", c.display()));
     }
+    let dest = rec
+        .launcher
+        .clone()
+        .unwrap_or_else(crate::launch::launcher_path);
+    if dest.exists() {
+        left.push(format!("launcher {}", dest.display()));
+    }
     if record::path().exists() {
         left.push(format!("record {}", record::path().display()));
     }
@@ -374,6 +417,14 @@ pub fn remove() -> Result<Vec<String>, String> {
     let path = record::path();
     let rec = Record::load(&path)?.unwrap_or_default();
     let mut done = Vec::new();
+    // First: without the launcher nobody can start a run.
+    let dest = rec
+        .launcher
+        .clone()
+        .unwrap_or_else(crate::launch::launcher_path);
+    if launcher::remove(&dest)? {
+        done.push(format!("removed the launcher {}", dest.display()));
+    }
     if nft::delete()? {
         done.push(format!("removed the firewall table {}", nft::TABLE));
     }
@@ -415,6 +466,7 @@ pub fn remove() -> Result<Vec<String>, String> {
     }
     drop(lock);
     let _ = std::fs::remove_file(record::dir().join("setup.lock"));
+    let _ = std::fs::remove_file(record::dir().join("firewall-verified"));
     let _ = std::fs::remove_dir(record::dir());
     let left = leftovers(&rec);
     if !left.is_empty() {

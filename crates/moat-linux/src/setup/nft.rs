@@ -37,11 +37,45 @@ pub fn listing_is_complete(listing: &str, uid: u32, name: &str) -> bool {
     let rest = listing.lines().any(|l| {
         who(l) && !l.contains("l4proto") && l.contains("reject with icmpx admin-prohibited")
     });
-    tcp && rest && listing.contains("hook output")
+    // Nothing in the table may let traffic through before the rejects.
+    let accepts = listing
+        .lines()
+        .any(|l| l.contains("accept") && !l.contains("policy accept;"));
+    tcp && rest && listing.contains("hook output") && !accepts
 }
 
 fn nft() -> Command {
-    super::accounts::system_tool("nft")
+    let mut cmd = super::accounts::system_tool("nft");
+    crate::sys::ids::as_full_root(&mut cmd);
+    cmd
+}
+
+/// Where the launcher keeps the last ruleset generation it verified.
+fn verified_path() -> std::path::PathBuf {
+    super::record::dir().join("firewall-verified")
+}
+
+/// Whether the table refuses all of `uid`'s traffic, for the launcher
+/// before each run: when the ruleset's generation is one already
+/// verified, that is one netlink round trip; otherwise the table is listed
+/// and checked, and the generation remembered.
+pub fn verified_for_run(uid: u32, name: &str) -> bool {
+    let Ok(before) = crate::sys::nfgen::generation() else {
+        return false;
+    };
+    let stamp = format!("{uid} {before}\n");
+    if std::fs::read_to_string(verified_path()).ok().as_deref() == Some(stamp.as_str()) {
+        return true;
+    }
+    let complete = list().is_some_and(|l| listing_is_complete(&l, uid, name));
+    // Remembered only if nothing changed while it was being listed.
+    if complete && crate::sys::nfgen::generation() == Ok(before) {
+        let tmp = verified_path().with_extension("tmp");
+        if std::fs::write(&tmp, &stamp).is_ok() {
+            let _ = std::fs::rename(&tmp, verified_path());
+        }
+    }
+    complete
 }
 
 /// Whether the nft tool runs and the kernel has nf_tables.

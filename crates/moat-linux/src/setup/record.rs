@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub const VERSION: u32 = 1;
+/// 2 added the launcher.
+pub const VERSION: u32 = 2;
 
 pub fn dir() -> PathBuf {
     PathBuf::from(std::env::var_os("MOAT_SETUP_DIR").unwrap_or_else(|| "/var/lib/moat".into()))
@@ -35,6 +36,8 @@ pub struct Record {
     pub nft_table: Option<String>,
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    #[serde(default)]
+    pub launcher: Option<PathBuf>,
 }
 
 fn quote(s: &str) -> String {
@@ -77,6 +80,9 @@ impl Record {
         }
         if let Some(c) = &self.cgroup {
             out.push_str(&format!("cgroup = {}\n", quote(&c.to_string_lossy())));
+        }
+        if let Some(l) = &self.launcher {
+            out.push_str(&format!("launcher = {}\n", quote(&l.to_string_lossy())));
         }
         out
     }
@@ -135,6 +141,7 @@ mod tests {
             created_groups: vec!["moat-sandbox".into()],
             nft_table: Some("inet moat".into()),
             cgroup: Some(PathBuf::from("/sys/fs/cgroup/moat")),
+            launcher: Some(PathBuf::from("/usr/local/libexec/moat/moat-launch")),
         };
         let back: Record = toml::from_str(&r.to_toml()).unwrap_or_default();
         assert_eq!(back, r);

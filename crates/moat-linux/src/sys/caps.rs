@@ -91,6 +91,13 @@ fn holds_any() -> SysResult<bool> {
 /// namespace) cannot touch its bounding set or securebits, and needs not:
 /// with `no_new_privs` no exec can give it any.
 pub fn drop_all() -> SysResult<()> {
+    drop_all_as(None)
+}
+
+/// Drops every capability for good and, with `account`, becomes that
+/// (uid, gid) on the way: after the bounding set is emptied and the
+/// securebits are locked, before the last capabilities are cleared.
+pub fn drop_all_as(account: Option<(u32, u32)>) -> SysResult<()> {
     if !holds_any()? {
         return Ok(());
     }
@@ -121,6 +128,9 @@ pub fn drop_all() -> SysResult<()> {
             0 as libc::c_ulong,
         )
     })?;
+    if let Some((uid, gid)) = account {
+        super::ids::become_account(uid, gid)?;
+    }
     let header = header();
     let data = [CapData {
         effective: 0,

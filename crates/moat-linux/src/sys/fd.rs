@@ -296,3 +296,21 @@ pub fn fs_magic(path: &CStr) -> SysResult<i64> {
     check_int(unsafe { libc::statfs(path.as_ptr(), &mut st) })?;
     Ok(st.f_type as i64)
 }
+
+/// Ends the writing side of the socket `fd`: the peer reads end-of-file.
+pub fn shutdown_write(fd: RawFd) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check_int(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(|_| ())
+}
+
+/// Fork-safe: a close-on-exec duplicate of `fd` numbered `min` or above.
+pub fn dup_above(fd: RawFd, min: RawFd) -> SysResult<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument.
+    check_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+}
+
+/// Whether this process may execute `path` (its real ids, as access(2)).
+pub fn can_execute(path: &CStr) -> bool {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
+}

@@ -9,9 +9,11 @@
 pub mod caps;
 pub mod clone;
 pub mod fd;
+pub mod ids;
 pub mod landlock;
 pub mod mount;
 pub mod net;
+pub mod nfgen;
 pub mod process;
 pub mod pty;
 pub mod seccomp;

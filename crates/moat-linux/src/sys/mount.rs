@@ -11,6 +11,7 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// `struct mount_attr` from linux/mount.h.
 #[repr(C)]
@@ -75,6 +76,30 @@ pub fn set_attr(
             dirfd,
             path.as_ptr(),
             flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret).map(|_| ())
+}
+
+/// Fork-safe: gives the detached mount tree `mount_fd` the id mapping of
+/// the user namespace `userns`, together with the attributes `set`.
+pub fn set_idmap(mount_fd: RawFd, userns: RawFd, set: u64) -> SysResult<()> {
+    let attr = MountAttr {
+        attr_set: set | MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    // SAFETY: the empty path is NUL-terminated and `attr` is a live
+    // mount_attr whose size is passed alongside; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount_fd,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
