@@ -11,6 +11,8 @@
 # 3. `cargo build` of a small crate from clean, bare and inside moat.
 # 4. The network allowlist proxy: throughput, added latency, memory with
 #    1,000 tunnels (bench/proxy.py).
+# 5. The elevated tier: start-up against the unelevated tier, and per-run
+#    cost against workspace size (bench/elevated.sh; root only).
 #
 # Needs hyperfine and bubblewrap (installed here if missing, as root).
 set -euo pipefail
@@ -27,7 +29,7 @@ if [ "$(id -u)" = 0 ]; then
         }
     done
 fi
-cargo build --release -p moat-cli >/dev/null 2>&1
+cargo build --release -p moat-cli -p moat-launcher >/dev/null 2>&1
 moat=$(pwd)/target/x86_64-unknown-linux-gnu/release/moat
 [ -x "$moat" ] || moat=$(pwd)/target/release/moat
 work=$(mktemp -d /var/tmp/moat-bench.XXXXXX)
@@ -103,6 +105,9 @@ cd "$root"
 # 4. The network allowlist's proxy.
 python3 "$root/bench/proxy.py" "$moat" > "$work/proxy.md"
 
+# 5. The elevated tier.
+bash "$root/bench/elevated.sh" "$moat" "$work" > "$work/elevated.md"
+
 cat > "$out" <<EOF
 # Benchmarks
 
@@ -148,6 +153,8 @@ repository scan and the end-of-run audit in a tree this size.
 | \`cargo build --offline\` | ${c_bare} ms | ${c_moat} ms | $(ratio "$c_moat" "$c_bare") |
 
 $(cat "$work/proxy.md")
+
+$(cat "$work/elevated.md")
 
 ## Reading
 

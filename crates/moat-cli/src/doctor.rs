@@ -134,16 +134,27 @@ fn elevated_problems() -> Option<Vec<String>> {
 }
 
 fn elevated_line() -> String {
+    let usable = moat::advanced::launch::usable();
     match elevated_problems() {
-        None => "not set up (sudo moat setup); the launcher and --tier elevated are not built yet".into(),
-        Some(p) if p.is_empty() => "set up (accounts, firewall, cgroup); the launcher and --tier elevated are not built yet".into(),
+        None if usable => "the launcher is installed and you may use it; your runs go through it \
+                           (--tier auto), but the setup record is missing or unreadable"
+            .into(),
+        None => "not set up (sudo moat setup --user NAME)".into(),
+        Some(p) if p.is_empty() && usable => {
+            "set up; your runs use it (--tier auto; --tier unelevated to choose the other)".into()
+        }
+        Some(p) if p.is_empty() => "set up, but you may not use it: you are not in moat-users \
+                                    (sudo moat setup --user NAME; it takes effect at your next \
+                                    login)"
+            .into(),
         Some(p) => format!("set up with {} problems (moat setup --check)", p.len()),
     }
 }
 
 fn elevated_json() -> serde_json::Value {
+    let runs = moat::advanced::launch::usable();
     match elevated_problems() {
-        None => serde_json::json!({ "set_up": false, "runs": false }),
-        Some(p) => serde_json::json!({ "set_up": true, "problems": p, "runs": false }),
+        None => serde_json::json!({ "set_up": false, "runs": runs }),
+        Some(p) => serde_json::json!({ "set_up": true, "problems": p, "runs": runs }),
     }
 }

@@ -326,6 +326,23 @@ fn elevated_tier(who: &Who) {
         "",
     );
 
+    // A failure after the launcher started the run (a working directory
+    // the sandbox cannot see) comes back with its reason.
+    let hidden = std::path::PathBuf::from(format!("/var/tmp/moat-it-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&hidden).unwrap();
+    let mut c = command_as(who, moat());
+    c.args(["run", "--tier", "elevated", "--workspace"])
+        .arg(&s.ws)
+        .args(["--", "true"])
+        .current_dir(&hidden);
+    let out = output(&mut c);
+    let _ = std::fs::remove_dir(&hidden);
+    v.check(
+        "a setup failure inside the run is reported with its reason",
+        out.status.code() == Some(125) && stderr(&out).contains("entering the working directory"),
+        show(&out),
+    );
+
     // A removed firewall table is noticed before the next run.
     output(Command::new("nft").args(["delete", "table", "inet", "moat"]));
     let out = moat_run(who, &s.ws, &elevated, &["true"]);

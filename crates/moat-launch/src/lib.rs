@@ -2,8 +2,8 @@
 //!
 //! moat (unprivileged) sends it a [`request::Request`]; the launcher checks
 //! the caller and every value ([`validate`]) before it does anything as
-//! root. This crate holds that boundary; the launcher itself (namespaces,
-//! idmapped mounts, the switch to the sandbox account) is not built yet.
+//! root. This crate holds that boundary; the setuid binary itself is the
+//! `moat-launcher` crate, which builds the run with `moat-linux`.
 
 pub mod request;
 #[allow(unsafe_code)]

@@ -28,7 +28,6 @@ pub enum Invalid {
     Unreachable(String),
     SystemPath(String),
     NotOwned(String),
-    CwdOutside(String),
     EmptyCommand,
 }
 
@@ -44,7 +43,6 @@ impl fmt::Display for Invalid {
             Invalid::Unreachable(p) => write!(f, "you cannot reach {p}"),
             Invalid::SystemPath(p) => write!(f, "{p} is one of the system's own directories and cannot be made writable"),
             Invalid::NotOwned(p) => write!(f, "{p} is not yours, so it cannot be made writable"),
-            Invalid::CwdOutside(p) => write!(f, "the working directory {p} is not in the workspace or a writable root"),
             Invalid::EmptyCommand => f.write_str("the command is empty"),
         }
     }
@@ -229,14 +227,10 @@ pub fn check(
     for p in listed {
         canonical_form(p)?;
     }
+    // The command starts there as the sandbox account, after the mounts;
+    // like the unelevated tier, any directory the caller can reach will do.
     reachable_dir(&req.cwd)?;
     let cwd = PathBuf::from(show(&req.cwd));
-    if !std::iter::once(&workspace)
-        .chain(writable.iter())
-        .any(|w| cwd.starts_with(w))
-    {
-        return Err(Invalid::CwdOutside(show(&req.cwd)));
-    }
     Ok(Checked {
         workspace,
         writable,
@@ -409,13 +403,12 @@ mod tests {
                 assert!(!e.to_string().is_empty());
             }
         }
-        // The working directory must be inside what the sandbox sees as
-        // writable (the launcher starts the command there).
+        // The working directory must be one the caller can reach.
         let mut r = request(&ws);
-        r.cwd = s.0.to_string_lossy().as_bytes().to_vec();
+        r.cwd = b"/root/../etc".to_vec();
         assert!(matches!(
             check(&r, &me(), GROUP, "moat-users"),
-            Err(Invalid::CwdOutside(_))
+            Err(Invalid::NotCanonical(_))
         ));
     }
 }

@@ -23,6 +23,13 @@
 //! them), only a Landlock + seccomp mode is possible; it runs only when the
 //! person accepts what it loses ([`Isolation::LandlockOnly`]).
 //!
+//! The elevated tier ([`Isolation::Elevated`], after [`setup`]) builds the
+//! same layers from the setuid launcher as root, without a user namespace:
+//! [`launch`] is moat's side of it; the launcher calls [`spawn`] with an
+//! [`Elevation`], which idmaps the writable roots and the person's home to
+//! the sandbox account and makes the sandbox's init that account before
+//! the command starts.
+//!
 //! # Tests
 //! Unit tests cover the plan, the seccomp table and the wire format; the
 //! `moat` CLI's integration tests attack a real sandbox with `moat-probe`.

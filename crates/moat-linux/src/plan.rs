@@ -121,6 +121,14 @@ impl Op {
             Op::Mkdir { path, .. } => format!("create directory {}", s(path)),
             Op::Touch { path } => format!("create mount point {}", s(path)),
             Op::Symlink { link, .. } => format!("create symlink {}", s(link)),
+            Op::Attach {
+                target,
+                idmap: true,
+                ..
+            } => format!(
+                "attach {} idmapped (its filesystem must support idmapped mounts)",
+                s(target)
+            ),
             Op::Attach { target, .. } => format!("attach {}", s(target)),
             Op::BindSelf {
                 path,

@@ -225,6 +225,8 @@ pub struct Child {
     // Whether the sandbox's first process has been reaped.
     reaped: bool,
     reader: Reader,
+    // The elevated tier: where the launcher writes why it gave up.
+    launch_channel: Option<OwnedFd>,
 }
 
 /// What the landlock-only mode cannot enforce for `policy`, given the
@@ -879,6 +881,7 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
         pending: Vec::new(),
         reaped: false,
         reader: Reader::new(),
+        launch_channel: None,
     };
     if let Some(sock) = p.proxy_parent {
         // Fails only if setup failed before the listeners were made; the
@@ -980,6 +983,7 @@ impl Child {
             pending: Vec::new(),
             reaped: false,
             reader: Reader::new(),
+            launch_channel: None,
         })
     }
 
@@ -1031,6 +1035,7 @@ impl Child {
                 sys::fd::recv_fd(channel.as_raw_fd()).map_err(sys_err("receiving the terminal"))?;
             self.pty_master = Some(master);
         }
+        self.launch_channel = Some(channel);
         Ok(())
     }
 
@@ -1307,6 +1312,16 @@ impl Child {
                     ..
                 } => {
                     return Ok((Exit::NotStarted { errno }, elapsed));
+                }
+                Message::Failed {
+                    step: Step::Launcher,
+                    ..
+                } => {
+                    let reason = match &self.launch_channel {
+                        Some(c) => crate::launch::reason(c),
+                        None => "the launcher gave up".to_string(),
+                    };
+                    return Err(Error::Launcher(reason));
                 }
                 Message::Failed { step, index, errno } => {
                     return Err(self.setup_error(step, index, Errno(errno)));

@@ -77,9 +77,10 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
             "name the person who will use the sandbox accounts: moat setup --user NAME".to_string()
         })?,
     };
-    if accounts::user(&who).is_none() {
+    let Some(person) = accounts::user(&who) else {
         return Err(format!("--user {who}: there is no such account"));
-    }
+    };
+    idmap_supported(&person.home)?;
     nft::available()?;
     let launcher_source = launcher::source()?;
     let mount = cgroup::v2_mount().ok_or(
@@ -211,6 +212,26 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
         done.push("everything was already set up".into());
     }
     Ok(done)
+}
+
+/// Whether `home` (the person's, shown to the sandbox accounts through an
+/// idmapped mount, as their workspaces are) is on a filesystem that
+/// supports idmapped mounts.
+fn idmap_supported(home: &str) -> Result<(), String> {
+    let Some(path) = std::ffi::CString::new(home)
+        .ok()
+        .filter(|_| std::path::Path::new(home).is_dir())
+    else {
+        return Ok(());
+    };
+    crate::sys::ids::idmap_works(&path).map_err(|e| {
+        format!(
+            "{home} is on a filesystem that cannot be mounted idmapped ({e}); the elevated tier \
+             shows the person's files to the sandbox accounts that way. ext4, xfs, btrfs, f2fs, \
+             vfat and tmpfs (Linux 6.3) can; network filesystems mostly cannot: keep your \
+             workspaces on one that can"
+        )
+    })
 }
 
 /// Checks every piece of the setup.

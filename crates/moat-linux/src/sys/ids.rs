@@ -71,3 +71,14 @@ pub fn as_full_root(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// Whether the filesystem at `path` can be mounted idmapped: an idmapped
+/// clone of its mount is made and thrown away (never attached).
+pub fn idmap_works(path: &std::ffi::CStr) -> SysResult<()> {
+    let ns = idmap_namespace(b"0 0 1\n", b"0 0 1\n")?;
+    let tree = super::mount::clone_tree(libc::AT_FDCWD, path, false)?;
+    use std::os::fd::AsRawFd;
+    let result = super::mount::set_idmap(tree, ns.as_raw_fd(), 0);
+    fd::close_raw(tree);
+    result
+}
