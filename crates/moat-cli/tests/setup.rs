@@ -495,6 +495,10 @@ fn setup_check_firewall_drift_conflict_and_removal() {
         "the cgroup subtree is left"
     );
     assert!(!cgroups.contains("moat-it-"), "a sandbox mount is left");
+    assert!(
+        !cgroups.contains("/run/moat") && !std::path::Path::new("/run/moat").exists(),
+        "a kept id mapping is left"
+    );
 
     // A name taken by someone else: setup refuses and changes nothing.
     let made = output(Command::new("useradd").args([

@@ -201,6 +201,7 @@ fn launch(control: &OwnedFd, channel: &OwnedFd) -> Result<i32, String> {
             account: (account_name.to_string(), account.uid, account.gid),
             caller: (caller.uid, caller.gid),
             home: validate::own_home(home.as_bytes(), &caller),
+            pins: Some(PathBuf::from(moat_linux::IDMAP_PINS)),
         }),
     };
     let mut child = moat_linux::spawn(&spawn_req).map_err(|e| e.to_string())?;

@@ -38,6 +38,7 @@ mod bpf;
 mod child;
 pub mod detect;
 mod hostfs;
+mod idmap;
 pub mod launch;
 pub mod placeholders;
 mod plan;
@@ -57,6 +58,8 @@ pub use run::{
     spawn, Child, Elevation, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest,
     StdioSpec, WaitOptions,
 };
+
+pub use idmap::PINS as IDMAP_PINS;
 
 /// Where the proxy listens inside a sandbox with `network = allow`: HTTP
 /// (CONNECT and absolute URIs) and SOCKS5, on 127.0.0.1 of the sandbox's

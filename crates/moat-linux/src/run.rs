@@ -52,6 +52,9 @@ pub struct Elevation {
     pub caller: (u32, u32),
     /// The person's home, read-only and idmapped (when theirs).
     pub home: Option<PathBuf>,
+    /// A root-only directory where the id mapping's namespace is kept
+    /// between runs (creating it costs a process); `None` makes a new one.
+    pub pins: Option<PathBuf>,
 }
 
 /// What a standard stream of the command is connected to.
@@ -592,7 +595,8 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         // show as the account's, and what the account creates is the
         // person's on disk.
         let line = |disk: u32, shown: u32| format!("{} {} 1\n", disk, shown).into_bytes();
-        let ns = sys::ids::idmap_namespace(
+        let ns = crate::idmap::namespace(
+            e.pins.as_deref(),
             &line(e.caller.0, e.account.1),
             &line(e.caller.1, e.account.2),
         )

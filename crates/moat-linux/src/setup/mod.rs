@@ -16,7 +16,7 @@ pub mod nft;
 pub mod record;
 
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use accounts::{GECOS, OFFLINE, ONLINE, SANDBOX_GROUP, USERS_GROUP};
 use record::{Record, VERSION};
@@ -428,6 +428,11 @@ pub fn leftovers(rec: &Record) -> Vec<String> {
     if record::path().exists() {
         left.push(format!("record {}", record::path().display()));
     }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mounts.contains(&format!(" {}/", crate::IDMAP_PINS)) || Path::new(crate::IDMAP_PINS).exists()
+    {
+        left.push(format!("kept id mappings {}", crate::IDMAP_PINS));
+    }
     left
 }
 
@@ -445,6 +450,12 @@ pub fn remove() -> Result<Vec<String>, String> {
         .unwrap_or_else(crate::launch::launcher_path);
     if launcher::remove(&dest)? {
         done.push(format!("removed the launcher {}", dest.display()));
+    }
+    if crate::idmap::remove_all(std::path::Path::new(crate::IDMAP_PINS)) {
+        done.push(format!(
+            "removed the kept id mappings ({})",
+            crate::IDMAP_PINS
+        ));
     }
     if nft::delete()? {
         done.push(format!("removed the firewall table {}", nft::TABLE));

@@ -82,3 +82,38 @@ pub fn idmap_works(path: &std::ffi::CStr) -> SysResult<()> {
     fd::close_raw(tree);
     result
 }
+
+/// Whether `fd` is a user namespace (an nsfs file of that type).
+pub fn is_user_namespace(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+                                                 // SAFETY: NS_GET_NSTYPE takes no argument and only returns a number;
+                                                 // on anything but an nsfs file it fails.
+    let t = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    t == libc::CLONE_NEWUSER
+}
+
+/// Keeps the namespace `ns` alive at `path` (an existing empty file) by
+/// binding it there, as `ip netns` does, so later runs can reuse it.
+pub fn pin_namespace(ns: std::os::fd::BorrowedFd<'_>, path: &std::ffi::CStr) -> SysResult<()> {
+    use std::os::fd::AsRawFd;
+    let source = CString::new(format!("/proc/self/fd/{}", ns.as_raw_fd()))
+        .map_err(|_| Errno(libc::EINVAL))?;
+    super::mount::mount(
+        Some(&source),
+        path,
+        None,
+        libc::MS_BIND as libc::c_ulong,
+        None,
+    )
+}
+
+/// Undoes every mount at `path` (pins stacked by runs that raced).
+pub fn unpin(path: &std::ffi::CStr) {
+    for _ in 0..64 {
+        // SAFETY: `path` is NUL-terminated and outlives the call.
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            break;
+        }
+    }
+}
