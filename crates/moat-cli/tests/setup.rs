@@ -326,6 +326,31 @@ fn elevated_tier(who: &Who) {
         "",
     );
 
+    // The allowlist through the launcher: the proxy's sockets (the DNS
+    // stub's among them) reach moat; unlisted names resolve to nothing.
+    let out = moat_run(
+        who,
+        &s.ws,
+        &[
+            "--tier",
+            "elevated",
+            "--network",
+            "allow",
+            "--allow-domain",
+            "pkg.test",
+        ],
+        &[
+            "sh",
+            "-c",
+            "getent hosts pkg.test; getent hosts other.test || echo refused",
+        ],
+    );
+    v.check(
+        "elevated allow: the DNS stub answers through the launcher",
+        stdout(&out).starts_with("198.18.") && stdout(&out).trim_end().ends_with("refused"),
+        show(&out),
+    );
+
     // A failure after the launcher started the run (a working directory
     // the sandbox cannot see) comes back with its reason.
     let hidden = std::path::PathBuf::from(format!("/var/tmp/moat-it-cwd-{}", std::process::id()));

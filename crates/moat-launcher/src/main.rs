@@ -210,7 +210,7 @@ fn launch(control: &OwnedFd, channel: &OwnedFd) -> Result<i32, String> {
     if let Some(master) = child.pty_master() {
         raw.push(master);
     }
-    if !reply::started(control, channel, child.id(), &raw) {
+    if !reply::started(control, channel, child.id(), &raw, req.pty) {
         child.kill();
         return Err("moat went away while the run started".into());
     }

@@ -109,6 +109,41 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
             );
             sys::fd::close_raw(listener);
         }
+        // Transparent mode: every address is local, so a program that
+        // ignores the proxy variables reaches moat's listeners on ports
+        // 80 and 443 (and its DNS stub) whatever address it dials; any
+        // other port is refused at once.
+        must(report, Step::Proxy, 10, sys::net::route_everything_local());
+        for (i, port) in crate::TRANSPARENT_PORTS.iter().enumerate() {
+            let listener = must(
+                report,
+                Step::Proxy,
+                20 + i as u32,
+                sys::net::listen_any(*port),
+            );
+            must(
+                report,
+                Step::Proxy,
+                20 + i as u32,
+                sys::fd::send_fd(sock, listener),
+            );
+            sys::fd::close_raw(listener);
+        }
+        for (i, ip) in spec.dns.iter().enumerate() {
+            let socket = must(
+                report,
+                Step::Proxy,
+                30 + i as u32,
+                sys::net::bind_udp(*ip, crate::DNS_PORT),
+            );
+            must(
+                report,
+                Step::Proxy,
+                30 + i as u32,
+                sys::fd::send_fd(sock, socket),
+            );
+            sys::fd::close_raw(socket);
+        }
         sys::fd::close_raw(sock);
     }
 
@@ -172,7 +207,7 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
         None => command_main(spec, pty_slave),
         Some(pid) => pid,
     };
-    Message::Started { pid }.send(report);
+    Message::Started { pid, listeners: 0 }.send(report);
     // init keeps only the report pipe: the command's terminal, moat's
     // descriptors and the ruleset are no business of a process that
     // outlives every step of setup.

@@ -293,7 +293,8 @@ fn enforcement(req: &SpawnRequest<'_>, plan: &moat_policy::env::EnvPlan) -> crat
             ),
             NetworkMode::Allow => format!(
                 "allow: empty network namespace; moat's proxy on 127.0.0.1:{} (HTTP) and :{} \
-                 (SOCKS5) decides; the firewall rejects the rest of {account}'s traffic",
+                 (SOCKS5), ports 80 and 443 captured for it, a DNS stub; the firewall rejects \
+                 the rest of {account}'s traffic",
                 crate::PROXY_PORTS[0],
                 crate::PROXY_PORTS[1]
             ),
@@ -382,8 +383,18 @@ pub mod reply {
 
     /// The command runs; `fds` (proxy listeners, then the terminal) follow
     /// on the channel.
-    pub fn started(control: &OwnedFd, channel: &OwnedFd, pid: u32, fds: &[RawFd]) -> bool {
-        Message::Started { pid: pid as i32 }.send(control.as_raw_fd());
+    pub fn started(
+        control: &OwnedFd,
+        channel: &OwnedFd,
+        pid: u32,
+        fds: &[RawFd],
+        pty: bool,
+    ) -> bool {
+        Message::Started {
+            pid: pid as i32,
+            listeners: fds.len() as u32 - u32::from(pty),
+        }
+        .send(control.as_raw_fd());
         fds.iter()
             .all(|fd| sys::fd::send_fd(channel.as_raw_fd(), *fd).is_ok())
     }

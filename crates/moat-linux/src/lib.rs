@@ -66,6 +66,32 @@ pub use idmap::PINS as IDMAP_PINS;
 /// own network namespace.
 pub const PROXY_PORTS: [u16; 2] = [3128, 1080];
 
+/// Ports captured for programs that ignore the proxy variables (plain HTTP
+/// and TLS), on every address of the sandbox's network namespace.
+pub const TRANSPARENT_PORTS: [u16; 2] = [80, 443];
+
+/// The DNS stub's port.
+pub const DNS_PORT: u16 = 53;
+
+/// Where a run's name server may be, as the sandbox's resolver will look:
+/// 127.0.0.1 (glibc's default) and the `nameserver` lines of
+/// `resolv_conf`, at most four.
+pub fn stub_dns_addresses(resolv_conf: &str) -> Vec<std::net::IpAddr> {
+    let mut out = vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+    for line in resolv_conf.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            continue;
+        }
+        if let Some(ip) = words.next().and_then(|w| w.parse().ok()) {
+            if !out.contains(&ip) && out.len() < 4 {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
 /// Whether `fd` becomes readable within `timeout_ms` (for accept loops
 /// that must notice when to stop).
 pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {

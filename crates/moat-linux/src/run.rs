@@ -299,6 +299,8 @@ struct Prepared {
     lifeline_write: OwnedFd,
     pty_parent: Option<OwnedFd>,
     proxy_parent: Option<OwnedFd>,
+    /// How many sockets init sends on `proxy_parent`.
+    proxy_sockets: usize,
     // Descriptors the child uses; closed in the parent after the fork.
     child_fds: Vec<OwnedFd>,
     ops: Vec<String>,
@@ -554,7 +556,11 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let mut child_fds = vec![report_write, lifeline_read];
     let mut proxy_parent = None;
     let mut proxy = None;
+    let mut dns = Vec::new();
     if allow {
+        dns = crate::stub_dns_addresses(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        );
         let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
         proxy = Some(childs.as_raw_fd());
         child_fds.push(childs);
@@ -721,7 +727,9 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
                 "off: TCP denied by Landlock, other sockets by seccomp".to_string()
             }
             (NetworkMode::Allow, _) => format!(
-                "allow: empty network namespace; moat's proxy on 127.0.0.1:{} (HTTP) and :{} (SOCKS5) decides",
+                "allow: empty network namespace; moat's proxy on 127.0.0.1:{} (HTTP) and :{} \
+                 (SOCKS5), ports 80 and 443 of every address captured for it, a DNS stub; other \
+                 ports and UDP closed",
                 crate::PROXY_PORTS[0],
                 crate::PROXY_PORTS[1]
             ),
@@ -761,6 +769,11 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         },
     ));
 
+    let proxy_sockets = if allow {
+        crate::PROXY_PORTS.len() + crate::TRANSPARENT_PORTS.len() + dns.len()
+    } else {
+        0
+    };
     let spec = ChildSpec {
         report: child_fds[0].as_raw_fd(),
         lifeline: child_fds[1].as_raw_fd(),
@@ -778,6 +791,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         envp,
         stdio,
         proxy,
+        dns,
         pty,
         init: full,
         idmap,
@@ -793,6 +807,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         lifeline_write,
         pty_parent,
         proxy_parent,
+        proxy_sockets,
         child_fds,
         ops: ops_desc,
         enforcement: Enforcement {
@@ -890,7 +905,7 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
     if let Some(sock) = p.proxy_parent {
         // Fails only if setup failed before the listeners were made; the
         // report says why.
-        for _ in crate::PROXY_PORTS {
+        for _ in 0..p.proxy_sockets {
             match sys::fd::recv_fd(sock.as_raw_fd()) {
                 Ok(l) => child.proxy_listeners.push(l),
                 Err(_) => break,
@@ -999,6 +1014,7 @@ impl Child {
         req: &SpawnRequest<'_>,
     ) -> Result<(), Error> {
         let mut started = false;
+        let mut listeners = 0;
         while !started {
             let batch = match self.reader.read(self.report.as_raw_fd()) {
                 Ok(Some(batch)) => batch,
@@ -1009,7 +1025,10 @@ impl Child {
             };
             for m in batch {
                 match m {
-                    Message::Started { .. } => started = true,
+                    Message::Started { listeners: n, .. } => {
+                        started = true;
+                        listeners = n.min(16);
+                    }
                     Message::Failed {
                         step: Step::Launcher,
                         ..
@@ -1027,7 +1046,7 @@ impl Child {
             }
         }
         if req.policy.network.value == NetworkMode::Allow {
-            for _ in crate::PROXY_PORTS {
+            for _ in 0..listeners {
                 match sys::fd::recv_fd(channel.as_raw_fd()) {
                     Ok(l) => self.proxy_listeners.push(l),
                     Err(e) => return Err(sys_err("receiving the proxy's listeners")(e)),

@@ -118,6 +118,9 @@ pub struct ChildSpec {
     /// proxy's listening sockets, opened inside the sandbox's network
     /// namespace (see [`crate::PROXY_PORTS`]).
     pub proxy: Option<RawFd>,
+    /// Where the DNS stub answers (with `proxy`): 127.0.0.1 and the
+    /// host's name servers, which are local addresses inside.
+    pub dns: Vec<std::net::IpAddr>,
     /// With `--pty`: the socket on which init sends the terminal's master
     /// side to moat, and the initial window size.
     pub pty: Option<(RawFd, Option<libc::winsize>)>,

@@ -112,7 +112,9 @@ pub enum Message {
     /// A setup step failed with `errno`.
     Failed { step: Step, index: u32, errno: i32 },
     /// The command started with this pid (inside the sandbox).
-    Started { pid: i32 },
+    /// The command runs; `listeners` proxy sockets follow (the launcher's
+    /// report only: moat knows how many its own init sends).
+    Started { pid: i32, listeners: u32 },
     /// The command exited with a code.
     Exited { code: i32 },
     /// The command was killed by a signal.
@@ -125,7 +127,7 @@ impl Message {
     fn encode(self) -> [u8; SIZE] {
         let (kind, a, b, c): (u32, u32, u32, i32) = match self {
             Message::Failed { step, index, errno } => (1, step as u32, index, errno),
-            Message::Started { pid } => (2, 0, 0, pid),
+            Message::Started { pid, listeners } => (2, 0, listeners, pid),
             Message::Exited { code } => (3, 0, 0, code),
             Message::Signaled { signal } => (4, 0, 0, signal),
         };
@@ -146,7 +148,10 @@ impl Message {
                 index: word(8),
                 errno: value,
             }),
-            2 => Some(Message::Started { pid: value }),
+            2 => Some(Message::Started {
+                pid: value,
+                listeners: word(8),
+            }),
             3 => Some(Message::Exited { code: value }),
             4 => Some(Message::Signaled { signal: value }),
             _ => None,
@@ -218,7 +223,10 @@ mod tests {
                 index: 7,
                 errno: libc::EPERM,
             },
-            Message::Started { pid: 2 },
+            Message::Started {
+                pid: 2,
+                listeners: 5,
+            },
             Message::Exited { code: 127 },
             Message::Signaled { signal: 9 },
         ] {

@@ -7,4 +7,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = moat::proxy::parse_http(data) {
         let _ = r.origin_head();
     }
+    if let Ok(r) = moat::proxy::parse_origin(data) {
+        let _ = r.origin_head();
+    }
 });

@@ -8,9 +8,23 @@
 //! here, never inside). A denied name is never resolved. Every decision is
 //! recorded. Bounded: request heads, handshake time, idle time, and the
 //! number of connections at once.
+//!
+//! Transparent mode, for programs that ignore the proxy variables: inside
+//! the namespace every address is local, so a connection to any address
+//! on port 80 or 443 arrives at moat's listeners there, which decide by
+//! the HTTP `Host` header or the TLS server name ([`tls`]); the DNS stub
+//! ([`dns`]) gives allowed names synthetic addresses it maps back and
+//! refuses the rest. Other ports are refused by the kernel at once, and
+//! UDP goes nowhere.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+pub mod dns;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::{
+    IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,8 +94,21 @@ impl NetDecision {
     }
 }
 
+/// The synthetic addresses the DNS stub gave out, both ways.
+#[derive(Default)]
+struct Synthetic {
+    by_name: HashMap<String, Ipv4Addr>,
+    by_addr: HashMap<Ipv4Addr, String>,
+}
+
+/// 198.18.0.0/15, set aside for network tests (RFC 2544): nothing real
+/// lives there.
+const SYNTHETIC_FIRST: u32 = 0xc612_0001;
+const SYNTHETIC_COUNT: usize = (1 << 17) - 2;
+
 struct Shared {
     rules: DomainRules,
+    synthetic: Mutex<Synthetic>,
     hooks: Hooks,
     /// Answers already given, so a name is asked about once per run.
     answers: Mutex<std::collections::HashMap<String, bool>>,
@@ -111,10 +138,13 @@ fn now_ms() -> u64 {
 }
 
 impl Proxy {
-    /// Serves `listeners` (HTTP, then SOCKS5) with `rules`.
+    /// Serves `listeners` with `rules`: HTTP and SOCKS5 (TCP), then the
+    /// transparent ports 80 and 443 (TCP), then the DNS stub's (UDP), in
+    /// the order `moat_linux` passes them.
     pub fn start(listeners: Vec<OwnedFd>, rules: DomainRules, hooks: Hooks) -> Proxy {
         let shared = Arc::new(Shared {
             rules,
+            synthetic: Mutex::new(Synthetic::default()),
             hooks,
             answers: Mutex::new(std::collections::HashMap::new()),
             stop: AtomicBool::new(false),
@@ -123,11 +153,21 @@ impl Proxy {
         });
         let mut threads = Vec::new();
         for (i, fd) in listeners.into_iter().enumerate() {
-            let listener = TcpListener::from(fd);
-            let socks = i == 1;
             let shared = shared.clone();
+            let kind = match i {
+                0 => Kind::Http,
+                1 => Kind::Socks,
+                2 => Kind::Plain,
+                3 => Kind::Tls,
+                _ => {
+                    let socket = UdpSocket::from(fd);
+                    threads.push(std::thread::spawn(move || dns_loop(socket, shared)));
+                    continue;
+                }
+            };
+            let listener = TcpListener::from(fd);
             threads.push(std::thread::spawn(move || {
-                accept_loop(listener, socks, shared)
+                accept_loop(listener, kind, shared)
             }));
         }
         Proxy { shared, threads }
@@ -147,7 +187,18 @@ impl Proxy {
     }
 }
 
-fn accept_loop(listener: TcpListener, socks: bool, shared: Arc<Shared>) {
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Socks,
+    /// Captured port 80.
+    Plain,
+    /// Captured port 443.
+    Tls,
+}
+
+fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>) {
     if listener.set_nonblocking(true).is_err() {
         return;
     }
@@ -173,10 +224,10 @@ fn accept_loop(listener: TcpListener, socks: bool, shared: Arc<Shared>) {
         let spawned = spawn_small(move || {
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(HANDSHAKE));
-            if socks {
-                socks5(stream, &worker);
-            } else {
-                http(stream, &worker);
+            match kind {
+                Kind::Http => http(stream, &worker),
+                Kind::Socks => socks5(stream, &worker),
+                Kind::Plain | Kind::Tls => transparent(stream, kind == Kind::Tls, &worker),
             }
             worker.active.fetch_sub(1, Ordering::SeqCst);
         });
@@ -217,20 +268,9 @@ fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
             }
         }
     } else {
-        let rule = match rules.decide(host) {
-            Ok(RuleDecision::Allowed(p)) => format!("allow {}", p),
-            Ok(RuleDecision::Denied(p)) => return Verdict::No(format!("denied by the rule {}", p)),
-            Ok(RuleDecision::Unlisted) => match ask(shared, host, port) {
-                Some(true) => "allow (allowed when asked)".to_string(),
-                Some(false) => return Verdict::No(format!("{} was refused when asked", host)),
-                None => {
-                    return Verdict::No(format!(
-                        "{} is not on the allowlist; allow it with --allow-domain {}",
-                        host, host
-                    ))
-                }
-            },
-            Err(e) => return Verdict::No(e.to_string()),
+        let rule = match name_rule(shared, host, port) {
+            Ok(rule) => rule,
+            Err(why) => return Verdict::No(why),
         };
         let addrs: Vec<SocketAddr> = match rules.pinned(host) {
             Some(ip) => vec![SocketAddr::new(ip, port)],
@@ -264,6 +304,23 @@ fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
         rule,
         last.map(|e| e.to_string()).unwrap_or_default()
     ))
+}
+
+/// The rule that allows `host`, or why it is refused; never resolves.
+fn name_rule(shared: &Shared, host: &str, port: u16) -> Result<String, String> {
+    match shared.rules.decide(host) {
+        Ok(RuleDecision::Allowed(p)) => Ok(format!("allow {}", p)),
+        Ok(RuleDecision::Denied(p)) => Err(format!("denied by the rule {}", p)),
+        Ok(RuleDecision::Unlisted) => match ask(shared, host, port) {
+            Some(true) => Ok("allow (allowed when asked)".to_string()),
+            Some(false) => Err(format!("{} was refused when asked", host)),
+            None => Err(format!(
+                "{} is not on the allowlist; allow it with --allow-domain {}",
+                host, host
+            )),
+        },
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The host program's answer for an unlisted name, once per name (the
@@ -636,6 +693,203 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
             decision.allowed = true;
             decision.rule = rule;
             let (up, down) = relay(client, upstream, &[]);
+            decision.bytes_up = up;
+            decision.bytes_down = down;
+        }
+    }
+    decision.duration_ms = started.elapsed().as_millis() as u64;
+    record(shared, decision);
+}
+
+/// Parses a request head a program sent straight to a server (origin
+/// form, `Host` header), as transparent mode sees it. Never panics,
+/// whatever the bytes: public for the fuzz target.
+pub fn parse_origin(head: &[u8]) -> Result<HttpRequest, &'static str> {
+    if head.len() > MAX_HEAD + 4 {
+        return Err("request head too large");
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("the request head is incomplete"),
+        Err(_) => return Err("not an HTTP request"),
+    }
+    let (method, path) = match (req.method, req.path) {
+        (Some(m), Some(p)) if p.starts_with('/') => (m.to_string(), p.to_string()),
+        _ => return Err("not an origin-form HTTP request"),
+    };
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .ok_or("the request has no Host header")?;
+    let (host, port, _) = target("GET", &format!("http://{}/", host.trim()))
+        .ok_or("the Host header is not a host")?;
+    if host.is_empty() {
+        return Err("the request names no host");
+    }
+    Ok(HttpRequest {
+        method,
+        host,
+        port,
+        path,
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
+            .collect(),
+    })
+}
+
+impl Shared {
+    /// The synthetic address of allowed `name`, made on first use.
+    fn address_for(&self, name: &str) -> Option<(Ipv4Addr, bool)> {
+        let mut map = self.synthetic.lock().ok()?;
+        if let Some(ip) = map.by_name.get(name) {
+            return Some((*ip, false));
+        }
+        if map.by_name.len() >= SYNTHETIC_COUNT {
+            return None;
+        }
+        let ip = Ipv4Addr::from(SYNTHETIC_FIRST + map.by_name.len() as u32);
+        map.by_name.insert(name.to_string(), ip);
+        map.by_addr.insert(ip, name.to_string());
+        Some((ip, true))
+    }
+
+    /// The name a synthetic address stands for.
+    fn name_at(&self, ip: IpAddr) -> Option<String> {
+        let v4 = match ip {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped()?,
+        };
+        self.synthetic.lock().ok()?.by_addr.get(&v4).cloned()
+    }
+}
+
+/// Answers the sandbox's DNS queries on `socket` until the proxy stops.
+fn dns_loop(socket: UdpSocket, shared: Arc<Shared>) {
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 4096];
+    while !shared.stop.load(Ordering::SeqCst) {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(_) => continue,
+        };
+        let mut answer = |name: &str| -> dns::Answer {
+            match name_rule(&shared, name, 53) {
+                Ok(rule) => match shared.address_for(name) {
+                    Some((ip, first)) => {
+                        if first {
+                            let mut d = NetDecision::pending("dns", name, 53);
+                            d.allowed = true;
+                            d.rule = format!("{} (answered with {})", rule, ip);
+                            record(&shared, d);
+                        }
+                        dns::Answer::Address(ip)
+                    }
+                    None => dns::Answer::Refused,
+                },
+                Err(why) => {
+                    let mut d = NetDecision::pending("dns", name, 53);
+                    d.rule = why;
+                    record(&shared, d);
+                    dns::Answer::Refused
+                }
+            }
+        };
+        if let Some(out) = dns::reply(&buf[..n], &mut answer) {
+            let _ = socket.send_to(&out, from);
+        }
+    }
+}
+
+/// Reads the start of a captured TLS connection up to its ClientHello.
+fn read_hello(stream: &mut TcpStream) -> (Vec<u8>, tls::Hello) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tls::parse_client_hello(&buf) {
+            tls::Hello::Incomplete if buf.len() < MAX_HEAD + 2048 => {}
+            tls::Hello::Incomplete => return (buf, tls::Hello::NotTls),
+            other => return (buf, other),
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return (buf, tls::Hello::NotTls),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A connection captured on port 80 or 443: decided by the `Host` header
+/// or the TLS server name; failing those, by the name behind a synthetic
+/// address; failing that, as an address.
+fn transparent(mut client: TcpStream, is_tls: bool, shared: &Shared) {
+    let started = Instant::now();
+    let Ok(dst) = client.local_addr() else {
+        return;
+    };
+    let port = dst.port();
+    let behind = shared.name_at(dst.ip());
+    let shown = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V6(v6), IpAddr::V4)
+            .to_string(),
+        v4 => v4.to_string(),
+    };
+    let protocol = if is_tls { "tls" } else { "http-transparent" };
+    let (early, named) = if is_tls {
+        let (bytes, hello) = read_hello(&mut client);
+        match hello {
+            tls::Hello::Name(n) => (bytes, Some(n)),
+            tls::Hello::NoName => (bytes, None),
+            _ => {
+                let mut d = NetDecision::pending(protocol, &shown(dst.ip()), port);
+                d.rule = "not a TLS ClientHello moat can read".into();
+                record(shared, d);
+                return;
+            }
+        }
+    } else {
+        let (head, rest) = match read_head(&mut client) {
+            Ok(h) => h,
+            Err(e) => {
+                answer(&mut client, "400 Bad Request", &format!("moat: {}\n", e));
+                return;
+            }
+        };
+        match parse_origin(&head) {
+            Ok(req) => {
+                let mut out = req.origin_head();
+                out.extend_from_slice(&rest);
+                (out, Some(req.host))
+            }
+            Err(why) => {
+                answer(&mut client, "400 Bad Request", &format!("moat: {}\n", why));
+                return;
+            }
+        }
+    };
+    let host = named.or(behind).unwrap_or_else(|| shown(dst.ip()));
+    let mut decision = NetDecision::pending(protocol, &host, port);
+    match decide(shared, &host, port) {
+        Verdict::No(why) => {
+            if !is_tls {
+                answer(
+                    &mut client,
+                    "403 Forbidden",
+                    &format!("moat: {}:{} is not allowed: {}\n", host, port, why),
+                );
+            }
+            decision.rule = why;
+        }
+        Verdict::Go(upstream, rule) => {
+            decision.allowed = true;
+            decision.rule = rule;
+            let (up, down) = relay(client, upstream, &early);
             decision.bytes_up = up;
             decision.bytes_down = down;
         }
