@@ -11,7 +11,7 @@ if [ "$(id -u)" = 0 ]; then
     # machine without user namespaces, Debian's cargo and python3 are the
     # toolchains the unprivileged account can reach (root's rustup is in a
     # home it cannot enter).
-    packages=(util-linux bsdutils bubblewrap git gcc python3 cargo curl openssl)
+    packages=(util-linux bsdutils bubblewrap git gcc python3 python3-pip cargo curl openssl)
     missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -54,26 +54,80 @@ fn seen(h: &Arc<AtomicUsize>) -> usize {
     h.load(Ordering::SeqCst)
 }
 
-/// A TLS server (Python's) on HOST:443 for `pkg.test`, with a certificate
-/// made for this run; it appends each request's path to `log`.
+/// A TLS server (Python's) on `host`:443 for `pkg.test`, `git.test` and
+/// `pypi.test`, with a certificate made for this run; it appends each
+/// request's path to `log`. Besides "hello", it serves `dir/repos` with
+/// git's smart-HTTP backend under `/git/`, and the files of `dir/index`
+/// as a package index under `/simple/` and `/files/`.
 struct Tls {
     child: Child,
     log: std::path::PathBuf,
 }
 
+const TLS_SERVER: &str = r#"
+import http.server, os, socketserver, ssl, subprocess, sys
+log, repos, index, cert, key, host = sys.argv[1:7]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    def reply(self, body, kind="text/plain"):
+        self.send_response(200); self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def git(self):
+        path, _, query = self.path[len("/git"):].partition("?")
+        n = int(self.headers.get("Content-Length") or 0)
+        env = dict(os.environ, GIT_PROJECT_ROOT=repos, GIT_HTTP_EXPORT_ALL="1",
+                   GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*",
+                   PATH_INFO=path, QUERY_STRING=query, REQUEST_METHOD=self.command,
+                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(n))
+        out = subprocess.run(["git", "http-backend"], input=self.rfile.read(n), env=env,
+                             capture_output=True).stdout
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        status = 200
+        for l in lines:
+            if l.lower().startswith("status:"):
+                status = int(l.split()[1])
+        self.send_response(status)
+        for l in lines:
+            if ":" in l and not l.lower().startswith("status:"):
+                k, v = l.split(":", 1); self.send_header(k, v.strip())
+        self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        open(log, "a").write(self.path + "\n")
+        if self.path.startswith("/git/"):
+            return self.git()
+        if self.path.startswith(("/simple/", "/files/")):
+            name = os.path.join(index, self.path.strip("/").replace("/", "_"))
+            if os.path.isfile(name):
+                kind = "text/html" if "simple" in name else "application/octet-stream"
+                return self.reply(open(name, "rb").read(), kind)
+            return self.send_error(404)
+        self.reply(b"hello\n")
+    def do_POST(self):
+        open(log, "a").write(self.path + "\n")
+        self.git()
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+srv = S((host, 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"#;
+
 impl Tls {
-    fn start(dir: &std::path::Path) -> Tls {
+    fn start(dir: &std::path::Path, host: &str) -> Tls {
         let made = output(
             Command::new("openssl")
                 .args([
                     "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                 ])
-                .args([
-                    "-subj",
-                    "/CN=pkg.test",
-                    "-addext",
-                    "subjectAltName=DNS:pkg.test",
-                ])
+                .args(["-subj", "/CN=pkg.test", "-addext"])
+                .arg("subjectAltName=DNS:pkg.test,DNS:git.test,DNS:pypi.test")
                 .arg("-keyout")
                 .arg(dir.join("key.pem"))
                 .arg("-out")
@@ -81,28 +135,14 @@ impl Tls {
         );
         assert!(made.status.success(), "openssl: {}", show(&made));
         let log = dir.join("tls.log");
-        let script = format!(
-            r#"
-import http.server, ssl
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        open({log:?}, "a").write(self.path + "\n")
-        self.send_response(200); self.send_header("Content-Length", "6"); self.end_headers()
-        self.wfile.write(b"hello\n")
-    def log_message(self, *a): pass
-srv = http.server.HTTPServer(({HOST:?}, 443), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain({cert:?}, {key:?})
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print("ready", flush=True)
-srv.serve_forever()
-"#,
-            log = log.to_str().unwrap(),
-            cert = dir.join("ca.pem").to_str().unwrap(),
-            key = dir.join("key.pem").to_str().unwrap(),
-        );
         let mut child = Command::new("python3")
-            .args(["-c", &script])
+            .args(["-c", TLS_SERVER])
+            .arg(&log)
+            .arg(dir.join("repos"))
+            .arg(dir.join("index"))
+            .arg(dir.join("ca.pem"))
+            .arg(dir.join("key.pem"))
+            .arg(host)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -156,7 +196,7 @@ fn programs_that_ignore_the_proxy_go_through_it_anyway() {
 
     for who in identities() {
         let s = Scratch::new(&who, "transparent");
-        let tls = Tls::start(&s.base);
+        let tls = Tls::start(&s.base, HOST);
         if who.switch {
             chown_r(&s.base, &who);
         }
@@ -437,6 +477,209 @@ fn denied_names_never_reach_a_name_server() {
             .iter()
             .any(|n| n.contains("evil") || n.contains("unlisted")),
         format!("{names:?}"),
+    );
+    v.finish();
+}
+
+const MAKE_WHEEL: &str = r#"
+import base64, hashlib, zipfile
+files = {
+    "demo/__init__.py": b"VALUE = 1\n",
+    "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+    "demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: moat-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+def digest(b):
+    return base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()
+record = "".join("%s,sha256=%s,%d\n" % (n, digest(b), len(b)) for n, b in files.items())
+record += "demo-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile("files_demo-1.0-py3-none-any.whl", "w") as z:
+    for n, b in files.items():
+        z.writestr(n, b)
+    z.writestr("demo-1.0.dist-info/RECORD", record)
+open("simple_demo", "w").write('<a href="/files/demo-1.0-py3-none-any.whl">demo-1.0-py3-none-any.whl</a>')
+"#;
+
+/// Real tools through the proxy (with the variables moat sets): git over
+/// HTTPS from a smart-HTTP server and pip from a package index over
+/// HTTPS, certificates checked; a name off the list refused.
+#[test]
+fn git_and_pip_fetch_through_the_proxy() {
+    const HOST2: &str = "127.0.0.79";
+    if TcpListener::bind((HOST2, 443)).is_err() {
+        eprintln!("skipped: the test servers need port 443; run as root");
+        return;
+    }
+    let mut v = Verdicts::default();
+    for who in identities() {
+        let s = Scratch::new(&who, "tools");
+        let src = s.mkdir("src");
+        let made = output(
+            command_as(&who, "sh")
+                .arg("-c")
+                .arg(
+                    "git init -q -b main . && echo served > file && git add file && \
+                     git -c user.name=t -c user.email=t@example.invalid commit -qm one && \
+                     git clone -q --bare . ../repos/demo.git",
+                )
+                .current_dir(&src),
+        );
+        assert!(made.status.success(), "{}", show(&made));
+        let index = s.mkdir("index");
+        let made = output(
+            command_as(&who, "python3")
+                .args(["-c", MAKE_WHEEL])
+                .current_dir(&index),
+        );
+        assert!(made.status.success(), "{}", show(&made));
+        let tls = Tls::start(&s.base, HOST2);
+        if who.switch {
+            chown_r(&s.base, &who);
+        }
+        let ca = s.base.join("ca.pem");
+        let ca = ca.to_str().unwrap();
+        let allow = [
+            "--allow-domain".to_string(),
+            "git.test".into(),
+            "--allow-domain".into(),
+            "pypi.test".into(),
+            "--resolve".into(),
+            format!("git.test:{HOST2}"),
+            "--resolve".into(),
+            format!("pypi.test:{HOST2}"),
+            "--resolve".into(),
+            format!("other.test:{HOST2}"),
+            "--allow-cidr".into(),
+            format!("{HOST2}/32"),
+        ];
+        let allow: Vec<&str> = allow.iter().map(String::as_str).collect();
+        let tag = &who.name;
+
+        // Control, outside the sandbox: the repository is served.
+        let out = output(
+            Command::new("git")
+                .env("GIT_SSL_CAINFO", ca)
+                .args(["-c", &format!("http.curloptResolve=git.test:443:{HOST2}")])
+                .args(["ls-remote", "https://git.test/git/demo.git"])
+                .env_remove("https_proxy")
+                .env_remove("HTTPS_PROXY"),
+        );
+        v.check(
+            "control: git ls-remote outside the sandbox",
+            stdout(&out).contains("refs/heads/main"),
+            show(&out),
+        );
+
+        let out = run(
+            &who,
+            &s.ws,
+            &allow,
+            &format!(
+                "GIT_SSL_CAINFO={ca} git clone -q https://git.test/git/demo.git demo && \
+                 cat demo/file"
+            ),
+        );
+        v.check(
+            &format!("{tag}: git clone over HTTPS through the proxy"),
+            stdout(&out) == "served\n",
+            show(&out),
+        );
+        let out = run(
+            &who,
+            &s.ws,
+            &allow,
+            &format!(
+                "export PIP_CERT={ca} REQUESTS_CA_BUNDLE={ca}; \
+                 python3 -m pip download -q --no-deps --disable-pip-version-check \
+                 --index-url https://pypi.test/simple/ -d wheels demo && ls wheels"
+            ),
+        );
+        v.check(
+            &format!("{tag}: pip download from an index over HTTPS through the proxy"),
+            stdout(&out).contains("demo-1.0-py3-none-any.whl"),
+            show(&out),
+        );
+        let before = tls.requests();
+        let out = run(
+            &who,
+            &s.ws,
+            &allow,
+            &format!("GIT_SSL_CAINFO={ca} git clone -q https://other.test/git/demo.git o"),
+        );
+        v.check(
+            &format!("{tag}: git clone from a name off the list is refused"),
+            !out.status.success() && tls.requests() == before,
+            show(&out),
+        );
+    }
+    v.finish();
+}
+
+/// The proxy lives in moat: when moat is killed mid-run, the sandbox goes
+/// with it, and with it every way out (fail closed). The server stops
+/// hearing from a loop that was reaching it, and nothing of the run is
+/// left.
+#[test]
+fn killing_moat_mid_run_ends_the_network() {
+    let Ok(l) = TcpListener::bind(("127.0.0.80", 80)) else {
+        eprintln!("skipped: the test server needs port 80; run as root");
+        return;
+    };
+    let hits = counting_http(l);
+    let who = user();
+    let s = Scratch::new(&who, "kill-proxy");
+    let marker = format!("moat-proxy-kill-{}", std::process::id());
+    let mut child = command_as(&who, moat())
+        .args(["run", "--tier", "unelevated", "--network", "allow"])
+        .args([
+            "--allow-domain",
+            "pkg.test",
+            "--resolve",
+            "pkg.test:127.0.0.80",
+        ])
+        .args(["--allow-cidr", "127.0.0.80/32", "--", "sh", "-c"])
+        .arg(format!(
+            "while :; do curl -s -m 2 http://pkg.test/ >/dev/null; sleep 0.05; done # {marker}"
+        ))
+        .current_dir(&s.ws)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut v = Verdicts::default();
+    let reached = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        hits.load(Ordering::SeqCst) >= 2
+    });
+    v.check(
+        "control: the loop reaches the server through the proxy",
+        reached,
+        "",
+    );
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let after_kill = hits.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    v.check(
+        "after kill -9 of moat the server hears nothing more",
+        hits.load(Ordering::SeqCst) == after_kill,
+        format!("{} more requests", hits.load(Ordering::SeqCst) - after_kill),
+    );
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .unwrap_or(false)
+        })
+        .count();
+    v.check(
+        "nothing of the run is left",
+        left == 0,
+        format!("{left} processes"),
     );
     v.finish();
 }
