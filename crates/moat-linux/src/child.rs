@@ -42,28 +42,33 @@ fn must<T>(report: RawFd, step: Step, index: u32, result: SysResult<T>) -> T {
     }
 }
 
-/// The first process inside the sandbox. Never returns.
-pub fn init_main(spec: &mut ChildSpec) -> ! {
-    let report = spec.report;
-    // Held here, moat's end would keep the lifeline from ever hanging up.
-    sys::fd::close_raw(spec.lifeline_parent);
+/// Asks for SIGKILL when moat (the parent) dies, then makes sure it has
+/// not died already: before the request took effect, its lifeline would
+/// have hung up. `index` tells the two places this runs apart.
+fn die_with_moat(spec: &ChildSpec, index: u32) {
     must(
-        report,
+        spec.report,
         Step::ParentDeathSignal,
-        0,
+        index,
         sys::process::set_parent_death_signal(libc::SIGKILL),
     );
-    // moat may have died before the line above took effect; then the pipe
-    // it holds open is closed.
     let revents = must(
-        report,
+        spec.report,
         Step::ParentGone,
-        0,
+        index,
         sys::fd::poll_one(spec.lifeline, libc::POLLIN, 0),
     );
     if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
         sys::clone::exit_now(SETUP_FAILED);
     }
+}
+
+/// The first process inside the sandbox. Never returns.
+pub fn init_main(spec: &mut ChildSpec) -> ! {
+    let report = spec.report;
+    // Held here, moat's end would keep the lifeline from ever hanging up.
+    sys::fd::close_raw(spec.lifeline_parent);
+    die_with_moat(spec, 0);
     if let Some((uid_map, gid_map)) = &spec.id_maps {
         must(
             report,
@@ -174,21 +179,7 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
             sys::fd::close_raw(spec.idmap);
         }
         // A change of credentials clears the parent-death signal.
-        must(
-            report,
-            Step::ParentDeathSignal,
-            1,
-            sys::process::set_parent_death_signal(libc::SIGKILL),
-        );
-        let revents = must(
-            report,
-            Step::ParentGone,
-            1,
-            sys::fd::poll_one(spec.lifeline, libc::POLLIN, 0),
-        );
-        if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-            sys::clone::exit_now(SETUP_FAILED);
-        }
+        die_with_moat(spec, 1);
     }
 
     if !spec.init {

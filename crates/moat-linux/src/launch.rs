@@ -301,35 +301,7 @@ fn enforcement(req: &SpawnRequest<'_>, plan: &moat_policy::env::EnvPlan) -> crat
             _ => format!("on: the host's network, as {account}"),
         },
     ));
-    let mut limits = Vec::new();
-    if let Some(t) = &policy.limits.timeout {
-        limits.push(format!("timeout {}s", t.value.as_secs()));
-    }
-    if let Some(p) = &policy.limits.processes {
-        limits.push(format!("{} processes for {account}", p.value));
-    }
-    if let Some(m) = &policy.limits.memory {
-        limits.push(format!(
-            "{} bytes of memory per process (no cgroup)",
-            m.value
-        ));
-    }
-    if let Some(f) = &policy.limits.file_size {
-        limits.push(format!("files up to {} bytes", f.value));
-    }
-    layers.push((
-        "resources",
-        if policy.limits.memory.is_some() {
-            LayerState::Partial
-        } else {
-            LayerState::Full
-        },
-        if limits.is_empty() {
-            "no limits set; the whole tree is killed when the run ends".to_string()
-        } else {
-            limits.join(", ")
-        },
-    ));
+    layers.push(crate::run::resources_layer(policy, Some(account)));
     crate::Enforcement {
         isolation: Isolation::Elevated,
         landlock_abi: abi,

@@ -365,6 +365,44 @@ fn rlimits(policy: &Policy) -> Vec<(libc::__rlimit_resource_t, u64)> {
     out
 }
 
+/// The resources layer's line; `account` names whose processes the
+/// process limit counts (the elevated tier's sandbox account).
+pub(crate) fn resources_layer(
+    policy: &Policy,
+    account: Option<&str>,
+) -> (&'static str, LayerState, String) {
+    let mut parts = Vec::new();
+    if let Some(t) = &policy.limits.timeout {
+        parts.push(format!("timeout {}s", t.value.as_secs()));
+    }
+    if let Some(p) = &policy.limits.processes {
+        match account {
+            Some(a) => parts.push(format!("{} processes for {}", p.value, a)),
+            None => parts.push(format!("{} processes", p.value)),
+        }
+    }
+    if let Some(m) = &policy.limits.memory {
+        parts.push(format!(
+            "{} bytes of memory per process (no cgroup)",
+            m.value
+        ));
+    }
+    if let Some(f) = &policy.limits.file_size {
+        parts.push(format!("files up to {} bytes", f.value));
+    }
+    let state = if policy.limits.memory.is_some() {
+        LayerState::Partial
+    } else {
+        LayerState::Full
+    };
+    let detail = if parts.is_empty() {
+        "no limits set; the whole tree is killed when the run ends".to_string()
+    } else {
+        parts.join(", ")
+    };
+    ("resources", state, detail)
+}
+
 fn removed(list: &[(String, Removal)]) -> Vec<(String, &'static str)> {
     list.iter().map(|(n, r)| (n.clone(), r.as_str())).collect()
 }
@@ -737,37 +775,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         },
     ));
     let limits = rlimits(policy);
-    layers.push((
-        "resources",
-        if policy.limits.memory.is_some() {
-            LayerState::Partial
-        } else {
-            LayerState::Full
-        },
-        {
-            let mut parts = Vec::new();
-            if let Some(t) = &policy.limits.timeout {
-                parts.push(format!("timeout {}s", t.value.as_secs()));
-            }
-            if let Some(p) = &policy.limits.processes {
-                parts.push(format!("{} processes", p.value));
-            }
-            if let Some(m) = &policy.limits.memory {
-                parts.push(format!(
-                    "{} bytes of memory per process (no cgroup)",
-                    m.value
-                ));
-            }
-            if let Some(f) = &policy.limits.file_size {
-                parts.push(format!("files up to {} bytes", f.value));
-            }
-            if parts.is_empty() {
-                "no limits set; the whole tree is killed when the run ends".to_string()
-            } else {
-                parts.join(", ")
-            }
-        },
-    ));
+    layers.push(resources_layer(policy, None));
 
     let proxy_sockets = if allow {
         crate::PROXY_PORTS.len() + crate::TRANSPARENT_PORTS.len() + dns.len()

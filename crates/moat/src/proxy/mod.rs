@@ -465,20 +465,7 @@ pub struct HttpRequest {
 /// Parses a proxy request head (up to and including the blank line).
 /// Never panics, whatever the bytes: public for the fuzz target.
 pub fn parse_http(head: &[u8]) -> Result<HttpRequest, &'static str> {
-    if head.len() > MAX_HEAD + 4 {
-        return Err("request head too large");
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err("the request head is incomplete"),
-        Err(_) => return Err("not an HTTP proxy request"),
-    }
-    let (method, uri) = match (req.method, req.path) {
-        (Some(m), Some(p)) => (m.to_string(), p.to_string()),
-        _ => return Err("not an HTTP proxy request"),
-    };
+    let (method, uri, headers) = parse_head(head, "not an HTTP proxy request")?;
     let (host, port, path) = target(&method, &uri)
         .ok_or("the proxy takes CONNECT host:port or an absolute http:// URI")?;
     if host.is_empty() {
@@ -489,12 +476,35 @@ pub fn parse_http(head: &[u8]) -> Result<HttpRequest, &'static str> {
         host,
         port,
         path,
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name.to_string(), h.value.to_vec()))
-            .collect(),
+        headers,
     })
+}
+
+/// The method, target and headers of a request head.
+type Head = (String, String, Vec<(String, Vec<u8>)>);
+
+fn parse_head(head: &[u8], not_http: &'static str) -> Result<Head, &'static str> {
+    if head.len() > MAX_HEAD + 4 {
+        return Err("request head too large");
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("the request head is incomplete"),
+        Err(_) => return Err(not_http),
+    }
+    match (req.method, req.path) {
+        (Some(m), Some(p)) => Ok((
+            m.to_string(),
+            p.to_string(),
+            req.headers
+                .iter()
+                .map(|h| (h.name.to_string(), h.value.to_vec()))
+                .collect(),
+        )),
+        _ => Err(not_http),
+    }
 }
 
 impl HttpRequest {
@@ -705,25 +715,14 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
 /// form, `Host` header), as transparent mode sees it. Never panics,
 /// whatever the bytes: public for the fuzz target.
 pub fn parse_origin(head: &[u8]) -> Result<HttpRequest, &'static str> {
-    if head.len() > MAX_HEAD + 4 {
-        return Err("request head too large");
+    let (method, path, headers) = parse_head(head, "not an HTTP request")?;
+    if !path.starts_with('/') {
+        return Err("not an origin-form HTTP request");
     }
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err("the request head is incomplete"),
-        Err(_) => return Err("not an HTTP request"),
-    }
-    let (method, path) = match (req.method, req.path) {
-        (Some(m), Some(p)) if p.starts_with('/') => (m.to_string(), p.to_string()),
-        _ => return Err("not an origin-form HTTP request"),
-    };
-    let host = req
-        .headers
+    let host = headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
         .ok_or("the request has no Host header")?;
     let (host, port, _) = target("GET", &format!("http://{}/", host.trim()))
         .ok_or("the Host header is not a host")?;
@@ -735,11 +734,7 @@ pub fn parse_origin(head: &[u8]) -> Result<HttpRequest, &'static str> {
         host,
         port,
         path,
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name.to_string(), h.value.to_vec()))
-            .collect(),
+        headers,
     })
 }
 
@@ -935,6 +930,34 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn captured_requests_are_named_by_their_host_header() {
+        let r = parse_origin(b"GET /simple/ HTTP/1.1\r\nHost: PyPI.org:8080\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("PyPI.org", 8080, "/simple/")
+        );
+        let r = parse_origin(b"GET / HTTP/1.1\r\nhost: [::1]\r\n\r\n").unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("::1", 80));
+        for (bad, why) in [
+            (
+                &b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"[..],
+                "the request has no Host header",
+            ),
+            (
+                b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                "not an origin-form HTTP request",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+                "the request names no host",
+            ),
+            (b"\x16\x03\x01\x00\x05hello", "not an HTTP request"),
+        ] {
+            assert_eq!(parse_origin(bad).err(), Some(why));
         }
     }
 
