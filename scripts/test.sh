@@ -36,6 +36,10 @@ if [ -x /usr/bin/rustc ]; then
     echo "test.sh: moat-policy builds with $(/usr/bin/rustc --version)"
 fi
 
+# The Windows backend: type-checked with Debian's Rust 1.63 for Linux and
+# for x86_64-pc-windows-gnu (its unit tests run below with the rest).
+bash scripts/windows-check.sh
+
 cargo build --workspace --bins
 cargo test --workspace -- --test-threads="${MOAT_TEST_THREADS:-4}"
 

@@ -1,0 +1,30 @@
+//! moat's Windows backend.
+//!
+//! The architecture is the Codex Windows sandbox's (see the README): an
+//! unelevated tier that runs commands under a write-restricted token with a
+//! capability SID per writable root, and an elevated tier that runs them as
+//! the sandbox accounts `MoatSandboxOffline`/`MoatSandboxOnline` behind
+//! per-account firewall rules.
+//!
+//! Everything that is not a Windows call lives in platform-neutral modules
+//! with unit tests that run on Linux: SIDs and SDDL, the ACL plan, command
+//! lines, the environment block, the firewall rules, the runner's pipe
+//! framing, the setup record and the errors people hit. The calls
+//! themselves are in `sys` (Windows only), which CI type-checks for
+//! `x86_64-pc-windows-gnu` with Rust 1.63 but cannot run.
+//!
+//! Code here must build with Rust 1.63 (no let-else, no `is_some_and`).
+
+pub mod acl_plan;
+pub mod cmdline;
+pub mod envblock;
+pub mod errors;
+pub mod firewall;
+pub mod framing;
+pub mod offline_env;
+pub mod record;
+pub mod sddl;
+pub mod sid;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub mod sys;

@@ -1,0 +1,170 @@
+//! The environment of a Windows run: what the unelevated tier can do about
+//! the network (only advise: programs are pointed at a dead proxy and told
+//! to stay offline, and the run says the network is not enforced), and the
+//! `safe.directory` entry git needs when the sandbox account runs git in a
+//! repository the person owns.
+
+use moat_policy::NetworkMode;
+
+/// How a run's network policy is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetEnforcement {
+    /// By the firewall (the elevated tier's accounts).
+    Enforced,
+    /// Only by the environment: a program that opens sockets itself gets
+    /// through. `moat doctor`, `--json` and stderr say so.
+    Advisory,
+    /// Nothing to enforce (network on).
+    Open,
+}
+
+impl NetEnforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetEnforcement::Enforced => "enforced",
+            NetEnforcement::Advisory => "advisory",
+            NetEnforcement::Open => "open",
+        }
+    }
+}
+
+/// How `mode` is enforced in the unelevated (`elevated == false`) or
+/// elevated tier.
+pub fn enforcement(mode: NetworkMode, elevated: bool) -> NetEnforcement {
+    match (mode, elevated) {
+        (NetworkMode::On, _) => NetEnforcement::Open,
+        (_, true) => NetEnforcement::Enforced,
+        (_, false) => NetEnforcement::Advisory,
+    }
+}
+
+/// Refuses a run whose policy requires an enforced network where only
+/// advice is possible, naming the fix.
+pub fn require_enforced(mode: NetworkMode, elevated: bool, required: bool) -> Result<(), String> {
+    if required && enforcement(mode, elevated) == NetEnforcement::Advisory {
+        return Err(format!(
+            "the policy requires the network to be enforced ({}), but the unelevated tier on \
+             Windows can only advise programs to stay offline: run `moat setup` once (as \
+             administrator) and use the elevated tier",
+            mode
+        ));
+    }
+    Ok(())
+}
+
+/// A port nothing listens on, so proxy-respecting programs fail at once.
+const DEAD_PROXY: &str = "http://127.0.0.1:9";
+
+/// The variables that keep proxy-respecting tools offline in the
+/// unelevated tier.
+pub fn advisory_offline() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "GIT_HTTP_PROXY",
+        "GIT_HTTPS_PROXY",
+    ] {
+        out.push((name.to_string(), DEAD_PROXY.to_string()));
+    }
+    for (name, value) in [
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+        ("GIT_SSH_COMMAND", "cmd /c exit 1"),
+        ("GIT_ALLOW_PROTOCOLS", "file"),
+        ("PIP_NO_INDEX", "1"),
+        ("NPM_CONFIG_OFFLINE", "true"),
+        ("CARGO_NET_OFFLINE", "true"),
+        ("MOAT_NETWORK", "advisory"),
+    ] {
+        out.push((name.to_string(), value.to_string()));
+    }
+    out
+}
+
+/// Adds `safe.directory = repo` through git's `GIT_CONFIG_COUNT` variables,
+/// after any entries already there: the sandbox account runs git in a
+/// repository the person owns, and git would refuse it ("dubious
+/// ownership"). The repository keeps its owner.
+pub fn add_safe_directory(vars: &mut Vec<(String, String)>, repo: &str) {
+    let find = |vars: &Vec<(String, String)>, name: &str| {
+        vars.iter().position(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    let count = find(vars, "GIT_CONFIG_COUNT")
+        .and_then(|i| vars[i].1.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let set =
+        |vars: &mut Vec<(String, String)>, name: String, value: String| match find(vars, &name) {
+            Some(i) => vars[i].1 = value,
+            None => vars.push((name, value)),
+        };
+    set(
+        vars,
+        format!("GIT_CONFIG_KEY_{}", count),
+        "safe.directory".into(),
+    );
+    set(
+        vars,
+        format!("GIT_CONFIG_VALUE_{}", count),
+        repo.replace('\\', "/"),
+    );
+    set(vars, "GIT_CONFIG_COUNT".into(), (count + 1).to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unelevated_network_is_advisory_and_says_so() {
+        assert_eq!(
+            enforcement(NetworkMode::Off, false),
+            NetEnforcement::Advisory
+        );
+        assert_eq!(
+            enforcement(NetworkMode::Allow, true),
+            NetEnforcement::Enforced
+        );
+        assert_eq!(enforcement(NetworkMode::On, false), NetEnforcement::Open);
+        let refused = require_enforced(NetworkMode::Off, false, true);
+        assert!(refused
+            .as_ref()
+            .err()
+            .map_or(false, |e| e.contains("moat setup")));
+        assert!(require_enforced(NetworkMode::Off, true, true).is_ok());
+        assert!(require_enforced(NetworkMode::Off, false, false).is_ok());
+        let env = advisory_offline();
+        assert!(env
+            .iter()
+            .any(|(n, v)| n == "HTTPS_PROXY" && v == DEAD_PROXY));
+        assert!(env
+            .iter()
+            .any(|(n, v)| n == "MOAT_NETWORK" && v == "advisory"));
+    }
+
+    #[test]
+    fn safe_directory_is_appended_to_existing_git_config() {
+        let mut vars = vec![
+            ("Git_Config_Count".to_string(), "1".to_string()),
+            ("GIT_CONFIG_KEY_0".to_string(), "core.editor".to_string()),
+            ("GIT_CONFIG_VALUE_0".to_string(), "true".to_string()),
+        ];
+        add_safe_directory(&mut vars, r"C:\src\repo");
+        let get = |n: &str| {
+            vars.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("GIT_CONFIG_COUNT").as_deref(), Some("2"));
+        assert_eq!(get("GIT_CONFIG_KEY_1").as_deref(), Some("safe.directory"));
+        assert_eq!(get("GIT_CONFIG_VALUE_1").as_deref(), Some("C:/src/repo"));
+        assert_eq!(get("GIT_CONFIG_KEY_0").as_deref(), Some("core.editor"));
+        let mut empty = Vec::new();
+        add_safe_directory(&mut empty, "D:/w");
+        assert_eq!(empty.len(), 3);
+    }
+}

@@ -1,0 +1,21 @@
+//! The Windows calls of the backend, one module per concern, each a few
+//! safe functions over the raw API (`windows-sys`). CI type-checks them for
+//! `x86_64-pc-windows-gnu` (scripts/windows-check.sh); they have not run on
+//! Windows.
+
+pub mod job;
+pub mod process;
+pub mod token;
+
+use std::io;
+
+/// The calling thread's last Win32 error, as an `io::Error` (whose raw OS
+/// error is the Win32 code, which `crate::errors` explains).
+pub fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// `text` as a NUL-terminated UTF-16 string.
+pub fn wide(text: &str) -> Vec<u16> {
+    text.encode_utf16().chain(std::iter::once(0)).collect()
+}

@@ -1,0 +1,228 @@
+//! The unelevated tier's token: the person's own token, write-restricted.
+//! Every write is checked a second time against the restricting SIDs
+//! alone (a capability SID per writable root, the logon SID, Everyone), so
+//! the command writes only where those SIDs were granted; reads are the
+//! person's. Its default DACL lets the command's own processes use the
+//! objects they create (pipes, mostly), which the restricted token would
+//! otherwise deny them.
+
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+
+use windows_sys::Win32::Foundation::{LocalFree, BOOL, HANDLE, HLOCAL};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
+use windows_sys::Win32::Security::{
+    CreateRestrictedToken, GetSecurityDescriptorDacl, GetTokenInformation, SetTokenInformation,
+    TokenDefaultDacl, TokenGroups, ACL, DISABLE_MAX_PRIVILEGE, LUA_TOKEN, PSECURITY_DESCRIPTOR,
+    PSID, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL,
+    TOKEN_DUPLICATE, TOKEN_GROUPS, TOKEN_QUERY, WRITE_RESTRICTED,
+};
+use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+use super::{last_error, wide};
+use crate::sid::Sid;
+
+fn raw(h: &OwnedHandle) -> HANDLE {
+    h.as_raw_handle() as HANDLE
+}
+
+/// A SID in the binary layout, in a buffer aligned for the structure.
+struct SidBuf(Vec<u32>);
+
+impl SidBuf {
+    fn new(sid: &Sid) -> SidBuf {
+        let bytes = sid.to_bytes();
+        let mut words = vec![0u32; (bytes.len() + 3) / 4];
+        for (i, b) in bytes.iter().enumerate() {
+            words[i / 4] |= (*b as u32) << (8 * (i % 4));
+        }
+        SidBuf(words)
+    }
+
+    fn psid(&self) -> PSID {
+        self.0.as_ptr() as PSID
+    }
+}
+
+/// The person's own token, for reading and restricting.
+fn own_token() -> io::Result<OwnedHandle> {
+    let mut h: HANDLE = std::ptr::null_mut();
+    // SAFETY: GetCurrentProcess returns a pseudo-handle; `h` is a live
+    // out-parameter.
+    let ok = unsafe {
+        OpenProcessToken(
+            GetCurrentProcess(),
+            TOKEN_DUPLICATE | TOKEN_QUERY | TOKEN_ASSIGN_PRIMARY | TOKEN_ADJUST_DEFAULT,
+            &mut h,
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    // SAFETY: `h` is a new handle nothing else owns.
+    Ok(unsafe { OwnedHandle::from_raw_handle(h as RawHandle) })
+}
+
+/// The logon SID of `token` (S-1-5-5-X-Y), copied out as bytes.
+fn logon_sid(token: &OwnedHandle) -> io::Result<Vec<u32>> {
+    let mut len = 0u32;
+    // SAFETY: a size query: null buffer of length 0, `len` receives the size.
+    unsafe { GetTokenInformation(raw(token), TokenGroups, std::ptr::null_mut(), 0, &mut len) };
+    if len == 0 {
+        return Err(last_error());
+    }
+    let mut buf = vec![0u64; (len as usize + 7) / 8];
+    // SAFETY: `buf` is live, aligned for TOKEN_GROUPS and at least `len`
+    // bytes long.
+    let ok = unsafe {
+        GetTokenInformation(
+            raw(token),
+            TokenGroups,
+            buf.as_mut_ptr() as *mut core::ffi::c_void,
+            len,
+            &mut len,
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    let groups = buf.as_ptr() as *const TOKEN_GROUPS;
+    // SAFETY: the kernel filled `buf` with a TOKEN_GROUPS whose Groups array
+    // has GroupCount entries inside the buffer; each SID it points to lives
+    // in the same buffer.
+    unsafe {
+        let count = (*groups).GroupCount as usize;
+        let first = (*groups).Groups.as_ptr();
+        for i in 0..count {
+            let g = &*first.add(i);
+            if g.Attributes & (SE_GROUP_LOGON_ID as u32) == SE_GROUP_LOGON_ID as u32 {
+                let sid = g.Sid as *const u8;
+                // A SID is 8 bytes plus 4 per sub-authority (count at byte 1).
+                let size = 8 + 4 * (*sid.add(1) as usize);
+                let bytes = std::slice::from_raw_parts(sid, size);
+                let mut words = vec![0u32; (size + 3) / 4];
+                for (j, b) in bytes.iter().enumerate() {
+                    words[j / 4] |= (*b as u32) << (8 * (j % 4));
+                }
+                return Ok(words);
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "the token has no logon SID",
+    ))
+}
+
+/// Applies `sddl`'s DACL as the default DACL of `token`.
+fn set_default_dacl(token: &OwnedHandle, sddl: &str) -> io::Result<()> {
+    let text = wide(sddl);
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd
+    // descriptor freed below.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    let result = (|| {
+        let mut present: BOOL = 0;
+        let mut defaulted: BOOL = 0;
+        let mut dacl: *mut ACL = std::ptr::null_mut();
+        // SAFETY: `sd` is a valid descriptor; the out-parameters are live.
+        if unsafe { GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted) } == 0 {
+            return Err(last_error());
+        }
+        let info = TOKEN_DEFAULT_DACL { DefaultDacl: dacl };
+        // SAFETY: `info` points into `sd`, alive until it is freed below.
+        let ok = unsafe {
+            SetTokenInformation(
+                raw(token),
+                TokenDefaultDacl,
+                &info as *const TOKEN_DEFAULT_DACL as *const core::ffi::c_void,
+                std::mem::size_of::<TOKEN_DEFAULT_DACL>() as u32,
+            )
+        };
+        if ok == 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    })();
+    // SAFETY: `sd` came from LocalAlloc inside the conversion above.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
+}
+
+/// The person's token, write-restricted to `capability_sids`, the logon
+/// SID and Everyone, with every privilege but SeChangeNotify removed.
+pub fn write_restricted(capability_sids: &[Sid]) -> io::Result<OwnedHandle> {
+    let own = own_token()?;
+    let logon = logon_sid(&own)?;
+    let everyone = SidBuf::new(&Sid::everyone());
+    let caps: Vec<SidBuf> = capability_sids.iter().map(SidBuf::new).collect();
+    let mut restrict: Vec<SID_AND_ATTRIBUTES> = caps
+        .iter()
+        .map(|c| SID_AND_ATTRIBUTES {
+            Sid: c.psid(),
+            Attributes: 0,
+        })
+        .collect();
+    restrict.push(SID_AND_ATTRIBUTES {
+        Sid: logon.as_ptr() as PSID,
+        Attributes: 0,
+    });
+    restrict.push(SID_AND_ATTRIBUTES {
+        Sid: everyone.psid(),
+        Attributes: 0,
+    });
+    let mut new: HANDLE = std::ptr::null_mut();
+    // SAFETY: every SID pointer in `restrict` points into a buffer (`caps`,
+    // `logon`, `everyone`) alive for the call; the counts match the arrays;
+    // `new` is a live out-parameter.
+    let ok = unsafe {
+        CreateRestrictedToken(
+            raw(&own),
+            DISABLE_MAX_PRIVILEGE | LUA_TOKEN | WRITE_RESTRICTED,
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+            restrict.len() as u32,
+            restrict.as_ptr(),
+            &mut new,
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    // SAFETY: `new` is a new handle nothing else owns.
+    let token = unsafe { OwnedHandle::from_raw_handle(new as RawHandle) };
+    let logon_text = sid_text(&logon);
+    let mut sddl = format!("D:(A;;GA;;;{})(A;;GA;;;SY)", logon_text);
+    for c in capability_sids {
+        sddl.push_str(&format!("(A;;GA;;;{})", c));
+    }
+    set_default_dacl(&token, &sddl)?;
+    Ok(token)
+}
+
+/// The string form of a SID held as words in the binary layout.
+fn sid_text(words: &[u32]) -> String {
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.to_le_bytes().to_vec())
+        .collect();
+    match Sid::from_bytes(&bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from("S-1-0-0"),
+    }
+}
