@@ -16,6 +16,8 @@
 //! Code here must build with Rust 1.63 (no let-else, no `is_some_and`).
 
 pub mod acl_plan;
+pub mod apply;
+pub mod audit;
 pub mod cmdline;
 pub mod envblock;
 pub mod errors;

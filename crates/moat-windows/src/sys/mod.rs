@@ -3,7 +3,9 @@
 //! `x86_64-pc-windows-gnu` (scripts/windows-check.sh); they have not run on
 //! Windows.
 
+pub mod acl;
 pub mod job;
+pub mod pipe;
 pub mod process;
 pub mod token;
 

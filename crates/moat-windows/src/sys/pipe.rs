@@ -1,0 +1,91 @@
+//! The named pipes between moat and its runner (the helper started as the
+//! sandbox account): created by moat with a DACL that admits only that
+//! account, refusing remote clients, one instance each, and checked after
+//! the connection for the process at the other end.
+
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+
+use windows_sys::Win32::Foundation::{LocalFree, HANDLE, HLOCAL, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, PIPE_REJECT_REMOTE_CLIENTS,
+    PIPE_TYPE_BYTE, PIPE_WAIT,
+};
+
+use super::{last_error, wide};
+use crate::sddl;
+use crate::sid::Sid;
+
+/// ERROR_PIPE_CONNECTED: the client connected before ConnectNamedPipe.
+const PIPE_CONNECTED: i32 = 535;
+
+/// A new pipe `\\.\pipe\<name>` only `client` may open.
+pub fn create(name: &str, client: &Sid) -> io::Result<OwnedHandle> {
+    let sddl_text = wide(&sddl::pipe_dacl(client));
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: the string is NUL-terminated; `sd` receives a LocalAlloc'd
+    // descriptor freed below.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            sddl_text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    let attrs = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd,
+        bInheritHandle: 0,
+    };
+    let path = wide(&format!(r"\\.\pipe\{}", name));
+    // SAFETY: `path` is NUL-terminated and `attrs` (with the descriptor it
+    // points to) is live for the call.
+    let raw = unsafe {
+        CreateNamedPipeW(
+            path.as_ptr(),
+            PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            64 * 1024,
+            64 * 1024,
+            0,
+            &attrs,
+        )
+    };
+    // SAFETY: `sd` came from the conversion's LocalAlloc; the pipe keeps
+    // its own copy of the security.
+    unsafe { LocalFree(sd as HLOCAL) };
+    if raw == INVALID_HANDLE_VALUE {
+        return Err(last_error());
+    }
+    // SAFETY: `raw` is a new handle nothing else owns.
+    Ok(unsafe { OwnedHandle::from_raw_handle(raw as RawHandle) })
+}
+
+/// Waits for the client and returns its process id, which the caller
+/// compares with the runner it started.
+pub fn accept(pipe: &OwnedHandle) -> io::Result<u32> {
+    let h = pipe.as_raw_handle() as HANDLE;
+    // SAFETY: a live pipe handle; no overlapped I/O.
+    if unsafe { ConnectNamedPipe(h, std::ptr::null_mut()) } == 0 {
+        let e = last_error();
+        if e.raw_os_error() != Some(PIPE_CONNECTED) {
+            return Err(e);
+        }
+    }
+    let mut pid = 0u32;
+    // SAFETY: a live, connected pipe handle; `pid` is a live out-parameter.
+    if unsafe { GetNamedPipeClientProcessId(h, &mut pid) } == 0 {
+        return Err(last_error());
+    }
+    Ok(pid)
+}
