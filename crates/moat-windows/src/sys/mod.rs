@@ -3,7 +3,11 @@
 //! `x86_64-pc-windows-gnu` (scripts/windows-check.sh); they have not run on
 //! Windows.
 
+pub mod accounts;
 pub mod acl;
+pub mod conpty;
+pub mod desktop;
+pub mod dpapi;
 pub mod job;
 pub mod pipe;
 pub mod process;

@@ -1,0 +1,191 @@
+//! The sandbox accounts and their group (elevated setup): create, set a
+//! password that never expires, add to the group, hide from the sign-in
+//! screen, delete. Each call is one NetAPI or registry call; what to call
+//! and in which order is decided by `crate::setup_plan`.
+
+use std::io;
+
+use windows_sys::Win32::NetworkManagement::NetManagement::{
+    NERR_Success, NetLocalGroupAdd, NetLocalGroupAddMembers, NetLocalGroupDel, NetUserAdd,
+    NetUserDel, NetUserSetInfo, LOCALGROUP_INFO_1, LOCALGROUP_MEMBERS_INFO_3,
+    UF_DONT_EXPIRE_PASSWD, UF_PASSWD_CANT_CHANGE, UF_SCRIPT, USER_INFO_1, USER_INFO_1003,
+    USER_INFO_1008, USER_PRIV_USER,
+};
+use windows_sys::Win32::System::Registry::{
+    RegCloseKey, RegCreateKeyExW, RegDeleteValueW, RegSetValueExW, HKEY, HKEY_LOCAL_MACHINE,
+    KEY_SET_VALUE, REG_DWORD, REG_OPTION_NON_VOLATILE,
+};
+
+use super::wide;
+
+/// NERR codes and Win32 errors alike come back as numbers.
+fn net(code: u32) -> io::Result<()> {
+    if code == NERR_Success {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(code as i32))
+    }
+}
+
+/// A local account: a normal user, password never expires and cannot be
+/// changed by the account, with `comment` marking it as moat's.
+pub fn create_user(name: &str, password: &str, comment: &str) -> io::Result<()> {
+    let mut n = wide(name);
+    let mut p = wide(password);
+    let mut c = wide(comment);
+    let info = USER_INFO_1 {
+        usri1_name: n.as_mut_ptr(),
+        usri1_password: p.as_mut_ptr(),
+        usri1_password_age: 0,
+        usri1_priv: USER_PRIV_USER,
+        usri1_home_dir: std::ptr::null_mut(),
+        usri1_comment: c.as_mut_ptr(),
+        usri1_flags: UF_SCRIPT | UF_DONT_EXPIRE_PASSWD | UF_PASSWD_CANT_CHANGE,
+        usri1_script_path: std::ptr::null_mut(),
+    };
+    let mut bad = 0u32;
+    // SAFETY: `info` and the strings it points to are live for the call.
+    net(unsafe {
+        NetUserAdd(
+            std::ptr::null(),
+            1,
+            &info as *const USER_INFO_1 as *const u8,
+            &mut bad,
+        )
+    })
+}
+
+/// Sets a new password (lockout and expiry recovery).
+pub fn set_password(name: &str, password: &str) -> io::Result<()> {
+    let n = wide(name);
+    let mut p = wide(password);
+    let info = USER_INFO_1003 {
+        usri1003_password: p.as_mut_ptr(),
+    };
+    let mut bad = 0u32;
+    // SAFETY: `info` and the strings are live for the call.
+    net(unsafe {
+        NetUserSetInfo(
+            std::ptr::null(),
+            n.as_ptr(),
+            1003,
+            &info as *const USER_INFO_1003 as *const u8,
+            &mut bad,
+        )
+    })
+}
+
+/// Clears lockout and disabling, keeps "never expires".
+pub fn enable(name: &str) -> io::Result<()> {
+    let n = wide(name);
+    let info = USER_INFO_1008 {
+        usri1008_flags: UF_SCRIPT | UF_DONT_EXPIRE_PASSWD | UF_PASSWD_CANT_CHANGE,
+    };
+    let mut bad = 0u32;
+    // SAFETY: `info` and the string are live for the call.
+    net(unsafe {
+        NetUserSetInfo(
+            std::ptr::null(),
+            n.as_ptr(),
+            1008,
+            &info as *const USER_INFO_1008 as *const u8,
+            &mut bad,
+        )
+    })
+}
+
+pub fn delete_user(name: &str) -> io::Result<()> {
+    let n = wide(name);
+    // SAFETY: the string is live for the call.
+    net(unsafe { NetUserDel(std::ptr::null(), n.as_ptr()) })
+}
+
+pub fn create_group(name: &str, comment: &str) -> io::Result<()> {
+    let mut n = wide(name);
+    let mut c = wide(comment);
+    let info = LOCALGROUP_INFO_1 {
+        lgrpi1_name: n.as_mut_ptr(),
+        lgrpi1_comment: c.as_mut_ptr(),
+    };
+    let mut bad = 0u32;
+    // SAFETY: `info` and the strings are live for the call.
+    net(unsafe {
+        NetLocalGroupAdd(
+            std::ptr::null(),
+            1,
+            &info as *const LOCALGROUP_INFO_1 as *const u8,
+            &mut bad,
+        )
+    })
+}
+
+pub fn add_to_group(group: &str, account: &str) -> io::Result<()> {
+    let g = wide(group);
+    let mut a = wide(account);
+    let member = LOCALGROUP_MEMBERS_INFO_3 {
+        lgrmi3_domainandname: a.as_mut_ptr(),
+    };
+    // SAFETY: `member` and the strings are live for the call.
+    net(unsafe {
+        NetLocalGroupAddMembers(
+            std::ptr::null(),
+            g.as_ptr(),
+            3,
+            &member as *const LOCALGROUP_MEMBERS_INFO_3 as *const u8,
+            1,
+        )
+    })
+}
+
+pub fn delete_group(name: &str) -> io::Result<()> {
+    let n = wide(name);
+    // SAFETY: the string is live for the call.
+    net(unsafe { NetLocalGroupDel(std::ptr::null(), n.as_ptr()) })
+}
+
+const USER_LIST: &str =
+    r"SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon\SpecialAccounts\UserList";
+
+fn user_list() -> io::Result<HKEY> {
+    let path = wide(USER_LIST);
+    let mut key: HKEY = std::ptr::null_mut();
+    // SAFETY: `path` is NUL-terminated; `key` is a live out-parameter.
+    let code = unsafe {
+        RegCreateKeyExW(
+            HKEY_LOCAL_MACHINE,
+            path.as_ptr(),
+            0,
+            std::ptr::null(),
+            REG_OPTION_NON_VOLATILE,
+            KEY_SET_VALUE,
+            std::ptr::null(),
+            &mut key,
+            std::ptr::null_mut(),
+        )
+    };
+    net(code)?;
+    Ok(key)
+}
+
+/// Hides `name` from the sign-in screen (a DWORD 0 under UserList), or
+/// shows it again.
+pub fn set_hidden(name: &str, hidden: bool) -> io::Result<()> {
+    let key = user_list()?;
+    let value = wide(name);
+    let zero = 0u32.to_le_bytes();
+    // SAFETY: `key` is open; `value` is NUL-terminated; `zero` is live.
+    let code = unsafe {
+        if hidden {
+            RegSetValueExW(key, value.as_ptr(), 0, REG_DWORD, zero.as_ptr(), 4)
+        } else {
+            RegDeleteValueW(key, value.as_ptr())
+        }
+    };
+    // SAFETY: `key` was opened above.
+    unsafe { RegCloseKey(key) };
+    // Showing an account that was not hidden is not an error.
+    if !hidden && code == 2 {
+        return Ok(());
+    }
+    net(code)
+}
