@@ -8,7 +8,7 @@ pub fn explain(code: u32) -> Option<&'static str> {
     Some(match code {
         5 => "access denied: the path or object is not yours to change (moat never changes ACLs of files it did not create a grant for)",
         740 => "this step needs an administrator: run `moat setup` from an elevated prompt, or accept the UAC prompt it shows",
-        1168 => "the sandbox account's profile is broken (its ProfileList entry points nowhere): run `moat setup --remove` and then `moat setup` to recreate the account",
+        1168 => "the sandbox account's profile is broken (its ProfileList entry points nowhere): run `moat setup`, which removes and recreates the profile",
         1223 => "the administrator prompt (UAC) was declined: `moat setup` needs it once; until then moat runs in the unelevated tier",
         1326 => "the sandbox account's stored password no longer works (changed or reset by someone else): run `moat setup` to set a new one",
         1327 => "an account restriction stops the sandbox account from logging on (logon hours, workstations): clear it for the moat accounts",

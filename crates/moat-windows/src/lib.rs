@@ -26,6 +26,7 @@ pub mod framing;
 pub mod offline_env;
 pub mod record;
 pub mod sddl;
+pub mod setup_plan;
 pub mod sid;
 #[cfg(windows)]
 #[allow(unsafe_code)]
