@@ -8,7 +8,7 @@
 //! when it refuses, its reason as text (followed on 3 by
 //! `Failed { step: Launcher }`).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -163,25 +163,41 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
             StdioSpec::Fd(fd) => *fd,
         })
         .collect();
-    let forked = sys::clone::fork_with(libc::CLONE_PIDFD as libc::c_ulong)
-        .map_err(sys_err("starting the launcher"))?;
-    let (pid, pidfd) = match forked {
-        sys::clone::Forked::Child => exec_launcher(
-            &path,
-            &argv,
-            &envp,
-            &stdio,
-            control_child.as_raw_fd(),
-            channel_child.as_raw_fd(),
-        ),
-        sys::clone::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    // Every source moves above the targets first (close-on-exec), so that
+    // placing one cannot overwrite another, and nothing else is inherited.
+    let sources = [
+        stdio[0],
+        stdio[1],
+        stdio[2],
+        control_child.as_raw_fd(),
+        channel_child.as_raw_fd(),
+    ];
+    let mut high = Vec::new();
+    let mut spawned = Ok((0, None));
+    for fd in sources {
+        match sys::fd::dup_above(fd, 100) {
+            Ok(h) => high.push(h),
+            Err(e) => spawned = Err(e),
+        }
+    }
+    if spawned.is_ok() {
+        spawned = sys::clone::spawn_program(&path, argv.ptrs(), envp.ptrs(), &high)
+            .map(|(pid, fd)| (pid, Some(fd)));
+    }
+    for h in high {
+        sys::fd::close_raw(h);
+    }
+    let (pid, pidfd) = match spawned.map_err(sys_err("starting the launcher"))? {
+        (pid, Some(fd)) => (pid, fd),
+        (_, None) => {
+            return Err(Error::Sys {
+                what: "starting the launcher",
+                errno: Errno(libc::ENOSYS),
+            })
+        }
     };
     drop(control_child);
     drop(channel_child);
-    let pidfd = pidfd.ok_or(Error::Sys {
-        what: "starting the launcher",
-        errno: Errno(libc::ENOSYS),
-    })?;
     // The launcher reads the whole request before it writes anything, so
     // this cannot deadlock; a launcher that died early shows as EPIPE,
     // and its reason (if any) comes below.
@@ -191,37 +207,6 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
     let mut child = Child::launched(pid, pidfd, control, timeout, enforcement(req, &plan))?;
     child.await_launch(channel, req)?;
     Ok(child)
-}
-
-/// In the forked child: arranges the descriptors and execs the launcher.
-/// Fork-safe. Never returns.
-fn exec_launcher(
-    path: &CString,
-    argv: &CVec,
-    envp: &CVec,
-    stdio: &[i32],
-    control: i32,
-    channel: i32,
-) -> ! {
-    // Every source moves above the targets first, so that placing one
-    // cannot overwrite another.
-    let high = |fd: i32| sys::fd::dup_above(fd, 100).unwrap_or(-1);
-    let sources = [
-        high(stdio[0]),
-        high(stdio[1]),
-        high(stdio[2]),
-        high(control),
-        high(channel),
-    ];
-    if sources.iter().all(|fd| *fd >= 0)
-        && sources
-            .iter()
-            .enumerate()
-            .all(|(target, fd)| sys::fd::dup_to(*fd, target as i32).is_ok())
-    {
-        let _ = sys::process::exec(path, argv.ptrs(), envp.ptrs());
-    }
-    sys::clone::exit_now(crate::child::SETUP_FAILED)
 }
 
 /// What the elevated run enforces, as moat reports it.
