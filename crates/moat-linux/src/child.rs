@@ -42,6 +42,13 @@ fn must<T>(report: RawFd, step: Step, index: u32, result: SysResult<T>) -> T {
     }
 }
 
+/// Sends the socket `made` to moat on `sock` and closes init's copy.
+fn pass_socket(report: RawFd, sock: RawFd, index: u32, made: SysResult<RawFd>) {
+    let fd = must(report, Step::Proxy, index, made);
+    must(report, Step::Proxy, index, sys::fd::send_fd(sock, fd));
+    sys::fd::close_raw(fd);
+}
+
 /// Asks for SIGKILL when moat (the parent) dies, then makes sure it has
 /// not died already: before the request took effect, its lifeline would
 /// have hung up. `index` tells the two places this runs apart.
@@ -100,19 +107,7 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
 
     if let Some(sock) = spec.proxy {
         for (i, port) in crate::PROXY_PORTS.iter().enumerate() {
-            let listener = must(
-                report,
-                Step::Proxy,
-                i as u32,
-                sys::net::listen_loopback(*port),
-            );
-            must(
-                report,
-                Step::Proxy,
-                i as u32,
-                sys::fd::send_fd(sock, listener),
-            );
-            sys::fd::close_raw(listener);
+            pass_socket(report, sock, i as u32, sys::net::listen_loopback(*port));
         }
         // Transparent mode: every address is local, so a program that
         // ignores the proxy variables reaches moat's listeners on ports
@@ -120,34 +115,15 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
         // other port is refused at once.
         must(report, Step::Proxy, 10, sys::net::route_everything_local());
         for (i, port) in crate::TRANSPARENT_PORTS.iter().enumerate() {
-            let listener = must(
-                report,
-                Step::Proxy,
-                20 + i as u32,
-                sys::net::listen_any(*port),
-            );
-            must(
-                report,
-                Step::Proxy,
-                20 + i as u32,
-                sys::fd::send_fd(sock, listener),
-            );
-            sys::fd::close_raw(listener);
+            pass_socket(report, sock, 20 + i as u32, sys::net::listen_any(*port));
         }
         for (i, ip) in spec.dns.iter().enumerate() {
-            let socket = must(
+            pass_socket(
                 report,
-                Step::Proxy,
+                sock,
                 30 + i as u32,
                 sys::net::bind_udp(*ip, crate::DNS_PORT),
             );
-            must(
-                report,
-                Step::Proxy,
-                30 + i as u32,
-                sys::fd::send_fd(sock, socket),
-            );
-            sys::fd::close_raw(socket);
         }
         sys::fd::close_raw(sock);
     }

@@ -253,13 +253,7 @@ fn enforcement(req: &SpawnRequest<'_>, plan: &moat_policy::env::EnvPlan) -> crat
         ),
         (
             "landlock",
-            if abi >= 6 {
-                LayerState::Full
-            } else if abi > 0 {
-                LayerState::Partial
-            } else {
-                LayerState::Off
-            },
+            crate::run::landlock_state(abi),
             format!("ABI {abi}"),
         ),
         (

@@ -365,6 +365,18 @@ fn rlimits(policy: &Policy) -> Vec<(libc::__rlimit_resource_t, u64)> {
     out
 }
 
+/// How well Landlock at `abi` enforces the filesystem policy: ABI 6
+/// brings the signal and abstract-socket scopes.
+pub(crate) fn landlock_state(abi: i32) -> LayerState {
+    if abi >= 6 {
+        LayerState::Full
+    } else if abi > 0 {
+        LayerState::Partial
+    } else {
+        LayerState::Off
+    }
+}
+
 /// The resources layer's line; `account` names whose processes the
 /// process limit counts (the elevated tier's sandbox account).
 pub(crate) fn resources_layer(
@@ -729,17 +741,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     } else {
         ("mounts", LayerState::Off, "no mount namespace".to_string())
     });
-    layers.push((
-        "landlock",
-        if abi >= 6 {
-            LayerState::Full
-        } else if abi > 0 {
-            LayerState::Partial
-        } else {
-            LayerState::Off
-        },
-        landlock_detail,
-    ));
+    layers.push(("landlock", landlock_state(abi), landlock_detail));
     layers.push((
         "seccomp",
         LayerState::Full,
