@@ -25,6 +25,7 @@ pub mod firewall;
 pub mod framing;
 pub mod offline_env;
 pub mod record;
+pub mod runner;
 pub mod sddl;
 pub mod setup_plan;
 pub mod sid;
