@@ -229,7 +229,10 @@ pub fn check(
     }
     // The command starts there as the sandbox account, after the mounts;
     // like the unelevated tier, any directory the caller can reach will do.
-    reachable_dir(&req.cwd)?;
+    // The workspace's own walk above has checked it already.
+    if req.cwd != req.workspace {
+        reachable_dir(&req.cwd)?;
+    }
     let cwd = PathBuf::from(show(&req.cwd));
     Ok(Checked {
         workspace,

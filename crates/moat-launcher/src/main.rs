@@ -86,7 +86,7 @@ fn launch(control: &OwnedFd, channel: &OwnedFd) -> Result<i32, String> {
         Account::Offline => accounts::OFFLINE,
         Account::Online => accounts::ONLINE,
     };
-    let account = accounts::user(account_name)
+    let account = accounts::user_in(&passwd, account_name)
         .filter(accounts::is_ours)
         .ok_or_else(|| {
             format!("the sandbox account {account_name} is missing\nhint: sudo moat setup")

@@ -204,7 +204,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
     let _ = sys::fd::write_all(control.as_raw_fd(), &request);
     let _ = sys::fd::shutdown_write(control.as_raw_fd());
     let timeout = req.policy.limits.timeout.as_ref().map(|t| t.value);
-    let mut child = Child::launched(pid, pidfd, control, timeout, enforcement(req, &plan))?;
+    let mut child = Child::launched(pid, pidfd, control, timeout, enforcement(req, &plan));
     child.await_launch(channel, req)?;
     Ok(child)
 }

@@ -213,7 +213,9 @@ pub struct Child {
     pidfd: OwnedFd,
     report: OwnedFd,
     // Held open so the child can tell moat is alive; dropped at the end.
-    _lifeline: OwnedFd,
+    // None for the elevated tier, whose launcher dies with moat on its own
+    // (parent-death signal), and the sandbox with it.
+    _lifeline: Option<OwnedFd>,
     pty_master: Option<OwnedFd>,
     proxy_listeners: Vec<OwnedFd>,
     isolation: Isolation,
@@ -898,7 +900,7 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
         pid,
         pidfd,
         report: p.report_read,
-        _lifeline: p.lifeline_write,
+        _lifeline: Some(p.lifeline_write),
         pty_master: None,
         proxy_listeners: Vec::new(),
         isolation,
@@ -992,15 +994,12 @@ impl Child {
         control: OwnedFd,
         timeout: Option<Duration>,
         enforcement: Enforcement,
-    ) -> Result<Child, Error> {
-        // Nothing here needs the lifeline: the launcher dies with moat on
-        // its own (parent-death signal), and the sandbox with it.
-        let (_, lifeline) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
-        Ok(Child {
+    ) -> Child {
+        Child {
             pid,
             pidfd,
             report: control,
-            _lifeline: lifeline,
+            _lifeline: None,
             pty_master: None,
             proxy_listeners: Vec::new(),
             isolation: Isolation::Elevated,
@@ -1013,7 +1012,7 @@ impl Child {
             reaped: false,
             reader: Reader::new(),
             launch_channel: None,
-        })
+        }
     }
 
     /// Waits for the launcher to start the command, then takes the

@@ -49,19 +49,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in wire order.
+    pub const ALL: [Kind; 8] = [
+        Kind::Spawn,
+        Kind::Stdin,
+        Kind::Stdout,
+        Kind::Stderr,
+        Kind::CloseStdin,
+        Kind::Terminate,
+        Kind::Exit,
+        Kind::Error,
+    ];
+
     /// The kind with this wire value, if any.
     pub fn from_u8(byte: u8) -> Option<Kind> {
-        match byte {
-            1 => Some(Kind::Spawn),
-            2 => Some(Kind::Stdin),
-            3 => Some(Kind::Stdout),
-            4 => Some(Kind::Stderr),
-            5 => Some(Kind::CloseStdin),
-            6 => Some(Kind::Terminate),
-            7 => Some(Kind::Exit),
-            8 => Some(Kind::Error),
-            _ => None,
-        }
+        Kind::ALL.iter().copied().find(|k| *k as u8 == byte)
     }
 }
 
@@ -502,17 +504,6 @@ mod tests {
 
     use super::*;
 
-    const ALL_KINDS: [Kind; 8] = [
-        Kind::Spawn,
-        Kind::Stdin,
-        Kind::Stdout,
-        Kind::Stderr,
-        Kind::CloseStdin,
-        Kind::Terminate,
-        Kind::Exit,
-        Kind::Error,
-    ];
-
     fn drain(decoder: &mut Decoder) -> Vec<Frame> {
         let mut frames = Vec::new();
         while let Some(frame) = decoder.next().unwrap() {
@@ -567,7 +558,7 @@ mod tests {
 
     #[test]
     fn kinds() {
-        for kind in ALL_KINDS {
+        for kind in Kind::ALL {
             assert_eq!(Kind::from_u8(kind as u8), Some(kind));
         }
         assert_eq!(Kind::from_u8(0), None);

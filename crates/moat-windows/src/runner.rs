@@ -1050,16 +1050,7 @@ mod tests {
     fn session_survives_noise() {
         // No frame sequence may panic the session, and once it exits it
         // stays silent; an Exit action is always last.
-        let kinds = [
-            Kind::Spawn,
-            Kind::Stdin,
-            Kind::Stdout,
-            Kind::Stderr,
-            Kind::CloseStdin,
-            Kind::Terminate,
-            Kind::Exit,
-            Kind::Error,
-        ];
+        let kinds = Kind::ALL;
         let valid = request().encode();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..2_000 {

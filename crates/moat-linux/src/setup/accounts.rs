@@ -30,17 +30,28 @@ pub struct Group {
     pub members: Vec<String>,
 }
 
-fn lines(path: &str) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+fn fields(text: &str) -> Vec<Vec<String>> {
+    text.lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split(':').map(str::to_string).collect())
         .collect()
 }
 
+fn lines(path: &str) -> Vec<Vec<String>> {
+    fields(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
 pub fn user(name: &str) -> Option<User> {
-    lines("/etc/passwd").into_iter().find_map(|f| {
+    user_in(
+        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+        name,
+    )
+}
+
+/// The account `name` in `etc_passwd` (the file's text, for a caller
+/// that has read it already).
+pub fn user_in(etc_passwd: &str, name: &str) -> Option<User> {
+    fields(etc_passwd).into_iter().find_map(|f| {
         (f.len() >= 7 && f[0] == name).then(|| User {
             name: f[0].clone(),
             uid: f[2].parse().unwrap_or(u32::MAX),

@@ -82,11 +82,7 @@ fn write(path: &[u16], dacl: *const ACL) -> io::Result<()> {
 pub fn add(path: &str, ace: &Ace) -> io::Result<()> {
     let name = wide(path);
     let current = read(&name)?;
-    let sid = ace.sid.to_bytes();
-    let mut sid_words = vec![0u32; (sid.len() + 3) / 4];
-    for (i, b) in sid.iter().enumerate() {
-        sid_words[i / 4] |= (*b as u32) << (8 * (i % 4));
-    }
+    let sid = super::SidBuf::new(&ace.sid);
     let entry = EXPLICIT_ACCESS_W {
         grfAccessPermissions: ace.mask,
         grfAccessMode: match ace.kind {
@@ -100,7 +96,7 @@ pub fn add(path: &str, ace: &Ace) -> io::Result<()> {
             TrusteeForm: TRUSTEE_IS_SID,
             TrusteeType: TRUSTEE_IS_UNKNOWN,
             // With TRUSTEE_IS_SID the name field carries the SID.
-            ptstrName: sid_words.as_mut_ptr() as *mut u16,
+            ptstrName: sid.psid() as *mut u16,
         },
     };
     let mut merged: *mut ACL = std::ptr::null_mut();

@@ -25,3 +25,23 @@ pub fn last_error() -> io::Error {
 pub fn wide(text: &str) -> Vec<u16> {
     text.encode_utf16().chain(std::iter::once(0)).collect()
 }
+
+/// A SID in the binary layout, in a buffer aligned for the structure
+/// (Windows reads its sub-authorities as 32-bit words).
+#[derive(Debug)]
+pub struct SidBuf(Vec<u32>);
+
+impl SidBuf {
+    pub fn new(sid: &crate::sid::Sid) -> SidBuf {
+        let bytes = sid.to_bytes();
+        let mut words = vec![0u32; (bytes.len() + 3) / 4];
+        for (i, b) in bytes.iter().enumerate() {
+            words[i / 4] |= (*b as u32) << (8 * (i % 4));
+        }
+        SidBuf(words)
+    }
+
+    pub fn psid(&self) -> windows_sys::Win32::Security::PSID {
+        self.0.as_ptr() as windows_sys::Win32::Security::PSID
+    }
+}

@@ -16,35 +16,17 @@ use windows_sys::Win32::Security::Authorization::{
 use windows_sys::Win32::Security::{
     CreateRestrictedToken, GetSecurityDescriptorDacl, GetTokenInformation, SetTokenInformation,
     TokenDefaultDacl, TokenGroups, ACL, DISABLE_MAX_PRIVILEGE, LUA_TOKEN, PSECURITY_DESCRIPTOR,
-    PSID, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL,
+    SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL,
     TOKEN_DUPLICATE, TOKEN_GROUPS, TOKEN_QUERY, WRITE_RESTRICTED,
 };
 use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{last_error, wide};
+use super::{last_error, wide, SidBuf};
 use crate::sid::Sid;
 
 fn raw(h: &OwnedHandle) -> HANDLE {
     h.as_raw_handle() as HANDLE
-}
-
-/// A SID in the binary layout, in a buffer aligned for the structure.
-struct SidBuf(Vec<u32>);
-
-impl SidBuf {
-    fn new(sid: &Sid) -> SidBuf {
-        let bytes = sid.to_bytes();
-        let mut words = vec![0u32; (bytes.len() + 3) / 4];
-        for (i, b) in bytes.iter().enumerate() {
-            words[i / 4] |= (*b as u32) << (8 * (i % 4));
-        }
-        SidBuf(words)
-    }
-
-    fn psid(&self) -> PSID {
-        self.0.as_ptr() as PSID
-    }
 }
 
 /// The person's own token, for reading and restricting.
@@ -66,8 +48,8 @@ fn own_token() -> io::Result<OwnedHandle> {
     Ok(unsafe { OwnedHandle::from_raw_handle(h as RawHandle) })
 }
 
-/// The logon SID of `token` (S-1-5-5-X-Y), copied out as bytes.
-fn logon_sid(token: &OwnedHandle) -> io::Result<Vec<u32>> {
+/// The logon SID of `token` (S-1-5-5-X-Y).
+fn logon_sid(token: &OwnedHandle) -> io::Result<Sid> {
     let mut len = 0u32;
     // SAFETY: a size query: null buffer of length 0, `len` receives the size.
     unsafe { GetTokenInformation(raw(token), TokenGroups, std::ptr::null_mut(), 0, &mut len) };
@@ -103,11 +85,8 @@ fn logon_sid(token: &OwnedHandle) -> io::Result<Vec<u32>> {
                 // A SID is 8 bytes plus 4 per sub-authority (count at byte 1).
                 let size = 8 + 4 * (*sid.add(1) as usize);
                 let bytes = std::slice::from_raw_parts(sid, size);
-                let mut words = vec![0u32; (size + 3) / 4];
-                for (j, b) in bytes.iter().enumerate() {
-                    words[j / 4] |= (*b as u32) << (8 * (j % 4));
-                }
-                return Ok(words);
+                return Sid::from_bytes(bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
             }
         }
     }
@@ -166,7 +145,8 @@ fn set_default_dacl(token: &OwnedHandle, sddl: &str) -> io::Result<()> {
 /// SID and Everyone, with every privilege but SeChangeNotify removed.
 pub fn write_restricted(capability_sids: &[Sid]) -> io::Result<OwnedHandle> {
     let own = own_token()?;
-    let logon = logon_sid(&own)?;
+    let logon_sid = logon_sid(&own)?;
+    let logon = SidBuf::new(&logon_sid);
     let everyone = SidBuf::new(&Sid::everyone());
     let caps: Vec<SidBuf> = capability_sids.iter().map(SidBuf::new).collect();
     let mut restrict: Vec<SID_AND_ATTRIBUTES> = caps
@@ -177,7 +157,7 @@ pub fn write_restricted(capability_sids: &[Sid]) -> io::Result<OwnedHandle> {
         })
         .collect();
     restrict.push(SID_AND_ATTRIBUTES {
-        Sid: logon.as_ptr() as PSID,
+        Sid: logon.psid(),
         Attributes: 0,
     });
     restrict.push(SID_AND_ATTRIBUTES {
@@ -206,23 +186,10 @@ pub fn write_restricted(capability_sids: &[Sid]) -> io::Result<OwnedHandle> {
     }
     // SAFETY: `new` is a new handle nothing else owns.
     let token = unsafe { OwnedHandle::from_raw_handle(new as RawHandle) };
-    let logon_text = sid_text(&logon);
-    let mut sddl = format!("D:(A;;GA;;;{})(A;;GA;;;SY)", logon_text);
+    let mut sddl = format!("D:(A;;GA;;;{})(A;;GA;;;SY)", logon_sid);
     for c in capability_sids {
         sddl.push_str(&format!("(A;;GA;;;{})", c));
     }
     set_default_dacl(&token, &sddl)?;
     Ok(token)
-}
-
-/// The string form of a SID held as words in the binary layout.
-fn sid_text(words: &[u32]) -> String {
-    let bytes: Vec<u8> = words
-        .iter()
-        .flat_map(|w| w.to_le_bytes().to_vec())
-        .collect();
-    match Sid::from_bytes(&bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => String::from("S-1-0-0"),
-    }
 }
