@@ -100,6 +100,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
     );
     line("idmapped mounts", yes(s.idmapped_mounts).to_string());
     line("elevated tier", elevated_line());
+    line("  run limits", limits_line());
     println!();
     match &trial_error {
         None => {
@@ -151,10 +152,30 @@ fn elevated_line() -> String {
     }
 }
 
+/// Where an elevated run's memory and process limits act.
+fn limits_line() -> String {
+    moat::advanced::cgroup::placement()
+        .into_iter()
+        .map(|(c, at)| format!("{c}: {}", at.unwrap_or_else(|| "per-process rlimit".into())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn elevated_json() -> serde_json::Value {
     let runs = moat::advanced::launch::usable();
+    let limits: serde_json::Map<String, serde_json::Value> = moat::advanced::cgroup::placement()
+        .into_iter()
+        .map(|(c, at)| {
+            (
+                c.to_string(),
+                at.map_or(serde_json::Value::Null, Into::into),
+            )
+        })
+        .collect();
     match elevated_problems() {
-        None => serde_json::json!({ "set_up": false, "runs": runs }),
-        Some(p) => serde_json::json!({ "set_up": true, "problems": p, "runs": runs }),
+        None => serde_json::json!({ "set_up": false, "runs": runs, "limits": limits }),
+        Some(p) => {
+            serde_json::json!({ "set_up": true, "problems": p, "runs": runs, "limits": limits })
+        }
     }
 }

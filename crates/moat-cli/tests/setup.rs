@@ -325,6 +325,16 @@ fn elevated_tier(who: &Who) {
         !mounts.contains(s.ws.to_str().unwrap()),
         "",
     );
+    v.check(
+        "kill -9 of moat leaves no cgroup (the launcher removes it)",
+        (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            run_cgroups().is_empty()
+        }),
+        format!("{:?}", run_cgroups()),
+    );
+
+    cgroup_limits(&mut v, who, &s.ws);
 
     // The allowlist through the launcher: the proxy's sockets (the DNS
     // stub's among them) reach moat; unlisted names resolve to nothing.
@@ -384,6 +394,187 @@ fn elevated_tier(who: &Who) {
         show(&out),
     );
     v.finish();
+}
+
+/// Every run cgroup on the machine (any hierarchy, 8 levels down).
+fn run_cgroups() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with("moat-run-") {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in info.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else {
+            continue;
+        };
+        if post.starts_with("cgroup ") || post.starts_with("cgroup2 ") {
+            let mount = pre.split_whitespace().nth(4).unwrap();
+            walk(std::path::Path::new(mount), 8, &mut out);
+        }
+    }
+    out
+}
+
+/// Reads `file` from whichever of `dirs` has it.
+fn cgroup_value(dirs: &[std::path::PathBuf], files: &[&str]) -> Option<String> {
+    dirs.iter()
+        .flat_map(|d| files.iter().map(move |f| d.join(f)))
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|v| v.trim().to_string())
+}
+
+/// Each elevated run gets its own cgroups with the policy's memory and
+/// process limits, and they are gone when it ends, however it ends.
+fn cgroup_limits(v: &mut Verdicts, who: &Who, ws: &std::path::Path) {
+    let limits = [
+        "--tier",
+        "elevated",
+        "--max-memory",
+        "64M",
+        "--max-processes",
+        "40",
+    ];
+    let mut child = command_as(who, moat())
+        .args(["run", "--workspace"])
+        .arg(ws)
+        .args(limits)
+        .args(["--", "sleep", "2"])
+        .current_dir(ws)
+        .spawn()
+        .unwrap();
+    let mut dirs = Vec::new();
+    for _ in 0..150 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        dirs = run_cgroups();
+        if cgroup_value(&dirs, &["cgroup.procs"]).is_some_and(|p| !p.is_empty()) {
+            break;
+        }
+    }
+    let memory = cgroup_value(&dirs, &["memory.max", "memory.limit_in_bytes"]);
+    let pids = cgroup_value(&dirs, &["pids.max"]);
+    let procs = cgroup_value(&dirs, &["cgroup.procs"]).unwrap_or_default();
+    v.check(
+        "a run's cgroup holds its processes and limits",
+        memory.as_deref() == Some("67108864") && pids.as_deref() == Some("40") && !procs.is_empty(),
+        format!("{dirs:?}: memory {memory:?}, pids {pids:?}, procs {procs:?}"),
+    );
+    let status = child.wait().unwrap();
+    v.check(
+        "the run's cgroups are removed when it ends",
+        status.success() && run_cgroups().is_empty(),
+        format!("{status}, {:?}", run_cgroups()),
+    );
+
+    // The memory limit holds for the whole run (control: a larger one
+    // lets the same allocation through).
+    let grab = ["python3", "-c", "b = bytearray(256 << 20); print('got it')"];
+    let out = moat_run(who, ws, &limits, &grab);
+    v.check(
+        "256 MiB under a 64 MiB limit is refused",
+        !out.status.success() && !stdout(&out).contains("got it"),
+        show(&out),
+    );
+    let report = ws.join("report.json");
+    let out = moat_run(
+        who,
+        ws,
+        &[
+            "--tier",
+            "elevated",
+            "--max-memory",
+            "1G",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &grab,
+    );
+    let said = std::fs::read_to_string(&report).unwrap_or_default();
+    v.check(
+        "control: under a 1 GiB limit it succeeds, enforced by a cgroup",
+        out.status.success() && said.contains("bytes of memory for the whole run (cgroup v"),
+        format!("{}\nreport: {said}", show(&out)),
+    );
+    let forks = [
+        "sh",
+        "-c",
+        "for i in $(seq 60); do sleep 1 & done; wait; echo done",
+    ];
+    let out = moat_run(who, ws, &limits, &forks);
+    v.check(
+        "60 processes under a 40-process limit are refused",
+        stderr(&out).contains("fork"),
+        show(&out),
+    );
+    let out = moat_run(
+        who,
+        ws,
+        &["--tier", "elevated", "--max-processes", "100"],
+        &forks,
+    );
+    v.check(
+        "control: under a 100-process limit they start",
+        out.status.success() && !stderr(&out).contains("fork"),
+        show(&out),
+    );
+
+    // A launcher killed outright cannot clean up; the next run does.
+    let marker = format!("moat-cg-test-{}", std::process::id());
+    let mut child = command_as(who, moat())
+        .args(["run", "--workspace"])
+        .arg(ws)
+        .args(limits)
+        .args(["--", "sh", "-c", &format!("exec sleep 302 # {marker}")])
+        .current_dir(ws)
+        .spawn()
+        .unwrap();
+    let launcher = (0..150).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        launcher_of(child.id())
+    });
+    let _ = Command::new("kill")
+        .args(["-9", &launcher.unwrap_or(0).to_string()])
+        .status();
+    let _ = child.wait();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        processes_matching(&marker) == 0
+    });
+    let left = run_cgroups();
+    let out = moat_run(who, ws, &limits, &["true"]);
+    v.check(
+        "after kill -9 of the launcher the run is gone and the next run removes its cgroups",
+        launcher.is_some()
+            && gone
+            && !left.is_empty()
+            && out.status.success()
+            && run_cgroups().is_empty(),
+        format!(
+            "launcher {launcher:?}, left {left:?}, after {:?}, {}",
+            run_cgroups(),
+            show(&out)
+        ),
+    );
+}
+
+/// The launcher moat `pid` started.
+fn launcher_of(pid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (name == "moat-launch" && ppid == pid)
+            .then(|| e.file_name().to_string_lossy().parse().ok())
+            .flatten()
+    })
 }
 
 /// Live processes whose command line contains `text` (zombies excluded).

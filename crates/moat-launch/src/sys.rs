@@ -63,25 +63,6 @@ pub fn caller_ids() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
-/// Asks for SIGKILL when the parent dies; false if it is already gone
-/// (the parent changed between the two looks).
-pub fn die_with_parent() -> bool {
-    // SAFETY: no arguments.
-    let before = unsafe { libc::getppid() };
-    // SAFETY: PR_SET_PDEATHSIG takes an integer.
-    let ok = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    } == 0;
-    // SAFETY: no arguments.
-    ok && unsafe { libc::getppid() } == before
-}
-
 /// Leaves moat's process group, so the terminal's signals reach the
 /// launcher only as moat forwards them (once).
 pub fn new_session() {

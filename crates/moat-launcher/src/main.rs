@@ -8,7 +8,9 @@
 //! the switch to the sandbox account), reports the start, waits, and
 //! reports the end. Anything it refuses, it refuses with a reason.
 //!
-//! Its own safety rests on: dying with moat (parent-death signal), owning
+//! Its own safety rests on: ending the run when moat goes away (its control
+//! socket hangs up; the launcher outlives moat only to kill the run and
+//! remove its cgroups), owning
 //! no descriptor but its five, trusting nothing in the request beyond what
 //! `moat_launch::validate` proves, and taking the sandbox account, the
 //! person's name and home from /etc/passwd, never from the request.
@@ -36,16 +38,12 @@ fn main() {
     sys::close_from(5);
     let code = match (sys::adopt(CONTROL_FD), sys::adopt(CHANNEL_FD)) {
         (Some(control), Some(channel)) => {
-            if !sys::die_with_parent() {
-                REFUSED
-            } else {
-                sys::new_session();
-                match launch(&control, &channel) {
-                    Ok(code) => code,
-                    Err(reason) => {
-                        reply::refuse(&control, &channel, &reason);
-                        REFUSED
-                    }
+            sys::new_session();
+            match launch(&control, &channel) {
+                Ok(code) => code,
+                Err(reason) => {
+                    reply::refuse(&control, &channel, &reason);
+                    REFUSED
                 }
             }
         }
@@ -210,17 +208,28 @@ fn launch(control: &OwnedFd, channel: &OwnedFd) -> Result<i32, String> {
     if let Some(master) = child.pty_master() {
         raw.push(master);
     }
-    if !reply::started(control, channel, child.id(), &raw, req.pty) {
+    let placed = child.cgroup_placed();
+    if !reply::started(control, channel, child.id(), &raw, req.pty, placed) {
         child.kill();
+        child.reap();
         return Err("moat went away while the run started".into());
     }
     fds.clear();
-    let (exit, _) = child
-        .wait(WaitOptions {
-            forward_signals: true,
-            relay_pty: false,
-        })
-        .map_err(|e| e.to_string())?;
+    let waited = child.wait(WaitOptions {
+        forward_signals: true,
+        relay_pty: false,
+        hangup: Some(control.as_raw_fd()),
+    });
+    let exit = match waited {
+        Ok((exit, _)) => exit,
+        Err(e) => {
+            child.kill();
+            child.reap();
+            return Err(e.to_string());
+        }
+    };
     reply::ended(control, exit);
+    // `exit` below skips destructors: the run's cgroups go here.
+    child.reap();
     Ok(exit.code())
 }

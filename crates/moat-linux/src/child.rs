@@ -174,7 +174,12 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
         None => command_main(spec, pty_slave),
         Some(pid) => pid,
     };
-    Message::Started { pid, listeners: 0 }.send(report);
+    Message::Started {
+        pid,
+        listeners: 0,
+        cgroup: 0,
+    }
+    .send(report);
     // init keeps only the report pipe: the command's terminal, moat's
     // descriptors and the ruleset are no business of a process that
     // outlives every step of setup.

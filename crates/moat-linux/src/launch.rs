@@ -209,16 +209,21 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Child, Error> {
     Ok(child)
 }
 
+/// The sandbox account a run with `policy` runs as.
+pub(crate) fn account_for(policy: &moat_policy::Policy) -> &'static str {
+    if policy.network.value == NetworkMode::On {
+        crate::setup::accounts::ONLINE
+    } else {
+        crate::setup::accounts::OFFLINE
+    }
+}
+
 /// What the elevated run enforces, as moat reports it.
 fn enforcement(req: &SpawnRequest<'_>, plan: &moat_policy::env::EnvPlan) -> crate::Enforcement {
     let policy = req.policy;
     let view = req.view;
     let abi = sys::landlock::abi_version();
-    let account = if policy.network.value == NetworkMode::On {
-        crate::setup::accounts::ONLINE
-    } else {
-        crate::setup::accounts::OFFLINE
-    };
+    let account = account_for(policy);
     let own_network = policy.network.value != NetworkMode::On;
     let mut layers = vec![
         (
@@ -280,7 +285,12 @@ fn enforcement(req: &SpawnRequest<'_>, plan: &moat_policy::env::EnvPlan) -> crat
             _ => format!("on: the host's network, as {account}"),
         },
     ));
-    layers.push(crate::run::resources_layer(policy, Some(account)));
+    // Until the launcher says which limits its cgroups hold.
+    layers.push(crate::run::resources_layer(
+        policy,
+        Some(account),
+        crate::cgroup::Placed::default(),
+    ));
     crate::Enforcement {
         isolation: Isolation::Elevated,
         landlock_abi: abi,
@@ -340,10 +350,12 @@ pub mod reply {
         pid: u32,
         fds: &[RawFd],
         pty: bool,
+        cgroup: crate::cgroup::Placed,
     ) -> bool {
         Message::Started {
             pid: pid as i32,
             listeners: fds.len() as u32 - u32::from(pty),
+            cgroup: cgroup.bits(),
         }
         .send(control.as_raw_fd());
         fds.iter()

@@ -35,6 +35,7 @@
 //! `moat` CLI's integration tests attack a real sandbox with `moat-probe`.
 
 mod bpf;
+pub mod cgroup;
 mod child;
 pub mod detect;
 mod hostfs;

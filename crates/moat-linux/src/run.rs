@@ -9,6 +9,7 @@ use moat_policy::env::{self, Removal};
 use moat_policy::view::FsView;
 use moat_policy::{NetworkMode, Policy};
 
+use crate::cgroup::Placed;
 use crate::child;
 use crate::plan::{self, PlanInput};
 use crate::rules::{self, NetRules};
@@ -187,6 +188,8 @@ pub enum Error {
     NoProxy,
     #[error("the sandbox ended without reporting how the command ended")]
     Lost,
+    #[error("the run's cgroup: {0}")]
+    Cgroup(String),
     #[error("the elevated tier: {0}")]
     Launcher(String),
 }
@@ -204,6 +207,10 @@ pub struct WaitOptions {
     /// Copy this process's stdin to the command's terminal and its output
     /// to stdout (with `pty`), with the person's terminal in raw mode.
     pub relay_pty: bool,
+    /// End the run when this descriptor hangs up (the launcher: moat's
+    /// control socket, so moat's death ends the run and the launcher still
+    /// cleans up after it).
+    pub hangup: Option<RawFd>,
 }
 
 /// A running sandbox.
@@ -232,6 +239,9 @@ pub struct Child {
     reader: Reader,
     // The elevated tier: where the launcher writes why it gave up.
     launch_channel: Option<OwnedFd>,
+    // The elevated tier, in the launcher: the run's cgroups, removed once
+    // init is reaped.
+    cgroup: Option<crate::cgroup::RunCgroup>,
 }
 
 /// What the landlock-only mode cannot enforce for `policy`, given the
@@ -308,6 +318,7 @@ struct Prepared {
     ops: Vec<String>,
     enforcement: Enforcement,
     temp_dir: Option<PathBuf>,
+    cgroup: Option<crate::cgroup::RunCgroup>,
 }
 
 fn exists_dir(p: &str) -> bool {
@@ -353,12 +364,23 @@ fn plan_input(req: &SpawnRequest<'_>, own_network: bool) -> PlanInput {
     }
 }
 
-fn rlimits(policy: &Policy) -> Vec<(libc::__rlimit_resource_t, u64)> {
+/// The rlimits for the limits no cgroup of the run holds.
+fn rlimits(policy: &Policy, placed: Placed) -> Vec<(libc::__rlimit_resource_t, u64)> {
     let mut out = Vec::new();
-    if let Some(p) = &policy.limits.processes {
+    if let Some(p) = policy
+        .limits
+        .processes
+        .as_ref()
+        .filter(|_| placed.processes.is_none())
+    {
         out.push((libc::RLIMIT_NPROC, p.value));
     }
-    if let Some(m) = &policy.limits.memory {
+    if let Some(m) = policy
+        .limits
+        .memory
+        .as_ref()
+        .filter(|_| placed.memory.is_none())
+    {
         out.push((libc::RLIMIT_AS, m.value));
     }
     if let Some(f) = &policy.limits.file_size {
@@ -380,31 +402,37 @@ pub(crate) fn landlock_state(abi: i32) -> LayerState {
 }
 
 /// The resources layer's line; `account` names whose processes the
-/// process limit counts (the elevated tier's sandbox account).
+/// process limit counts (the elevated tier's sandbox account) when no
+/// cgroup holds it, `placed` which limits the run's cgroups hold.
 pub(crate) fn resources_layer(
     policy: &Policy,
     account: Option<&str>,
+    placed: Placed,
 ) -> (&'static str, LayerState, String) {
     let mut parts = Vec::new();
     if let Some(t) = &policy.limits.timeout {
         parts.push(format!("timeout {}s", t.value.as_secs()));
     }
     if let Some(p) = &policy.limits.processes {
-        match account {
-            Some(a) => parts.push(format!("{} processes for {}", p.value, a)),
-            None => parts.push(format!("{} processes", p.value)),
+        match (placed.processes, account) {
+            (Some(v), _) => parts.push(format!("{} processes (cgroup v{v})", p.value)),
+            (None, Some(a)) => parts.push(format!("{} processes for {}", p.value, a)),
+            (None, None) => parts.push(format!("{} processes", p.value)),
         }
     }
     if let Some(m) = &policy.limits.memory {
-        parts.push(format!(
-            "{} bytes of memory per process (no cgroup)",
-            m.value
-        ));
+        parts.push(match placed.memory {
+            Some(v) => format!(
+                "{} bytes of memory for the whole run (cgroup v{v})",
+                m.value
+            ),
+            None => format!("{} bytes of memory per process (no cgroup)", m.value),
+        });
     }
     if let Some(f) = &policy.limits.file_size {
         parts.push(format!("files up to {} bytes", f.value));
     }
-    let state = if policy.limits.memory.is_some() {
+    let state = if policy.limits.memory.is_some() && placed.memory.is_none() {
         LayerState::Partial
     } else {
         LayerState::Full
@@ -778,8 +806,24 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
             _ => "on: the host's network".to_string(),
         },
     ));
-    let limits = rlimits(policy);
-    layers.push(resources_layer(policy, None));
+    // The elevated tier's launcher gives each run its cgroups.
+    let cgroup = match elevated {
+        Some(_) => Some(
+            crate::cgroup::RunCgroup::create(crate::cgroup::Limits {
+                memory: policy.limits.memory.as_ref().map(|m| m.value),
+                processes: policy.limits.processes.as_ref().map(|p| p.value),
+            })
+            .map_err(Error::Cgroup)?,
+        ),
+        None => None,
+    };
+    let placed = cgroup.as_ref().map(|c| c.placed).unwrap_or_default();
+    let limits = rlimits(policy, placed);
+    layers.push(resources_layer(
+        policy,
+        elevated.map(|e| e.account.0.as_str()),
+        placed,
+    ));
 
     let proxy_sockets = if allow {
         crate::PROXY_PORTS.len() + crate::TRANSPARENT_PORTS.len() + dns.len()
@@ -822,6 +866,7 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
         proxy_sockets,
         child_fds,
         ops: ops_desc,
+        cgroup,
         enforcement: Enforcement {
             isolation: req.isolation,
             landlock_abi: abi,
@@ -874,7 +919,19 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
     if isolation == Isolation::LandlockOnly {
         sys::process::set_child_subreaper().map_err(sys_err("becoming a subreaper"))?;
     }
-    let forked = match sys::clone::fork_with(p.flags) {
+    // The run's processes are born in its cgroups: init is forked into
+    // the v2 one; for v1 ones the launcher joins them around the fork.
+    if let Some(cg) = &p.cgroup {
+        cg.enter().map_err(Error::Cgroup)?;
+    }
+    let forked = match p.cgroup.as_ref().and_then(|c| c.v2_fd()) {
+        Some(fd) => sys::clone::fork_into_cgroup(p.flags, fd),
+        None => sys::clone::fork_with(p.flags),
+    };
+    if let (Some(cg), Ok(sys::clone::Forked::Parent { .. }) | Err(_)) = (&p.cgroup, &forked) {
+        cg.leave();
+    }
+    let forked = match forked {
         Ok(f) => f,
         Err(e) if isolation == Isolation::Full && is_userns_errno(e) => {
             return Err(no_user_namespaces(req, format!("clone: {}", e)));
@@ -913,6 +970,7 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
         reaped: false,
         reader: Reader::new(),
         launch_channel: None,
+        cgroup: p.cgroup.take(),
     };
     if let Some(sock) = p.proxy_parent {
         // Fails only if setup failed before the listeners were made; the
@@ -1012,6 +1070,7 @@ impl Child {
             reaped: false,
             reader: Reader::new(),
             launch_channel: None,
+            cgroup: None,
         }
     }
 
@@ -1034,9 +1093,21 @@ impl Child {
             };
             for m in batch {
                 match m {
-                    Message::Started { listeners: n, .. } => {
+                    Message::Started {
+                        listeners: n,
+                        cgroup,
+                        ..
+                    } => {
                         started = true;
                         listeners = n.min(16);
+                        let account = crate::launch::account_for(req.policy);
+                        let layer =
+                            resources_layer(req.policy, Some(account), Placed::from_bits(cgroup));
+                        for l in self.enforcement.layers.iter_mut() {
+                            if l.0 == layer.0 {
+                                *l = layer.clone();
+                            }
+                        }
                     }
                     Message::Failed {
                         step: Step::Launcher,
@@ -1142,6 +1213,14 @@ impl Child {
             let _ = sys::process::wait(self.pid);
             self.reaped = true;
         }
+        if let Some(mut cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+    }
+
+    /// Which limits the run's cgroups hold (the elevated tier's launcher).
+    pub fn cgroup_placed(&self) -> Placed {
+        self.cgroup.as_ref().map(|c| c.placed).unwrap_or_default()
     }
 
     /// Kills the whole sandbox.
@@ -1180,7 +1259,7 @@ impl Child {
                 raw_guard = Some(saved);
             }
         }
-        let result = self.wait_loop(sigfd.as_ref().map(|f| f.as_raw_fd()), relay);
+        let result = self.wait_loop(sigfd.as_ref().map(|f| f.as_raw_fd()), relay, opts.hangup);
         if let Some(saved) = raw_guard {
             let _ = sys::pty::set_termios(0, &saved);
         }
@@ -1200,6 +1279,7 @@ impl Child {
         &mut self,
         sigfd: Option<RawFd>,
         relay: Option<RawFd>,
+        mut hangup: Option<RawFd>,
     ) -> Result<(Exit, Duration), Error> {
         let deadline = self.timeout.map(|t| self.started + t);
         let mut report_open = true;
@@ -1255,6 +1335,11 @@ impl Child {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: hangup.unwrap_or(-1),
+                    events: 0,
+                    revents: 0,
+                },
             ];
             let timeout_ms = match (deadline, init_exit) {
                 (_, Some(_)) => 1000,
@@ -1279,6 +1364,10 @@ impl Child {
                     timed_out = true;
                     self.kill();
                 }
+            }
+            if fds[5].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                hangup = None;
+                self.kill();
             }
             if fds[2].revents & libc::POLLIN != 0 {
                 if let Some(fd) = sigfd {
@@ -1438,8 +1527,8 @@ impl Drop for Child {
     fn drop(&mut self) {
         if !self.reaped {
             self.kill();
-            self.reap();
         }
+        self.reap();
     }
 }
 

@@ -113,8 +113,13 @@ pub enum Message {
     Failed { step: Step, index: u32, errno: i32 },
     /// The command started with this pid (inside the sandbox).
     /// The command runs; `listeners` proxy sockets follow (the launcher's
-    /// report only: moat knows how many its own init sends).
-    Started { pid: i32, listeners: u32 },
+    /// report only: moat knows how many its own init sends), and which
+    /// limits the run's cgroup holds (`cgroup::Placed::bits`).
+    Started {
+        pid: i32,
+        listeners: u32,
+        cgroup: u32,
+    },
     /// The command exited with a code.
     Exited { code: i32 },
     /// The command was killed by a signal.
@@ -127,7 +132,11 @@ impl Message {
     fn encode(self) -> [u8; SIZE] {
         let (kind, a, b, c): (u32, u32, u32, i32) = match self {
             Message::Failed { step, index, errno } => (1, step as u32, index, errno),
-            Message::Started { pid, listeners } => (2, 0, listeners, pid),
+            Message::Started {
+                pid,
+                listeners,
+                cgroup,
+            } => (2, cgroup, listeners, pid),
             Message::Exited { code } => (3, 0, 0, code),
             Message::Signaled { signal } => (4, 0, 0, signal),
         };
@@ -151,6 +160,7 @@ impl Message {
             2 => Some(Message::Started {
                 pid: value,
                 listeners: word(8),
+                cgroup: word(4),
             }),
             3 => Some(Message::Exited { code: value }),
             4 => Some(Message::Signaled { signal: value }),
@@ -226,6 +236,7 @@ mod tests {
             Message::Started {
                 pid: 2,
                 listeners: 5,
+                cgroup: 0x21,
             },
             Message::Exited { code: 127 },
             Message::Signaled { signal: 9 },

@@ -36,6 +36,14 @@ pub trait HostFs {
     fn subdirs_hint(&self, _path: &Path) -> Option<u64> {
         None
     }
+    /// For each directory, its [`HostFs::subdirs_hint`] and what its `.git`
+    /// is. The search asks for a whole level at once, so an implementation
+    /// may spread the lookups over threads.
+    fn survey(&self, dirs: &[PathBuf]) -> Vec<(Option<u64>, Option<EntryKind>)> {
+        dirs.iter()
+            .map(|d| (self.subdirs_hint(d), self.kind(&d.join(".git"))))
+            .collect()
+    }
 }
 
 /// Facts about the person and the run that are not on disk.

@@ -13,7 +13,6 @@
 //! - it stops at a depth, a number of directories and a number of listed
 //!   entries. What it did not reach is reported, not hidden.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use crate::host::{EntryKind, HostFs};
@@ -56,49 +55,76 @@ pub struct ScanResult {
 }
 
 /// Finds `.git` entries under `root` (including `root/.git`).
+///
+/// Breadth-first, one level at a time: the directories of a level are
+/// surveyed together (subdirectory hint and `.git` lookup), then those that
+/// have subdirectories are listed.
 pub fn find_dotgits(fs: &dyn HostFs, root: &Path, limits: ScanLimits) -> ScanResult {
     let mut result = ScanResult::default();
-    let mut queue = VecDeque::new();
-    queue.push_back((root.to_path_buf(), 0usize));
-    while let Some((dir, depth)) = queue.pop_front() {
-        if result.dirs_listed >= limits.max_dirs || result.entries_read >= limits.max_entries {
+    let mut level = vec![root.to_path_buf()];
+    let mut depth = 0usize;
+    'levels: while !level.is_empty() {
+        let room = limits.max_dirs.saturating_sub(result.dirs_listed);
+        if level.len() > room {
+            level.truncate(room);
+            result.truncated = true;
+        }
+        let facts = if depth > 0 {
+            fs.survey(&level)
+        } else {
+            Vec::new()
+        };
+        let mut next = Vec::new();
+        for (i, dir) in level.iter().enumerate() {
+            if result.entries_read >= limits.max_entries {
+                result.truncated = true;
+                break 'levels;
+            }
+            result.dirs_listed += 1;
+            let (hint, dotgit) = facts.get(i).cloned().unwrap_or((None, None));
+            // Nothing below to descend into: only `.git` itself matters.
+            if depth >= limits.max_depth || (depth > 0 && hint == Some(0)) {
+                let dotgit = match facts.get(i) {
+                    Some(_) => dotgit,
+                    None => fs.kind(&dir.join(".git")),
+                };
+                if let Some(kind) = dotgit {
+                    result.dotgits.push((dir.join(".git"), kind));
+                }
+                continue;
+            }
+            let entries = match fs.read_dir(dir) {
+                Ok(entries) => entries,
+                // Unreadable directories hold nothing the command can reach
+                // either.
+                Err(_) => continue,
+            };
+            result.entries_read += entries.len();
+            let mut children = Vec::new();
+            for (name, kind) in entries {
+                if name == ".git" {
+                    result.dotgits.push((dir.join(&name), kind));
+                    continue;
+                }
+                if kind != EntryKind::Dir {
+                    continue;
+                }
+                let skip = name.to_str().map_or(false, |n| SCAN_SKIP_DIRS.contains(&n));
+                if !skip {
+                    children.push(name);
+                }
+            }
+            // Sorted so results do not depend on directory order (by name:
+            // comparing whole paths costs more than the lookups).
+            children.sort();
+            next.extend(children.iter().map(|n| dir.join(n)));
+        }
+        if result.dirs_listed >= limits.max_dirs && !next.is_empty() {
             result.truncated = true;
             break;
         }
-        result.dirs_listed += 1;
-        // Nothing below to descend into: only `.git` itself matters.
-        let leaf = depth >= limits.max_depth || (depth > 0 && fs.subdirs_hint(&dir) == Some(0));
-        if leaf {
-            let dotgit = dir.join(".git");
-            if let Some(kind) = fs.kind(&dotgit) {
-                result.dotgits.push((dotgit, kind));
-            }
-            continue;
-        }
-        let entries = match fs.read_dir(&dir) {
-            Ok(entries) => entries,
-            // Unreadable directories hold nothing the command can reach
-            // either.
-            Err(_) => continue,
-        };
-        result.entries_read += entries.len();
-        let mut children = Vec::new();
-        for (name, kind) in entries {
-            if name == ".git" {
-                result.dotgits.push((dir.join(&name), kind));
-                continue;
-            }
-            if kind != EntryKind::Dir {
-                continue;
-            }
-            let skip = name.to_str().map_or(false, |n| SCAN_SKIP_DIRS.contains(&n));
-            if !skip {
-                children.push(dir.join(&name));
-            }
-        }
-        // Sorted so results do not depend on directory order.
-        children.sort();
-        queue.extend(children.into_iter().map(|c| (c, depth + 1)));
+        level = next;
+        depth += 1;
     }
     result.dotgits.sort_by(|a, b| {
         a.0.components()

@@ -459,6 +459,7 @@ impl Command {
         let wait = backend::WaitOptions {
             forward_signals: self.forward_signals,
             relay_pty: self.pty,
+            hangup: None,
         };
         let mut c = Child::new(
             Inner::Sandboxed(Box::new(child), wait),

@@ -53,7 +53,7 @@ pub use report::{EnvRemoved, LayerReport, RunReport};
 pub mod advanced {
     pub use moat_config::{load, user_config_path, ConfigError, WORKSPACE_CONFIG};
     #[cfg(target_os = "linux")]
-    pub use moat_linux::{detect, launch, seccomp, setup, Isolation};
+    pub use moat_linux::{cgroup, detect, launch, seccomp, setup, Isolation};
     pub use moat_policy::{
         audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings,
         Source, Sourced, Trust,

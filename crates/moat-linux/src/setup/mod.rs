@@ -10,7 +10,6 @@
 //! stopped halfway; a second setup at the same time waits for the first.
 
 pub mod accounts;
-pub mod cgroup;
 pub mod launcher;
 pub mod nft;
 pub mod record;
@@ -18,6 +17,7 @@ pub mod record;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use crate::cgroup;
 use accounts::{GECOS, OFFLINE, ONLINE, SANDBOX_GROUP, USERS_GROUP};
 use record::{Record, VERSION};
 
@@ -191,6 +191,25 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
     rec.save(&path)?;
     std::fs::create_dir_all(&sub).map_err(|e| format!("creating {}: {e}", sub.display()))?;
     done.push(format!("prepared the cgroup subtree {}", sub.display()));
+    // Runs' memory and process limits act through v2 where its controllers
+    // are; those bound to v1 (hybrid machines) are used there instead.
+    for c in ["memory", "pids"] {
+        if !cgroup::controllers(&mount).iter().any(|h| h == c) {
+            continue;
+        }
+        for dir in [&mount, &sub] {
+            if cgroup::listed(dir, "cgroup.subtree_control")
+                .iter()
+                .any(|h| h == c)
+            {
+                continue;
+            }
+            let file = dir.join("cgroup.subtree_control");
+            std::fs::write(&file, format!("+{c}"))
+                .map_err(|e| format!("enabling the {c} controller in {}: {e}", file.display()))?;
+        }
+        done.push(format!("enabled the cgroup v2 {c} controller for runs"));
+    }
 
     // Last: with the launcher in place, the tier is usable.
     let dest = crate::launch::launcher_path();
@@ -362,23 +381,31 @@ pub fn check() -> Vec<Finding> {
                     if sub.is_dir() { "" } else { " is missing" }
                 ),
             ));
-            let have = cgroup::controllers(&m);
-            let missing: Vec<&str> = ["memory", "pids", "cpu"]
-                .into_iter()
-                .filter(|c| !have.iter().any(|h| h == c))
-                .collect();
-            if !missing.is_empty() {
-                // Not a setup fault: runs that set these limits refuse.
+            // Not a setup fault when missing: those limits fall back to
+            // per-process rlimits, and the run's report says so.
+            for (c, at) in cgroup::placement() {
                 out.push(finding(
                     true,
-                    "cgroup controllers",
-                    format!(
-                        "{} not on cgroup v2 here (bound to cgroup v1): elevated runs with memory, process or CPU limits will refuse; boot with systemd.unified_cgroup_hierarchy=1 to have them",
-                        missing.join(", ")
-                    ),
+                    "cgroup limits",
+                    match at {
+                        Some(at) => format!("{c}: {at}"),
+                        None => format!(
+                            "{c}: no cgroup controller here, so runs get a per-process rlimit \
+                             instead; boot with systemd.unified_cgroup_hierarchy=1 to have it"
+                        ),
+                    },
                 ));
             }
         }
+    }
+    out
+}
+
+/// Runs' cgroups in v1 hierarchies (left by launchers killed outright).
+fn v1_runs() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for m in cgroup::v1_mounts() {
+        cgroup::find_runs(&m, 8, &mut out);
     }
     out
 }
@@ -417,6 +444,9 @@ pub fn leftovers(rec: &Record) -> Vec<String> {
     let cg: Option<PathBuf> = cgroup_of(rec);
     if let Some(c) = cg.filter(|c| c.exists()) {
         left.push(format!("cgroup {}", c.display()));
+    }
+    for run in v1_runs() {
+        left.push(format!("cgroup {}", run.display()));
     }
     let dest = rec
         .launcher
@@ -462,9 +492,13 @@ pub fn remove() -> Result<Vec<String>, String> {
     }
     if let Some(c) = cgroup_of(&rec) {
         if c.exists() {
-            cgroup::remove(&c).map_err(|e| format!("removing {}: {e}", c.display()))?;
+            cgroup::remove_dir(&c, true).map_err(|e| format!("removing {}: {e}", c.display()))?;
             done.push(format!("removed the cgroup subtree {}", c.display()));
         }
+    }
+    for run in v1_runs() {
+        cgroup::remove_dir(&run, false).map_err(|e| format!("removing {}: {e}", run.display()))?;
+        done.push(format!("removed the run cgroup {}", run.display()));
     }
     for name in [ONLINE, OFFLINE] {
         if let Some(u) = accounts::user(name) {

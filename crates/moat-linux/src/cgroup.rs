@@ -1,0 +1,597 @@
+//! The elevated tier's cgroup per run: where a run goes, the limits written
+//! there, and its removal when the run ends.
+//!
+//! A controller is bound either to cgroup v2 or, on hybrid machines, to a
+//! cgroup v1 hierarchy of its own, so a run gets a directory in each
+//! hierarchy it needs:
+//!
+//! - in v2, always (grouping, accounting, `cgroup.kill`), under setup's
+//!   subtree `<v2>/moat`: v2 lets controllers act only on cgroups whose
+//!   parent holds no processes, so a run cannot sit below the person's own
+//!   cgroup there;
+//! - in v1, for each limit v2 cannot take, below the launcher's own cgroup
+//!   in that hierarchy, so a run stays inside whatever limits the person
+//!   (or the container they are in) already lives under.
+//!
+//! The run's processes are born in the run's cgroups: init is forked
+//! straight into the v2 one (CLONE_INTO_CGROUP), and for v1 ones, which
+//! offer no such thing, the launcher moves itself in around the fork.
+//! Moving a process waits for an RCU grace period, which here costs 5 to
+//! 25 ms, so only runs with limits held in v1 pay it.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// Setup's v2 subtree, below the v2 mount.
+pub const V2_SUBTREE: &str = "moat";
+/// The name of a run's directory is this and the launcher's pid.
+pub const RUN_PREFIX: &str = "moat-run-";
+
+/// What a mounted cgroup hierarchy is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount: PathBuf,
+    /// The hierarchy's path at the mount point (not `/` inside containers
+    /// that see only their part).
+    pub root: String,
+    /// `None` for v2; the v1 controllers (and `name=`) otherwise.
+    pub v1: Option<Vec<String>>,
+}
+
+/// The cgroup hierarchies mounted here, from /proc/self/mountinfo.
+pub fn parse_mounts(mountinfo: &str) -> Vec<Hierarchy> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split_whitespace().collect();
+            let mut post = post.split_whitespace();
+            let fstype = post.next()?;
+            let _source = post.next()?;
+            let options = post.next().unwrap_or("");
+            let (root, mount) = (pre.get(3)?, pre.get(4)?);
+            let v1 = match fstype {
+                "cgroup2" => None,
+                "cgroup" => Some(options.split(',').map(str::to_string).collect()),
+                _ => return None,
+            };
+            Some(Hierarchy {
+                mount: PathBuf::from(unescape(mount)),
+                root: unescape(root),
+                v1,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's cgroup in each hierarchy, from /proc/self/cgroup: the
+/// controller list ("" for v2) and the path.
+pub fn parse_own(proc_cgroup: &str) -> Vec<(String, String)> {
+    proc_cgroup
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?;
+            let path = parts.next()?;
+            Some((controllers.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// The directory of this process's own cgroup in `h`, given the lines of
+/// /proc/self/cgroup; `None` when it lies outside what is mounted.
+pub fn own_dir(h: &Hierarchy, own: &[(String, String)]) -> Option<PathBuf> {
+    let path = own.iter().find_map(|(c, p)| {
+        let matches = match &h.v1 {
+            None => c.is_empty(),
+            Some(opts) => !c.is_empty() && c.split(',').all(|n| opts.iter().any(|o| o == n)),
+        };
+        matches.then_some(p.as_str())
+    })?;
+    let rest = if h.root == "/" {
+        path
+    } else {
+        let r = path.strip_prefix(h.root.as_str())?;
+        if !(r.is_empty() || r.starts_with('/')) {
+            return None;
+        }
+        r
+    };
+    let rest = rest.trim_start_matches('/');
+    Some(if rest.is_empty() {
+        h.mount.clone()
+    } else {
+        h.mount.join(rest)
+    })
+}
+
+/// Where cgroup v2 is mounted (the unified hierarchy, also in hybrid mode).
+pub fn v2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    parse_mounts(&info)
+        .into_iter()
+        .find(|h| h.v1.is_none())
+        .map(|h| h.mount)
+}
+
+/// moat's v2 subtree.
+pub fn subtree(mount: &Path) -> PathBuf {
+    mount.join(V2_SUBTREE)
+}
+
+/// The controllers listed in a cgroup's `file` (cgroup.controllers or
+/// cgroup.subtree_control).
+pub fn listed(dir: &Path, file: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The controllers cgroup v2 has here.
+pub fn controllers(mount: &Path) -> Vec<String> {
+    listed(mount, "cgroup.controllers")
+}
+
+/// The v1 cgroup a run's directory for `controller` goes in: this
+/// process's own in the hierarchy that has the controller.
+fn v1_home(
+    hierarchies: &[Hierarchy],
+    own: &[(String, String)],
+    controller: &str,
+) -> Option<PathBuf> {
+    let h = hierarchies.iter().find(|h| {
+        h.v1.as_ref()
+            .is_some_and(|o| o.iter().any(|c| c == controller))
+    })?;
+    own_dir(h, own)
+}
+
+/// Where runs' `memory` and `pids` limits go on this machine: "cgroup v2",
+/// "cgroup v1 (<dir>)", or `None` (per-process rlimits instead).
+pub fn placement() -> Vec<(&'static str, Option<String>)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own = parse_own(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    let hierarchies = parse_mounts(&mountinfo);
+    let v2_has = hierarchies
+        .iter()
+        .find(|h| h.v1.is_none())
+        .map(|h| listed(&subtree(&h.mount), "cgroup.subtree_control"))
+        .unwrap_or_default();
+    ["memory", "pids"]
+        .into_iter()
+        .map(|c| {
+            let at = if v2_has.iter().any(|h| h == c) {
+                Some("cgroup v2".to_string())
+            } else {
+                v1_home(&hierarchies, &own, c).map(|d| format!("cgroup v1 ({})", d.display()))
+            };
+            (c, at)
+        })
+        .collect()
+}
+
+/// Every v1 hierarchy's mount point (where setup looks for runs' leftovers).
+pub fn v1_mounts() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    parse_mounts(&mountinfo)
+        .into_iter()
+        .filter(|h| h.v1.is_some())
+        .map(|h| h.mount)
+        .collect()
+}
+
+/// The limits a run asks of its cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub processes: Option<u64>,
+}
+
+/// Which of the limits a run's cgroup enforces, and with which version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placed {
+    pub memory: Option<u8>,
+    pub processes: Option<u8>,
+}
+
+impl Placed {
+    /// For the launcher's start report: 4 bits per limit.
+    pub fn bits(self) -> u32 {
+        u32::from(self.memory.unwrap_or(0) & 0xf)
+            | u32::from(self.processes.unwrap_or(0) & 0xf) << 4
+    }
+
+    pub fn from_bits(bits: u32) -> Placed {
+        let v = |b: u32| Some((b & 0xf) as u8).filter(|v| *v != 0);
+        Placed {
+            memory: v(bits),
+            processes: v(bits >> 4),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    /// The cgroup the launcher goes back to.
+    home: PathBuf,
+    v2: bool,
+}
+
+/// A run's cgroups; removed (everything in them killed) on drop.
+#[derive(Debug)]
+pub struct RunCgroup {
+    dirs: Vec<Dir>,
+    // The v2 directory, open, for CLONE_INTO_CGROUP.
+    v2: Option<std::fs::File>,
+    pub placed: Placed,
+}
+
+fn fail(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+fn write(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value)
+}
+
+impl RunCgroup {
+    /// Makes the run's cgroups for `limits`, named for the calling
+    /// launcher, after removing those of launchers that are gone.
+    pub fn create(limits: Limits) -> Result<RunCgroup, String> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        let own = parse_own(&own);
+        let hierarchies = parse_mounts(&mountinfo);
+        let name = format!("{RUN_PREFIX}{}", std::process::id());
+        let mut run = RunCgroup {
+            dirs: Vec::new(),
+            v2: None,
+            placed: Placed::default(),
+        };
+        let mut v2_has = Vec::new();
+        if let Some(v2) = hierarchies.iter().find(|h| h.v1.is_none()) {
+            let parent = subtree(&v2.mount);
+            if !parent.is_dir() {
+                return Err(format!(
+                    "the cgroup subtree {} is missing\nhint: sudo moat setup",
+                    parent.display()
+                ));
+            }
+            let home = own_dir(v2, &own).unwrap_or_else(|| v2.mount.clone());
+            v2_has = listed(&parent, "cgroup.subtree_control");
+            run.add(&parent, &name, home, true)?;
+            let dir = &run.dirs[0].path;
+            run.v2 = Some(std::fs::File::open(dir).map_err(|e| fail("opening", dir, e))?);
+        }
+        let wants = [("memory", limits.memory), ("pids", limits.processes)];
+        for (controller, value) in wants {
+            let Some(value) = value else { continue };
+            let version = if v2_has.iter().any(|c| c == controller) {
+                let dir = run.dirs[0].path.clone();
+                run.limit(&dir, controller, value, true)?;
+                2
+            } else {
+                let Some(parent) = v1_home(&hierarchies, &own, controller) else {
+                    continue;
+                };
+                let dir = match run.dirs.iter().find(|d| d.path.parent() == Some(&parent)) {
+                    Some(d) => d.path.clone(),
+                    None => {
+                        run.add(&parent, &name, parent.clone(), false)?;
+                        run.dirs.last().map(|d| d.path.clone()).unwrap_or_default()
+                    }
+                };
+                run.limit(&dir, controller, value, false)?;
+                1
+            };
+            match controller {
+                "memory" => run.placed.memory = Some(version),
+                _ => run.placed.processes = Some(version),
+            }
+        }
+        Ok(run)
+    }
+
+    fn add(&mut self, parent: &Path, name: &str, home: PathBuf, v2: bool) -> Result<(), String> {
+        sweep(parent, v2);
+        let path = parent.join(name);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            // A launcher gone with this pid left it (sweep keeps those whose
+            // pid lives, as this one does).
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                remove_dir(&path, false).map_err(|e| fail("removing the stale", &path, e))?;
+                std::fs::create_dir(&path).map_err(|e| fail("creating", &path, e))?;
+            }
+            Err(e) => return Err(fail("creating", &path, e)),
+        }
+        self.dirs.push(Dir { path, home, v2 });
+        Ok(())
+    }
+
+    fn limit(&self, dir: &Path, controller: &str, value: u64, v2: bool) -> Result<(), String> {
+        let v = value.to_string();
+        let files: &[(&str, bool)] = match (controller, v2) {
+            // Swap would let the run go past its memory limit.
+            ("memory", true) => &[("memory.max", true), ("memory.swap.max", false)],
+            ("memory", false) => &[
+                ("memory.limit_in_bytes", true),
+                ("memory.memsw.limit_in_bytes", false),
+            ],
+            _ => &[("pids.max", true)],
+        };
+        for (file, required) in files {
+            let value = if file.ends_with("swap.max") { "0" } else { &v };
+            let path = dir.join(file);
+            match write(&path, value) {
+                Ok(()) => {}
+                Err(e) if !required && e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail("writing", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The v2 directory to fork init into.
+    pub fn v2_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.v2.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Moves the calling process into the run's v1 cgroups.
+    pub fn enter(&self) -> Result<(), String> {
+        for d in self.dirs.iter().filter(|d| !d.v2) {
+            let procs = d.path.join("cgroup.procs");
+            write(&procs, "0").map_err(|e| fail("joining", &procs, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling process back to where it was in v1.
+    pub fn leave(&self) {
+        for d in self.dirs.iter().filter(|d| !d.v2) {
+            let _ = write(&d.home.join("cgroup.procs"), "0");
+        }
+    }
+
+    /// The run's cgroup directories.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|d| d.path.as_path())
+    }
+
+    /// Kills what is left in the run's cgroups and removes them.
+    pub fn remove(&mut self) -> Result<(), String> {
+        self.v2 = None;
+        let mut first = Ok(());
+        for d in std::mem::take(&mut self.dirs) {
+            if let Err(e) = remove_dir(&d.path, d.v2) {
+                if first.is_ok() {
+                    first = Err(fail("removing", &d.path, e));
+                }
+            }
+        }
+        first
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
+/// Removes the run directories under `parent` whose launcher is gone.
+pub fn sweep(parent: &Path, v2: bool) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_PREFIX))
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+            .filter(|p| *p > 0)
+        else {
+            continue;
+        };
+        // Signal 0 only asks whether the process exists.
+        if sys::process::kill(pid, 0) == Err(sys::Errno(libc::ESRCH)) {
+            let _ = remove_dir(&e.path(), v2);
+        }
+    }
+}
+
+/// Every run directory below `dir`, `depth` levels down at most (for
+/// setup's checks and removal).
+pub fn find_runs(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name().to_string_lossy().starts_with(RUN_PREFIX) {
+            out.push(e.path());
+        } else if depth > 0 {
+            find_runs(&e.path(), depth - 1, out);
+        }
+    }
+}
+
+/// Kills whatever runs in the cgroup `dir` and removes it, deepest first.
+pub fn remove_dir(dir: &Path, v2: bool) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if v2 {
+        // cgroup.kill (Linux 5.14) ends every process of the subtree at once.
+        let _ = write(&dir.join("cgroup.kill"), "1");
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_dir(&entry.path(), v2)?;
+        }
+    }
+    // A killed process leaves the cgroup once it is reaped; retry briefly.
+    let mut last = Ok(());
+    for _ in 0..200 {
+        if !v2 {
+            kill_listed(dir);
+        }
+        last = std::fs::remove_dir(dir);
+        match &last {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    last
+}
+
+fn kill_listed(dir: &Path) {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse().ok()) {
+        let _ = sys::process::kill(pid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw
+35 25 0:30 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+36 35 0:31 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 35 0:32 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+38 35 0:33 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+39 35 0:34 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+40 35 0:35 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+41 35 0:36 /lxc/c1 /sys/fs/cgroup/blkio\\040x rw - cgroup cgroup rw,blkio
+";
+
+    const OWN: &str = "\
+9:name=systemd:/user.slice
+8:pids:/
+5:cpu,cpuacct:/work
+4:memory:/process_api/abc
+3:blkio:/lxc/c1/inner
+0::/user.slice/session-1.scope
+";
+
+    fn find<'a>(hs: &'a [Hierarchy], mount: &str) -> &'a Hierarchy {
+        hs.iter().find(|h| h.mount == Path::new(mount)).unwrap()
+    }
+
+    #[test]
+    fn mounts_are_read_with_their_version_and_controllers() {
+        let hs = parse_mounts(MOUNTINFO);
+        assert_eq!(hs.len(), 6);
+        let v2 = find(&hs, "/sys/fs/cgroup/unified");
+        assert_eq!(v2.v1, None);
+        let mem = find(&hs, "/sys/fs/cgroup/memory");
+        assert!(mem.v1.as_ref().unwrap().contains(&"memory".to_string()));
+        let blkio = find(&hs, "/sys/fs/cgroup/blkio x");
+        assert_eq!(blkio.root, "/lxc/c1");
+    }
+
+    #[test]
+    fn own_cgroups_resolve_to_directories() {
+        let hs = parse_mounts(MOUNTINFO);
+        let own = parse_own(OWN);
+        let dir = |m: &str| own_dir(find(&hs, m), &own);
+        assert_eq!(
+            dir("/sys/fs/cgroup/memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/process_api/abc"))
+        );
+        assert_eq!(
+            dir("/sys/fs/cgroup/pids"),
+            Some(PathBuf::from("/sys/fs/cgroup/pids"))
+        );
+        assert_eq!(
+            dir("/sys/fs/cgroup/cpu,cpuacct"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/work"))
+        );
+        assert_eq!(
+            dir("/sys/fs/cgroup/systemd"),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd/user.slice"))
+        );
+        assert_eq!(
+            dir("/sys/fs/cgroup/unified"),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/unified/user.slice/session-1.scope"
+            ))
+        );
+        // The mount shows only /lxc/c1 of the hierarchy.
+        assert_eq!(
+            dir("/sys/fs/cgroup/blkio x"),
+            Some(PathBuf::from("/sys/fs/cgroup/blkio x/inner"))
+        );
+    }
+
+    #[test]
+    fn a_cgroup_outside_the_mounted_part_has_no_directory() {
+        let hs = parse_mounts(MOUNTINFO);
+        let own = parse_own("3:blkio:/lxc/c10/x\n");
+        assert_eq!(own_dir(find(&hs, "/sys/fs/cgroup/blkio x"), &own), None);
+        let own = parse_own("3:blkio:/other\n");
+        assert_eq!(own_dir(find(&hs, "/sys/fs/cgroup/blkio x"), &own), None);
+    }
+
+    #[test]
+    fn placement_survives_the_start_report() {
+        for p in [
+            Placed::default(),
+            Placed {
+                memory: Some(1),
+                processes: None,
+            },
+            Placed {
+                memory: Some(2),
+                processes: Some(1),
+            },
+            Placed {
+                memory: None,
+                processes: Some(2),
+            },
+        ] {
+            assert_eq!(Placed::from_bits(p.bits()), p);
+        }
+    }
+
+    #[test]
+    fn garbage_is_skipped() {
+        assert!(parse_mounts("nonsense\n - \n1 2 3 - cgroup").is_empty());
+        assert!(parse_own("nonsense\n").is_empty());
+    }
+}
