@@ -66,6 +66,28 @@ if [ "$(id -u)" = 0 ] && [ ! -e /var/lib/moat/setup.toml ]; then
     "$moat_bin" probe --mode elevated --mode elevated-allow
     echo "test.sh: moat probe through the elevated tier as moat-test"
     (cd / && setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env -- "$moat_bin" probe --mode elevated --mode elevated-allow)
+    # Where no process may create a user namespace (a seccomp filter, as
+    # the sysctl cannot be written here), the elevated tier still runs the
+    # catalogue; the unelevated tier refusing is the control that the
+    # filter works. The id mappings' namespaces were made by the runs above.
+    no_userns="python3 $(pwd)/crates/moat-cli/tests/no_userns.py"
+    as_test="setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env --"
+    control=$(cd / && $no_userns $as_test "$moat_bin" run --tier unelevated --workspace /tmp -- true 2>&1) && {
+        echo "test.sh: the unelevated tier ran without user namespaces: the filter does not work" >&2
+        exit 1
+    }
+    case "$control" in *"user namespaces are not available"*) ;; *)
+        echo "test.sh: unexpected refusal without user namespaces: $control" >&2
+        exit 1 ;;
+    esac
+    echo "test.sh: without user namespaces the unelevated tier refuses (control), so:"
+    echo "test.sh: moat probe through the elevated tier without user namespaces, as $(id -un) and moat-test"
+    # Creating a user namespace is refused outside the sandbox too here, so
+    # that one probe has no working control and is inconclusive.
+    for who in "" "$as_test"; do
+        (cd / && $no_userns $who "$moat_bin" probe --json --mode elevated --mode elevated-allow || true) |
+            python3 scripts/check-probe.py --control-refused "create a user namespace"
+    done
     "$moat_bin" setup --remove
     trap - EXIT
 fi

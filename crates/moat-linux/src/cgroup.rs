@@ -364,18 +364,21 @@ impl RunCgroup {
         self.v2.as_ref().map(|f| f.as_raw_fd())
     }
 
-    /// Moves the calling process into the run's v1 cgroups.
-    pub fn enter(&self) -> Result<(), String> {
-        for d in self.dirs.iter().filter(|d| !d.v2) {
+    /// Moves the calling process into the run's v1 cgroups, and into the
+    /// v2 one too with `v2` (where clone3 is refused: old kernels,
+    /// container runtimes' seccomp profiles).
+    pub fn enter(&self, v2: bool) -> Result<(), String> {
+        for d in self.dirs.iter().filter(|d| v2 || !d.v2) {
             let procs = d.path.join("cgroup.procs");
             write(&procs, "0").map_err(|e| fail("joining", &procs, e))?;
         }
         Ok(())
     }
 
-    /// Moves the calling process back to where it was in v1.
-    pub fn leave(&self) {
-        for d in self.dirs.iter().filter(|d| !d.v2) {
+    /// Moves the calling process back to where it was (in v2 too with
+    /// `v2`).
+    pub fn leave(&self, v2: bool) {
+        for d in self.dirs.iter().filter(|d| v2 || !d.v2) {
             let _ = write(&d.home.join("cgroup.procs"), "0");
         }
     }

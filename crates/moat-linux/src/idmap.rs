@@ -27,6 +27,16 @@ fn pin_name(uid_map: &[u8], gid_map: &[u8]) -> String {
     format!("u{}_g{}", words(uid_map), words(gid_map))
 }
 
+/// The uid and gid maps showing the person's ids (`caller`) as the
+/// account's. For a mount, the namespace's "inside" ids are the ones on
+/// disk and its "outside" ids the ones the mount shows: the person's files
+/// show as the account's, and what the account creates is the person's on
+/// disk.
+pub fn maps(caller: (u32, u32), account: (u32, u32)) -> (Vec<u8>, Vec<u8>) {
+    let line = |disk: u32, shown: u32| format!("{} {} 1\n", disk, shown).into_bytes();
+    (line(caller.0, account.0), line(caller.1, account.1))
+}
+
 /// The namespace for these maps: the pinned one under `pins` if there is
 /// one, else a new one (pinned there for next time).
 pub fn namespace(pins: Option<&Path>, uid_map: &[u8], gid_map: &[u8]) -> SysResult<OwnedFd> {

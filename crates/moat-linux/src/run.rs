@@ -676,17 +676,9 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
     let (uid, gid) = sys::process::ids();
     let mut idmap = -1;
     if let Some(e) = elevated {
-        // For a mount, the namespace's "inside" ids are the ones on disk and
-        // its "outside" ids the ones the mount shows: the person's files
-        // show as the account's, and what the account creates is the
-        // person's on disk.
-        let line = |disk: u32, shown: u32| format!("{} {} 1\n", disk, shown).into_bytes();
-        let ns = crate::idmap::namespace(
-            e.pins.as_deref(),
-            &line(e.caller.0, e.account.1),
-            &line(e.caller.1, e.account.2),
-        )
-        .map_err(sys_err("creating the id mapping of the writable roots"))?;
+        let (uid_map, gid_map) = crate::idmap::maps(e.caller, (e.account.1, e.account.2));
+        let ns = crate::idmap::namespace(e.pins.as_deref(), &uid_map, &gid_map)
+            .map_err(sys_err("creating the id mapping of the writable roots"))?;
         idmap = ns.as_raw_fd();
         child_fds.push(ns);
     }
@@ -921,16 +913,26 @@ fn spawn_once(req: &SpawnRequest<'_>, isolation: Isolation) -> Result<Child, Err
     }
     // The run's processes are born in its cgroups: init is forked into
     // the v2 one; for v1 ones the launcher joins them around the fork.
-    if let Some(cg) = &p.cgroup {
-        cg.enter().map_err(Error::Cgroup)?;
-    }
-    let forked = match p.cgroup.as_ref().and_then(|c| c.v2_fd()) {
-        Some(fd) => sys::clone::fork_into_cgroup(p.flags, fd),
+    let forked = match &p.cgroup {
         None => sys::clone::fork_with(p.flags),
+        Some(cg) => {
+            cg.enter(false).map_err(Error::Cgroup)?;
+            let mut forked = match cg.v2_fd() {
+                Some(fd) => sys::clone::fork_into_cgroup(p.flags, fd),
+                None => sys::clone::fork_with(p.flags),
+            };
+            let mut joined_v2 = false;
+            if cg.v2_fd().is_some() && matches!(forked, Err(Errno(libc::ENOSYS))) {
+                cg.enter(true).map_err(Error::Cgroup)?;
+                joined_v2 = true;
+                forked = sys::clone::fork_with(p.flags);
+            }
+            if !matches!(forked, Ok(sys::clone::Forked::Child)) {
+                cg.leave(joined_v2);
+            }
+            forked
+        }
     };
-    if let (Some(cg), Ok(sys::clone::Forked::Parent { .. }) | Err(_)) = (&p.cgroup, &forked) {
-        cg.leave();
-    }
     let forked = match forked {
         Ok(f) => f,
         Err(e) if isolation == Isolation::Full && is_userns_errno(e) => {

@@ -227,6 +227,21 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
         rec.launcher = Some(dest);
         rec.save(&path)?;
     }
+    // The person's id mappings, made now: runs then need no new user
+    // namespace, which matters where even root may not create one
+    // (user.max_user_namespaces=0) until the next boot empties /run.
+    for account in [OFFLINE, ONLINE].into_iter().filter_map(accounts::user) {
+        let (uid_map, gid_map) =
+            crate::idmap::maps((person.uid, person.gid), (account.uid, account.gid));
+        let pins = Path::new(crate::IDMAP_PINS);
+        if crate::idmap::namespace(Some(pins), &uid_map, &gid_map).is_err() {
+            done.push(format!(
+                "could not prepare {}'s id mapping for {} now (no user namespace could be \
+                 made); its first run will",
+                person.name, account.name
+            ));
+        }
+    }
     if done.is_empty() {
         done.push("everything was already set up".into());
     }

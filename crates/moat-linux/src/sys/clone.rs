@@ -81,11 +81,11 @@ struct CloneArgs {
 /// `fork_with`, with the child born in the cgroup v2 directory `cgroup`
 /// (CLONE_INTO_CGROUP, Linux 5.7): no process has to be moved, and moving
 /// one waits for an RCU grace period (milliseconds).
-pub fn fork_into_cgroup(flags: libc::c_ulong, cgroup: RawFd) -> SysResult<Forked> {
+pub fn fork_into_cgroup(flags: u64, cgroup: RawFd) -> SysResult<Forked> {
     let mut pidfd: libc::c_int = -1;
-    let want_pidfd = flags & libc::CLONE_PIDFD as libc::c_ulong != 0;
+    let want_pidfd = flags & libc::CLONE_PIDFD as u64 != 0;
     let args = CloneArgs {
-        flags: (flags as u64) | CLONE_INTO_CGROUP,
+        flags: flags | CLONE_INTO_CGROUP,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup as u64,
