@@ -623,6 +623,26 @@ fn setup_check_firewall_drift_conflict_and_removal() {
         show(&out)
     );
 
+    // Two setups at once, from nothing: they take turns on the lock, both
+    // succeed, and what they leave checks out (the record included).
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(moat())
+                .args(["setup", "--user", &who.name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in racers {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "concurrent setup: {}", show(&out));
+    }
+    let out = moat_setup(&["--check"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let record = std::fs::read_to_string("/var/lib/moat/setup.toml").unwrap();
+    assert_eq!(record.matches("moat-offline").count(), 1, "{record}");
     let out = moat_setup(&["--user", &who.name]);
     assert!(out.status.success(), "{}", show(&out));
     let out = moat_setup(&["--check"]);
