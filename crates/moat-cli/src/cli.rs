@@ -160,9 +160,14 @@ pub struct PolicyArgs {
     /// Most processes alive at once.
     #[arg(long, value_name = "N")]
     pub max_processes: Option<u64>,
-    /// Most memory per process (512M, 4G).
+    /// Most memory: per process, or for the whole run in the elevated
+    /// tier (512M, 4G).
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// Most CPUs the run may keep busy (1, 0.5, 2.5); needs a cgroup, so
+    /// the elevated tier.
+    #[arg(long, value_name = "N")]
+    pub max_cpus: Option<String>,
     /// Largest file the command may write.
     #[arg(long, value_name = "SIZE")]
     pub max_file_size: Option<String>,

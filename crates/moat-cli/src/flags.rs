@@ -62,6 +62,9 @@ pub fn layer(args: &PolicyArgs) -> Result<Layer> {
     if let Some(f) = &args.max_file_size {
         l.file_size = Some(units::parse_size(f).context("--max-file-size")?);
     }
+    if let Some(c) = &args.max_cpus {
+        l.cpu = Some(units::parse_cpus(c).context("--max-cpus")?);
+    }
     conflicts(args, l.preset)?;
     Ok(l)
 }
@@ -92,6 +95,7 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         (args.max_processes.is_some(), "--max-processes"),
         (args.max_memory.is_some(), "--max-memory"),
         (args.max_file_size.is_some(), "--max-file-size"),
+        (args.max_cpus.is_some(), "--max-cpus"),
         (!args.allow_domain.is_empty(), "--allow-domain"),
         (!args.deny_domain.is_empty(), "--deny-domain"),
         (!args.allow_cidr.is_empty(), "--allow-cidr"),

@@ -2,7 +2,7 @@
 //! and what it means in this workspace.
 
 use anyhow::Result;
-use moat::advanced::{host::StdFs, scan, view, Sourced};
+use moat::advanced::{host::StdFs, scan, units, view, Sourced};
 use moat::{Command, Policy};
 use serde_json::{json, Value};
 
@@ -35,6 +35,7 @@ pub fn show(args: &PolicyArgs, as_json: bool) -> Result<()> {
         "processes": p.limits.processes.as_ref().map(|v| json!({"value": v.value, "source": v.source.to_string()})),
         "memory": p.limits.memory.as_ref().map(|v| json!({"bytes": v.value, "source": v.source.to_string()})),
         "file_size": p.limits.file_size.as_ref().map(|v| json!({"bytes": v.value, "source": v.source.to_string()})),
+        "cpus": p.limits.cpu.as_ref().map(|v| json!({"cpus": units::format_cpus(v.value), "source": v.source.to_string()})),
     });
     let mut precedence = vec![json!({"source": "built-in defaults"})];
     for (path, _, found) in &resolved.config_files {
@@ -195,6 +196,13 @@ fn print_human(
             .file_size
             .as_ref()
             .map(|t| format!("{} bytes  ({})", t.value, t.source)),
+    );
+    limit(
+        "cpus",
+        p.limits
+            .cpu
+            .as_ref()
+            .map(|t| format!("{}  ({})", units::format_cpus(t.value), t.source)),
     );
     for i in &p.ignored {
         line("ignored", i.to_string());

@@ -430,6 +430,16 @@ fn conflicting_and_malformed_flags() {
                 &["--max-processes", "0"],
                 &["--max-processes"],
             ),
+            (
+                "zero CPUs",
+                &["--max-cpus", "0"],
+                &["--max-cpus", "number of CPUs"],
+            ),
+            (
+                "too fine a CPU share",
+                &["--max-cpus", "0.0001"],
+                &["--max-cpus", "0.0001"],
+            ),
         ];
         for (what, args, needles) in cases {
             // The command would leave a trace if it ran.

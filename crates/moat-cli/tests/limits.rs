@@ -56,6 +56,28 @@ fn limits_hold_and_the_same_work_passes_without_them() {
             }
         }
 
+        // Only a cgroup holds a CPU share, and this tier has none: refused,
+        // or run with the loss named (control: the same run without it).
+        let cpu = ["--tier", "unelevated", "--max-cpus", "0.5"];
+        let refused = moat_run(&who, &ws, &cpu, &["true"]);
+        v.check(
+            &format!("{} --max-cpus is refused in the unelevated tier", who.name),
+            refused.status.code() == Some(125)
+                && stderr(&refused).contains("CPU limit is not enforced"),
+            stderr(&refused),
+        );
+        let accepted = moat_run(
+            &who,
+            &ws,
+            &[&cpu[..], &["--allow-degraded"]].concat(),
+            &["true"],
+        );
+        v.check(
+            &format!("{} --max-cpus --allow-degraded says what it lost", who.name),
+            accepted.status.success() && stderr(&accepted).contains("CPU limit is not enforced"),
+            stderr(&accepted),
+        );
+
         let alloc = [
             "python3",
             "-c",

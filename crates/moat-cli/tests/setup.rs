@@ -442,6 +442,8 @@ fn cgroup_limits(v: &mut Verdicts, who: &Who, ws: &std::path::Path) {
         "64M",
         "--max-processes",
         "40",
+        "--max-cpus",
+        "0.25",
     ];
     let mut child = command_as(who, moat())
         .args(["run", "--workspace"])
@@ -461,11 +463,15 @@ fn cgroup_limits(v: &mut Verdicts, who: &Who, ws: &std::path::Path) {
     }
     let memory = cgroup_value(&dirs, &["memory.max", "memory.limit_in_bytes"]);
     let pids = cgroup_value(&dirs, &["pids.max"]);
+    let cpu = cgroup_value(&dirs, &["cpu.max", "cpu.cfs_quota_us"]);
     let procs = cgroup_value(&dirs, &["cgroup.procs"]).unwrap_or_default();
     v.check(
         "a run's cgroup holds its processes and limits",
-        memory.as_deref() == Some("67108864") && pids.as_deref() == Some("40") && !procs.is_empty(),
-        format!("{dirs:?}: memory {memory:?}, pids {pids:?}, procs {procs:?}"),
+        memory.as_deref() == Some("67108864")
+            && pids.as_deref() == Some("40")
+            && matches!(cpu.as_deref(), Some("25000 100000" | "25000"))
+            && !procs.is_empty(),
+        format!("{dirs:?}: memory {memory:?}, pids {pids:?}, cpu {cpu:?}, procs {procs:?}"),
     );
     let status = child.wait().unwrap();
     v.check(
@@ -524,6 +530,27 @@ fn cgroup_limits(v: &mut Verdicts, who: &Who, ws: &std::path::Path) {
         "control: under a 100-process limit they start",
         out.status.success() && !stderr(&out).contains("fork"),
         show(&out),
+    );
+
+    // A quarter of a CPU: a busy loop of 1.5 s gets about 0.4 s of CPU
+    // (control: without the limit, about all of it).
+    let spin = [
+        "python3",
+        "-c",
+        "import os, time\nt = time.time()\nwhile time.time() - t < 1.5: pass\nc = os.times()\nprint(c.user + c.system)",
+    ];
+    let used = |out: &std::process::Output| stdout(out).trim().parse::<f64>().unwrap_or(-1.0);
+    let limited = moat_run(
+        who,
+        ws,
+        &["--tier", "elevated", "--max-cpus", "0.25"],
+        &spin,
+    );
+    let free = moat_run(who, ws, &["--tier", "elevated"], &spin);
+    v.check(
+        "--max-cpus 0.25 holds a busy loop to a quarter of a CPU",
+        (0.0..0.8).contains(&used(&limited)) && used(&free) > 1.0,
+        format!("limited {}, control {}", show(&limited), show(&free)),
     );
 
     // A launcher killed outright cannot clean up; the next run does.

@@ -97,6 +97,7 @@ struct Env {
 #[serde(untagged)]
 enum Amount {
     Number(i64),
+    Fraction(f64),
     Text(String),
 }
 
@@ -107,6 +108,7 @@ struct Limits {
     processes: Option<Spanned<i64>>,
     memory: Option<Spanned<Amount>>,
     file_size: Option<Spanned<Amount>>,
+    cpus: Option<Spanned<Amount>>,
 }
 
 /// Where the person's config file is, given `XDG_CONFIG_HOME` and the home
@@ -231,6 +233,11 @@ pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigErr
                 parse_size(s).map_err(|e| e.to_string())
             })?);
         }
+        if let Some(c) = limits.cpus {
+            layer.cpu = Some(ctx.amount("limits.cpus", &c, |s| {
+                moat_policy::units::parse_cpus(s).map_err(|e| e.to_string())
+            })?);
+        }
     }
     Ok(layer)
 }
@@ -300,6 +307,7 @@ impl Ctx<'_> {
     ) -> Result<T, ConfigError> {
         let text = match value.get_ref() {
             Amount::Number(n) => n.to_string(),
+            Amount::Fraction(f) => f.to_string(),
             Amount::Text(s) => s.clone(),
         };
         parse(&text).map_err(|message| self.at(key, value.span().start, message))
@@ -388,6 +396,7 @@ timeout = "10m"
 processes = 256
 memory = "4G"
 file_size = 1048576
+cpus = 1.5
 "#,
         )
         .unwrap();
@@ -406,6 +415,7 @@ file_size = 1048576
         assert_eq!(layer.processes, Some(256));
         assert_eq!(layer.memory, Some(4 << 30));
         assert_eq!(layer.file_size, Some(1 << 20));
+        assert_eq!(layer.cpu, Some(1500));
     }
 
     #[test]

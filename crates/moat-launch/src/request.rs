@@ -74,6 +74,8 @@ pub struct Request {
     pub processes: Option<u64>,
     pub memory: Option<u64>,
     pub file_size: Option<u64>,
+    /// Thousandths of a CPU.
+    pub cpu: Option<u64>,
     /// Give the command a terminal of its own.
     pub pty: bool,
 }
@@ -137,6 +139,7 @@ const T_PIN: u8 = b'n';
 const T_PROCESSES: u8 = b'P';
 const T_MEMORY: u8 = b'M';
 const T_FILE_SIZE: u8 = b'F';
+const T_CPU: u8 = b'c';
 const T_PTY: u8 = b't';
 
 fn kind_path(kind: Kind, path: &[u8]) -> Vec<u8> {
@@ -214,6 +217,7 @@ impl Request {
             (T_PROCESSES, self.processes),
             (T_MEMORY, self.memory),
             (T_FILE_SIZE, self.file_size),
+            (T_CPU, self.cpu),
         ] {
             if let Some(v) = value {
                 field(&mut out, tag, v.to_string().as_bytes());
@@ -236,7 +240,7 @@ impl Request {
         let mut cwd = None;
         let mut timeout = None;
         let (mut network, mut restricted, mut pty) = (None, None, None);
-        let (mut processes, mut memory, mut file_size) = (None, None, None);
+        let (mut processes, mut memory, mut file_size, mut cpu) = (None, None, None, None);
         let (mut writable, mut deny_read, mut argv, mut env) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut readable, mut protected, mut pins) = (Vec::new(), Vec::new(), Vec::new());
@@ -264,6 +268,7 @@ impl Request {
                 T_PROCESSES => once(&mut processes, value, "the process limit")?,
                 T_MEMORY => once(&mut memory, value, "the memory limit")?,
                 T_FILE_SIZE => once(&mut file_size, value, "the file size limit")?,
+                T_CPU => once(&mut cpu, value, "the CPU limit")?,
                 T_READABLE => push(
                     &mut readable,
                     path(value, "a readable path")?,
@@ -366,6 +371,7 @@ impl Request {
             processes: number(processes, "the process limit")?,
             memory: number(memory, "the memory limit")?,
             file_size: number(file_size, "the file size limit")?,
+            cpu: number(cpu, "the CPU limit")?,
             pty: flag(pty, "the terminal flag")?,
         })
     }
@@ -464,6 +470,7 @@ mod tests {
             processes: Some(100),
             memory: None,
             file_size: Some(1 << 30),
+            cpu: Some(1500),
             pty: true,
         }
     }

@@ -288,6 +288,7 @@ mod tests {
             processes: None,
             memory: None,
             file_size: None,
+            cpu: None,
             pty: false,
         }
     }

@@ -121,6 +121,7 @@ fn launch(control: &OwnedFd, channel: &OwnedFd) -> Result<i32, String> {
         processes: limit(req.processes),
         memory: limit(req.memory),
         file_size: limit(req.file_size),
+        cpu: limit(req.cpu),
     };
     // moat built the environment from its policy already; pass it as is.
     let env: Vec<(OsString, OsString)> = req

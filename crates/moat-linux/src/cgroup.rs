@@ -155,6 +155,18 @@ pub fn controllers(mount: &Path) -> Vec<String> {
     listed(mount, "cgroup.controllers")
 }
 
+/// CFS bandwidth for `millis` thousandths of a CPU: quota and period in
+/// microseconds. The kernel wants a quota of at least 1 ms, so very small
+/// shares get a longer period.
+pub fn cpu_quota(millis: u64) -> (u64, u64) {
+    let period = if millis * 100 >= 1000 {
+        100_000
+    } else {
+        1_000_000
+    };
+    (millis * period / 1000, period)
+}
+
 /// The v1 cgroup a run's directory for `controller` goes in: this
 /// process's own in the hierarchy that has the controller.
 fn v1_home(
@@ -169,7 +181,7 @@ fn v1_home(
     own_dir(h, own)
 }
 
-/// Where runs' `memory` and `pids` limits go on this machine: "cgroup v2",
+/// Where runs' `memory`, `pids` and `cpu` limits go on this machine: "cgroup v2",
 /// "cgroup v1 (<dir>)", or `None` (per-process rlimits instead).
 pub fn placement() -> Vec<(&'static str, Option<String>)> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -180,7 +192,7 @@ pub fn placement() -> Vec<(&'static str, Option<String>)> {
         .find(|h| h.v1.is_none())
         .map(|h| listed(&subtree(&h.mount), "cgroup.subtree_control"))
         .unwrap_or_default();
-    ["memory", "pids"]
+    ["memory", "pids", "cpu"]
         .into_iter()
         .map(|c| {
             let at = if v2_has.iter().any(|h| h == c) {
@@ -208,6 +220,8 @@ pub fn v1_mounts() -> Vec<PathBuf> {
 pub struct Limits {
     pub memory: Option<u64>,
     pub processes: Option<u64>,
+    /// Thousandths of a CPU.
+    pub cpu: Option<u64>,
 }
 
 /// Which of the limits a run's cgroup enforces, and with which version.
@@ -215,6 +229,7 @@ pub struct Limits {
 pub struct Placed {
     pub memory: Option<u8>,
     pub processes: Option<u8>,
+    pub cpu: Option<u8>,
 }
 
 impl Placed {
@@ -222,6 +237,7 @@ impl Placed {
     pub fn bits(self) -> u32 {
         u32::from(self.memory.unwrap_or(0) & 0xf)
             | u32::from(self.processes.unwrap_or(0) & 0xf) << 4
+            | u32::from(self.cpu.unwrap_or(0) & 0xf) << 8
     }
 
     pub fn from_bits(bits: u32) -> Placed {
@@ -229,6 +245,7 @@ impl Placed {
         Placed {
             memory: v(bits),
             processes: v(bits >> 4),
+            cpu: v(bits >> 8),
         }
     }
 }
@@ -289,7 +306,11 @@ impl RunCgroup {
             let dir = &run.dirs[0].path;
             run.v2 = Some(std::fs::File::open(dir).map_err(|e| fail("opening", dir, e))?);
         }
-        let wants = [("memory", limits.memory), ("pids", limits.processes)];
+        let wants = [
+            ("memory", limits.memory),
+            ("pids", limits.processes),
+            ("cpu", limits.cpu),
+        ];
         for (controller, value) in wants {
             let Some(value) = value else { continue };
             let version = if v2_has.iter().any(|c| c == controller) {
@@ -312,7 +333,8 @@ impl RunCgroup {
             };
             match controller {
                 "memory" => run.placed.memory = Some(version),
-                _ => run.placed.processes = Some(version),
+                "pids" => run.placed.processes = Some(version),
+                _ => run.placed.cpu = Some(version),
             }
         }
         Ok(run)
@@ -337,17 +359,25 @@ impl RunCgroup {
 
     fn limit(&self, dir: &Path, controller: &str, value: u64, v2: bool) -> Result<(), String> {
         let v = value.to_string();
-        let files: &[(&str, bool)] = match (controller, v2) {
+        let (quota, period) = cpu_quota(value);
+        let cpu_max = format!("{quota} {period}");
+        let (quota, period) = (quota.to_string(), period.to_string());
+        // (file, value, whether the file must exist)
+        let files: Vec<(&str, &str, bool)> = match (controller, v2) {
             // Swap would let the run go past its memory limit.
-            ("memory", true) => &[("memory.max", true), ("memory.swap.max", false)],
-            ("memory", false) => &[
-                ("memory.limit_in_bytes", true),
-                ("memory.memsw.limit_in_bytes", false),
+            ("memory", true) => vec![("memory.max", &v, true), ("memory.swap.max", "0", false)],
+            ("memory", false) => vec![
+                ("memory.limit_in_bytes", &v, true),
+                ("memory.memsw.limit_in_bytes", &v, false),
             ],
-            _ => &[("pids.max", true)],
+            ("cpu", true) => vec![("cpu.max", &cpu_max, true)],
+            ("cpu", false) => vec![
+                ("cpu.cfs_period_us", &period, true),
+                ("cpu.cfs_quota_us", &quota, true),
+            ],
+            _ => vec![("pids.max", &v, true)],
         };
-        for (file, required) in files {
-            let value = if file.ends_with("swap.max") { "0" } else { &v };
+        for (file, value, required) in files {
             let path = dir.join(file);
             match write(&path, value) {
                 Ok(()) => {}
@@ -578,18 +608,29 @@ mod tests {
             Placed {
                 memory: Some(1),
                 processes: None,
+                cpu: None,
             },
             Placed {
                 memory: Some(2),
                 processes: Some(1),
+                cpu: Some(2),
             },
             Placed {
                 memory: None,
                 processes: Some(2),
+                cpu: Some(1),
             },
         ] {
             assert_eq!(Placed::from_bits(p.bits()), p);
         }
+    }
+
+    #[test]
+    fn cpu_shares_become_quotas_the_kernel_takes() {
+        assert_eq!(cpu_quota(1500), (150_000, 100_000));
+        assert_eq!(cpu_quota(10), (1_000, 100_000));
+        assert_eq!(cpu_quota(5), (5_000, 1_000_000));
+        assert_eq!(cpu_quota(1), (1_000, 1_000_000));
     }
 
     #[test]

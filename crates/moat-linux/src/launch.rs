@@ -118,6 +118,7 @@ pub fn request(
         processes: policy.limits.processes.as_ref().map(|l| l.value),
         memory: policy.limits.memory.as_ref().map(|l| l.value),
         file_size: policy.limits.file_size.as_ref().map(|l| l.value),
+        cpu: policy.limits.cpu.as_ref().map(|l| l.value),
         pty: req.pty,
     }
 }

@@ -432,7 +432,15 @@ pub(crate) fn resources_layer(
     if let Some(f) = &policy.limits.file_size {
         parts.push(format!("files up to {} bytes", f.value));
     }
-    let state = if policy.limits.memory.is_some() && placed.memory.is_none() {
+    if let Some(c) = &policy.limits.cpu {
+        let cpus = moat_policy::units::format_cpus(c.value);
+        parts.push(match placed.cpu {
+            Some(v) => format!("{cpus} CPUs (cgroup v{v})"),
+            None => format!("{cpus} CPUs: not enforced (no cgroup)"),
+        });
+    }
+    let cpu_lost = policy.limits.cpu.is_some() && placed.cpu.is_none();
+    let state = if cpu_lost || (policy.limits.memory.is_some() && placed.memory.is_none()) {
         LayerState::Partial
     } else {
         LayerState::Full
@@ -804,12 +812,29 @@ fn prepare(req: &SpawnRequest<'_>) -> Result<Prepared, Error> {
             crate::cgroup::RunCgroup::create(crate::cgroup::Limits {
                 memory: policy.limits.memory.as_ref().map(|m| m.value),
                 processes: policy.limits.processes.as_ref().map(|p| p.value),
+                cpu: policy.limits.cpu.as_ref().map(|c| c.value),
             })
             .map_err(Error::Cgroup)?,
         ),
         None => None,
     };
     let placed = cgroup.as_ref().map(|c| c.placed).unwrap_or_default();
+    // Fail closed: nothing but a cgroup's cpu controller holds a CPU share.
+    if policy.limits.cpu.is_some() && placed.cpu.is_none() {
+        let loss = if elevated.is_some() {
+            "the CPU limit is not enforced: no cgroup hierarchy here has the cpu controller \
+             (cgroup v2 needs it in the subtree moat's setup prepares: sudo moat setup)"
+        } else {
+            "the CPU limit is not enforced: only the elevated tier's cgroups hold it \
+             (sudo moat setup --user NAME, then --tier elevated)"
+        };
+        if !req.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&[loss.to_string()]),
+            });
+        }
+        lost.push(loss.to_string());
+    }
     let limits = rlimits(policy, placed);
     layers.push(resources_layer(
         policy,

@@ -53,6 +53,8 @@ pub struct Layer {
     pub processes: Option<u64>,
     pub memory: Option<u64>,
     pub file_size: Option<u64>,
+    /// Thousandths of a CPU (`1500` is one and a half).
+    pub cpu: Option<u64>,
 }
 
 impl Layer {
@@ -84,6 +86,7 @@ impl Layer {
             processes: None,
             memory: None,
             file_size: None,
+            cpu: None,
         }
     }
 }

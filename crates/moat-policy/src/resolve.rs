@@ -518,6 +518,7 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
     limit(p, layer, "limits.file_size", layer.file_size, |p| {
         &mut p.limits.file_size
     });
+    limit(p, layer, "limits.cpus", layer.cpu, |p| &mut p.limits.cpu);
     Ok(())
 }
 

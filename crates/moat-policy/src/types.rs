@@ -161,6 +161,8 @@ pub struct Limits {
     pub memory: Option<Sourced<u64>>,
     /// Largest file the command may write, in bytes.
     pub file_size: Option<Sourced<u64>>,
+    /// Most CPU time per unit of wall-clock time, in thousandths of a CPU.
+    pub cpu: Option<Sourced<u64>>,
 }
 
 /// How the command's environment is built.

@@ -20,6 +20,49 @@ impl std::error::Error for UnitError {}
 
 const DURATION: &str = "a duration (e.g. 90, 90s, 15m, 2h)";
 const SIZE: &str = "a size (e.g. 4096, 512K, 256M, 2G)";
+const CPUS: &str = "a number of CPUs (e.g. 1, 0.5, 2.25; at most 3 decimals, at most 1024)";
+
+/// A number of CPUs, possibly fractional, as thousandths of a CPU.
+pub fn parse_cpus(text: &str) -> Result<u64, UnitError> {
+    let err = || UnitError {
+        given: text.to_string(),
+        expected: CPUS,
+    };
+    let t = text.trim();
+    let (whole, frac) = match t.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (t, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) || frac.len() > 3 {
+        return Err(err());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| err())?
+    };
+    let frac: u64 = format!("{:0<3}", frac).parse().map_err(|_| err())?;
+    let millis = whole
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(err)?;
+    if millis == 0 || millis > 1024 * 1000 {
+        return Err(err());
+    }
+    Ok(millis)
+}
+
+/// Thousandths of a CPU as people write CPUs (`1.5`).
+pub fn format_cpus(millis: u64) -> String {
+    let frac = format!("{:03}", millis % 1000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{}", millis / 1000)
+    } else {
+        format!("{}.{}", millis / 1000, frac)
+    }
+}
 
 fn split_number(text: &str) -> Option<(u64, &str)> {
     let digits = text.bytes().take_while(|b| b.is_ascii_digit()).count();
@@ -78,6 +121,33 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("1"), Ok(1000));
+        assert_eq!(parse_cpus("1.5"), Ok(1500));
+        assert_eq!(parse_cpus(" 0.25 "), Ok(250));
+        assert_eq!(parse_cpus(".5"), Ok(500));
+        assert_eq!(parse_cpus("2.125"), Ok(2125));
+        for bad in [
+            "",
+            ".",
+            "0",
+            "0.0",
+            "1.2345",
+            "-1",
+            "1e3",
+            "abc",
+            "1025",
+            "1.5.1",
+            "99999999999999999999",
+        ] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_cpus(1500), "1.5");
+        assert_eq!(format_cpus(2000), "2");
+        assert_eq!(format_cpus(250), "0.25");
+    }
 
     #[test]
     fn durations() {

@@ -162,6 +162,13 @@ impl Policy {
         self.layer.file_size = Some(bytes);
         self
     }
+
+    /// Most CPUs the run may keep busy, in thousandths (`1500` is one and
+    /// a half); enforced by the elevated tier's cgroup only.
+    pub fn max_cpus_millis(mut self, millis: u64) -> Policy {
+        self.layer.cpu = Some(millis);
+        self
+    }
 }
 
 /// A resolved policy and where its config came from.

@@ -193,7 +193,7 @@ pub fn setup(user: Option<&str>) -> Result<Vec<String>, String> {
     done.push(format!("prepared the cgroup subtree {}", sub.display()));
     // Runs' memory and process limits act through v2 where its controllers
     // are; those bound to v1 (hybrid machines) are used there instead.
-    for c in ["memory", "pids"] {
+    for c in ["memory", "pids", "cpu"] {
         if !cgroup::controllers(&mount).iter().any(|h| h == c) {
             continue;
         }
