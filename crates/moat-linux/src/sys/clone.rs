@@ -41,21 +41,7 @@ pub fn fork_with(flags: libc::c_ulong) -> SysResult<Forked> {
             0 as libc::c_ulong,
         )
     };
-    let pid = check(ret)?;
-    if pid == 0 {
-        return Ok(Forked::Child);
-    }
-    let pidfd = if want_pidfd && pidfd >= 0 {
-        // SAFETY: the kernel just created this descriptor for us and nothing
-        // else owns it.
-        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
-    } else {
-        None
-    };
-    Ok(Forked::Parent {
-        pid: pid as libc::pid_t,
-        pidfd,
-    })
+    forked(check(ret)?, want_pidfd.then_some(pidfd))
 }
 
 /// libc's constant is an i32 and overflows.
@@ -103,17 +89,20 @@ pub fn fork_into_cgroup(flags: u64, cgroup: RawFd) -> SysResult<Forked> {
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    let pid = check(ret)?;
+    forked(check(ret)?, want_pidfd.then_some(pidfd))
+}
+
+/// Which side a clone returned on; `pidfd` is what the kernel wrote when
+/// one was asked for.
+fn forked(pid: libc::c_long, pidfd: Option<libc::c_int>) -> SysResult<Forked> {
     if pid == 0 {
         return Ok(Forked::Child);
     }
-    let pidfd = if want_pidfd && pidfd >= 0 {
+    let pidfd = pidfd.filter(|fd| *fd >= 0).map(|fd| {
         // SAFETY: the kernel just created this descriptor for us and nothing
         // else owns it.
-        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
-    } else {
-        None
-    };
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
     Ok(Forked::Parent {
         pid: pid as libc::pid_t,
         pidfd,
