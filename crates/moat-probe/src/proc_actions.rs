@@ -25,6 +25,7 @@ pub const ACTIONS: &[Action] = &[
     Action { name: "list-fds", usage: "", help: "open fds from /proc/self/fd (without the one used to list it)", run: list_fds },
     Action { name: "write-fd", usage: "FD", help: "write \"moat-probe\\n\" to an inherited fd", run: write_fd },
     Action { name: "sleep", usage: "SECONDS", help: "sleep, then report ok", run: sleep },
+    Action { name: "cpu-burn", usage: "SECONDS SHARE", help: "spin for SECONDS of wall-clock time; ok if that got more than SHARE of a CPU (0.5 is half), else THROTTLED; detail = CPU seconds used", run: cpu_burn },
     Action { name: "alloc", usage: "MIB", help: "reserve MIB mebibytes and touch every page; ENOMEM when a limit stops it", run: alloc },
     Action { name: "sigio", usage: "PID", help: "make PID the owner of a pipe with O_ASYNC and write to it: the kernel sends PID SIGIO (which kills a process that does not handle it)", run: sigio },
 ];
@@ -313,6 +314,26 @@ fn sigio(args: &Args) -> Outcome {
     sys::set_async(read_end.as_raw_fd()).map_err(step("O_ASYNC"))?;
     sys::write(write_end.as_raw_fd(), b"x").map_err(step("write"))?;
     Ok(format!("SIGIO raised for pid {target}"))
+}
+
+fn cpu_burn(args: &Args) -> Outcome {
+    let wall = seconds(args, 0)?;
+    let share: f64 = args.number(1, "SHARE")?;
+    let start = std::time::Instant::now();
+    let before = sys::cpu_seconds();
+    while start.elapsed() < wall {
+        std::hint::spin_loop();
+    }
+    let used = sys::cpu_seconds() - before;
+    let detail = format!("{used:.2} s of CPU in {:.2} s", wall.as_secs_f64());
+    if used > share * wall.as_secs_f64() {
+        Ok(detail)
+    } else {
+        Err(Fail::Other {
+            error: "THROTTLED".into(),
+            detail,
+        })
+    }
 }
 
 fn alloc(args: &Args) -> Outcome {

@@ -544,6 +544,18 @@ pub enum Forked {
     Parent(pid_t),
 }
 
+/// CPU time this process has used, in seconds.
+pub fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec the kernel writes; the clock id is a
+    // constant every Linux has.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 pub fn fork() -> Result<Forked, Errno> {
     // SAFETY: the probe is single-threaded, so the child gets a consistent
     // copy of allocator and lock state; every child path ends in `exit_now`

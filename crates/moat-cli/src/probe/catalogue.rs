@@ -70,6 +70,8 @@ pub struct Probe {
     pub moat_args: &'static [&'static str],
     /// Not tried as root (the kernel exempts root from what it tests).
     pub not_for_root: bool,
+    /// Only the elevated tier can hold what it tests (a cgroup's limit).
+    pub elevated_only: bool,
 }
 
 fn p(args: &[&str]) -> Victim {
@@ -105,6 +107,7 @@ impl Builder {
             absent_outside: &[],
             moat_args: &[],
             not_for_root: false,
+            elevated_only: false,
         });
         let last = self.out.len() - 1;
         &mut self.out[last]
@@ -662,6 +665,16 @@ pub fn build(f: &Fixture) -> Vec<Probe> {
         Effect::Reported,
     );
     mem.moat_args = &["--max-memory", "64M"];
+    let cpu = b.add(
+        "processes",
+        "keep a CPU busy past --max-cpus 0.25",
+        "T27",
+        p(&["cpu-burn", "1", "0.5"]),
+        Effect::Reported,
+    );
+    cpu.moat_args = &["--max-cpus", "0.25"];
+    cpu.elevated_only = true;
+    cpu.stopped_by = "the run's cgroup";
     let big = b.add(
         "processes",
         "write a file past --max-file-size 1M",

@@ -371,6 +371,11 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
     }
     // The elevated tier runs the command as a sandbox account, not root.
     let elevated = matches!(mode, Mode::Moat { extra, .. } if extra.contains(&"elevated"));
+    if probe.elevated_only && !elevated {
+        row.verdict = Verdict::NotApplicable;
+        row.observed = "only the elevated tier's cgroups hold this limit".into();
+        return row;
+    }
     if probe.not_for_root && f.is_root && !elevated {
         row.verdict = Verdict::NotApplicable;
         row.observed = "not for root: the kernel exempts root from this limit".into();
