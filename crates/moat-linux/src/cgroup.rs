@@ -348,7 +348,7 @@ impl RunCgroup {
             // A launcher gone with this pid left it (sweep keeps those whose
             // pid lives, as this one does).
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                remove_dir(&path, false).map_err(|e| fail("removing the stale", &path, e))?;
+                remove_dir(&path, v2).map_err(|e| fail("removing the stale", &path, e))?;
                 std::fs::create_dir(&path).map_err(|e| fail("creating", &path, e))?;
             }
             Err(e) => return Err(fail("creating", &path, e)),
