@@ -1,7 +1,7 @@
 //! The failures people hit with the anchor's Windows sandbox, turned into
 //! messages that name the cause and the fix: a declined UAC prompt, a
-//! logon type denied by policy (1385), a locked, expired or disabled
-//! sandbox account, a broken profile, a program packaged by the Store.
+//! logon type denied by policy (1385), a locked, expired, disabled or
+//! deleted sandbox account, a broken profile, a program packaged by the Store.
 
 /// What a Win32 error means for moat, when it has a known cause and fix.
 pub fn explain(code: u32) -> Option<&'static str> {
@@ -14,6 +14,7 @@ pub fn explain(code: u32) -> Option<&'static str> {
         1327 => "an account restriction stops the sandbox account from logging on (logon hours, workstations): clear it for the moat accounts",
         1330 | 1907 => "the sandbox account's password expired: run `moat setup` to set a new one (setup makes passwords that never expire; a domain policy may override that)",
         1331 => "the sandbox account is disabled: run `moat setup` to enable it again",
+        1332 => "the sandbox account does not exist (deleted?): run `moat setup` to create it again",
         1385 => "the sandbox account may not log on this way (error 1385): a local or group policy denies it the logon right; allow the group MoatSandboxUsers \"Log on as a batch job\" (secpol.msc, User Rights Assignment) or ask your administrator",
         1909 => "the sandbox account is locked out (too many failed logons): run `moat setup` to unlock it and set a new password",
         0xC000_0142 => "the command could not start its window station or desktop (0xC0000142): this happens in service sessions such as OpenSSH's; run moat from an interactive session",
@@ -65,6 +66,7 @@ mod tests {
             1326,
             1330,
             1331,
+            1332,
             1385,
             1907,
             1909,

@@ -9,7 +9,8 @@
 //! Everything that is not a Windows call lives in platform-neutral modules
 //! with unit tests that run on Linux: SIDs and SDDL, the ACL plan, command
 //! lines, the environment block, the firewall rules, the runner's pipe
-//! framing, the setup record and the errors people hit. The calls
+//! framing, command line and main loop, the setup record and the errors
+//! people hit (logon failures included). The calls
 //! themselves are in `sys` (Windows only), which CI type-checks for
 //! `x86_64-pc-windows-gnu` with Rust 1.63 but cannot run.
 //!
@@ -23,9 +24,12 @@ pub mod envblock;
 pub mod errors;
 pub mod firewall;
 pub mod framing;
+pub mod logon;
 pub mod offline_env;
 pub mod record;
 pub mod runner;
+pub mod runner_args;
+pub mod runner_loop;
 pub mod sddl;
 pub mod setup_plan;
 pub mod sid;

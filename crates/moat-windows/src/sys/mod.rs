@@ -1,16 +1,20 @@
 //! The Windows calls of the backend, one module per concern, each a few
-//! safe functions over the raw API (`windows-sys`). CI type-checks them for
-//! `x86_64-pc-windows-gnu` (scripts/windows-check.sh); they have not run on
-//! Windows.
+//! safe functions over the raw API (`windows-sys`), and the runner's main
+//! loop (`runner`), which only wires those calls to
+//! `crate::runner_loop`. CI type-checks them for `x86_64-pc-windows-gnu`
+//! (scripts/windows-check.sh); they have not run on Windows.
 
 pub mod accounts;
 pub mod acl;
+pub mod anon_pipe;
 pub mod conpty;
 pub mod desktop;
 pub mod dpapi;
 pub mod job;
+pub mod logon;
 pub mod pipe;
 pub mod process;
+pub mod runner;
 pub mod token;
 
 use std::io;

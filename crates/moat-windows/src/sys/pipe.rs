@@ -1,9 +1,12 @@
 //! The named pipes between moat and its runner (the helper started as the
 //! sandbox account): created by moat with a DACL that admits only that
 //! account, refusing remote clients, one instance each, and checked after
-//! the connection for the process at the other end.
+//! the connection for the process at the other end. The runner's side
+//! opens them as a client and checks the server in turn.
 
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 
 use windows_sys::Win32::Foundation::{LocalFree, HANDLE, HLOCAL, INVALID_HANDLE_VALUE};
@@ -11,10 +14,12 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
 use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
-use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX, SECURITY_IDENTIFICATION,
+};
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, PIPE_REJECT_REMOTE_CLIENTS,
-    PIPE_TYPE_BYTE, PIPE_WAIT,
+    ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeServerProcessId,
+    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
 };
 
 use super::{last_error, wide};
@@ -85,6 +90,41 @@ pub fn accept(pipe: &OwnedHandle) -> io::Result<u32> {
     let mut pid = 0u32;
     // SAFETY: a live, connected pipe handle; `pid` is a live out-parameter.
     if unsafe { GetNamedPipeClientProcessId(h, &mut pid) } == 0 {
+        return Err(last_error());
+    }
+    Ok(pid)
+}
+
+/// Which way a client end carries bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The client reads what the server writes.
+    Read,
+    /// The client writes what the server reads.
+    Write,
+}
+
+/// Opens `\\.\pipe\<name>` as a client (the runner's side), one way only.
+///
+/// The identification-level quality of service lets the server learn who
+/// the client is but not act as it: moat has no business impersonating
+/// the sandbox account, and a pipe of the same name set up by someone else
+/// gains nothing from the runner connecting to it before the server check
+/// ([`server_process_id`]) refuses it.
+pub fn connect(name: &str, direction: Direction) -> io::Result<File> {
+    OpenOptions::new()
+        .read(direction == Direction::Read)
+        .write(direction == Direction::Write)
+        .security_qos_flags(SECURITY_IDENTIFICATION)
+        .open(crate::runner_args::pipe_path(name))
+}
+
+/// The process id of the server end of a client pipe.
+pub fn server_process_id(pipe: &File) -> io::Result<u32> {
+    let mut pid = 0u32;
+    // SAFETY: `pipe` owns a live pipe handle for the call; `pid` is a live
+    // out-parameter.
+    if unsafe { GetNamedPipeServerProcessId(pipe.as_raw_handle() as HANDLE, &mut pid) } == 0 {
         return Err(last_error());
     }
     Ok(pid)

@@ -1,18 +1,22 @@
 //! Starting the command: `CreateProcessAsUserW` with the restricted token,
 //! suspended, so that it is in the kill-on-close job before it runs a
 //! single instruction; only its three standard handles are inherited (a
-//! handle-list attribute), whatever else moat has open.
+//! handle-list attribute), whatever else moat has open. With a
+//! pseudoconsole instead, nothing is inherited: the console's attribute
+//! gives the command its standard handles.
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 
 use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0};
+use windows_sys::Win32::System::Console::HPCON;
 use windows_sys::Win32::System::Threading::{
     CreateProcessAsUserW, DeleteProcThreadAttributeList, GetExitCodeProcess,
-    InitializeProcThreadAttributeList, ResumeThread, UpdateProcThreadAttribute,
+    InitializeProcThreadAttributeList, ResumeThread, TerminateProcess, UpdateProcThreadAttribute,
     WaitForSingleObject, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
     EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
-    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE, STARTF_USESTDHANDLES,
+    STARTUPINFOEXW,
 };
 
 use super::{job, last_error, wide};
@@ -27,8 +31,17 @@ pub struct Launch<'a> {
     pub cwd: &'a str,
     /// `winsta0\default`, or the name of a private desktop.
     pub desktop: &'a str,
-    /// stdin, stdout, stderr: inheritable handles.
-    pub stdio: [RawHandle; 3],
+    pub stdio: Stdio,
+}
+
+/// Where the command's standard handles come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Stdio {
+    /// stdin, stdout, stderr: inheritable handles, the only ones
+    /// inherited.
+    Handles([RawHandle; 3]),
+    /// A pseudoconsole (`super::conpty`), which the command attaches to.
+    PseudoConsole(HPCON),
 }
 
 /// A started command.
@@ -53,35 +66,54 @@ pub fn start(
     if unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) } == 0 {
         return Err(last_error());
     }
-    let handles: [HANDLE; 3] = [
-        launch.stdio[0] as HANDLE,
-        launch.stdio[1] as HANDLE,
-        launch.stdio[2] as HANDLE,
-    ];
+    let handles: [HANDLE; 3] = match launch.stdio {
+        Stdio::Handles(h) => [h[0] as HANDLE, h[1] as HANDLE, h[2] as HANDLE],
+        Stdio::PseudoConsole(_) => [std::ptr::null_mut(); 3],
+    };
     let result = (|| {
-        // SAFETY: `handles` outlives the list's use in CreateProcessAsUserW
-        // below; the size is the array's.
-        let ok = unsafe {
-            UpdateProcThreadAttribute(
-                list,
-                0,
-                PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
-                handles.as_ptr() as *const core::ffi::c_void,
-                std::mem::size_of_val(&handles),
-                std::ptr::null_mut(),
-                std::ptr::null(),
-            )
+        let ok = match launch.stdio {
+            // SAFETY: `handles` outlives the list's use in
+            // CreateProcessAsUserW below; the size is the array's.
+            Stdio::Handles(_) => unsafe {
+                UpdateProcThreadAttribute(
+                    list,
+                    0,
+                    PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
+                    handles.as_ptr() as *const core::ffi::c_void,
+                    std::mem::size_of_val(&handles),
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                )
+            },
+            // SAFETY: this attribute takes the HPCON itself as its value
+            // (not a pointer to it), as documented for
+            // PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE; the console is open for
+            // the whole call (the caller holds it).
+            Stdio::PseudoConsole(console) => unsafe {
+                UpdateProcThreadAttribute(
+                    list,
+                    0,
+                    PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE as usize,
+                    console as *const core::ffi::c_void,
+                    std::mem::size_of::<HPCON>(),
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                )
+            },
         };
         if ok == 0 {
             return Err(last_error());
         }
+        let inherit = matches!(launch.stdio, Stdio::Handles(_));
         // SAFETY: plain data; all-zero is a valid value.
         let mut si: STARTUPINFOEXW = unsafe { std::mem::zeroed() };
         si.StartupInfo.cb = std::mem::size_of::<STARTUPINFOEXW>() as u32;
-        si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
-        si.StartupInfo.hStdInput = handles[0];
-        si.StartupInfo.hStdOutput = handles[1];
-        si.StartupInfo.hStdError = handles[2];
+        if inherit {
+            si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+            si.StartupInfo.hStdInput = handles[0];
+            si.StartupInfo.hStdOutput = handles[1];
+            si.StartupInfo.hStdError = handles[2];
+        }
         let mut desktop = wide(launch.desktop);
         si.StartupInfo.lpDesktop = desktop.as_mut_ptr();
         si.lpAttributeList = list;
@@ -99,7 +131,7 @@ pub fn start(
                 cmd.as_mut_ptr(),
                 std::ptr::null(),
                 std::ptr::null(),
-                1,
+                i32::from(inherit),
                 EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED,
                 launch.environment.as_ptr() as *const core::ffi::c_void,
                 cwd.as_ptr(),
@@ -118,7 +150,11 @@ pub fn start(
             )
         };
         if let Err(e) = job::assign(job_handle, &process) {
-            let _ = job::terminate(job_handle, 1);
+            // It is not in the job, so ending the job would miss it: end
+            // the process itself rather than leave it suspended.
+            // SAFETY: `process` is live; CreateProcessAsUserW's handle has
+            // PROCESS_TERMINATE.
+            unsafe { TerminateProcess(process.as_raw_handle() as HANDLE, 1) };
             return Err(e);
         }
         // SAFETY: `thread` is the suspended main thread, live here.
