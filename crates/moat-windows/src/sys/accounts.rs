@@ -1,7 +1,8 @@
 //! The sandbox accounts and their group (elevated setup): create, set a
 //! password that never expires, add to the group, hide from the sign-in
 //! screen, delete. Each call is one NetAPI or registry call; what to call
-//! and in which order is decided by `crate::setup_plan`.
+//! and in which order is decided by `crate::setup_plan`. And, for a run in
+//! the elevated tier, the SID an account name resolves to now.
 
 use std::io;
 
@@ -11,12 +12,14 @@ use windows_sys::Win32::NetworkManagement::NetManagement::{
     UF_DONT_EXPIRE_PASSWD, UF_PASSWD_CANT_CHANGE, UF_SCRIPT, USER_INFO_1, USER_INFO_1003,
     USER_INFO_1008, USER_PRIV_USER,
 };
+use windows_sys::Win32::Security::{LookupAccountNameW, SidTypeUser, PSID, SID_NAME_USE};
 use windows_sys::Win32::System::Registry::{
     RegCloseKey, RegCreateKeyExW, RegDeleteValueW, RegSetValueExW, HKEY, HKEY_LOCAL_MACHINE,
     KEY_SET_VALUE, REG_DWORD, REG_OPTION_NON_VOLATILE,
 };
 
-use super::wide;
+use super::{last_error, wide};
+use crate::sid::Sid;
 
 /// NERR codes and Win32 errors alike come back as numbers.
 fn net(code: u32) -> io::Result<()> {
@@ -188,4 +191,64 @@ pub fn set_hidden(name: &str, hidden: bool) -> io::Result<()> {
         return Ok(());
     }
     net(code)
+}
+
+/// The SID `name` resolves to now, refused unless it is a user's (a group
+/// or an alias may carry the same name). The caller compares it with the
+/// one setup recorded.
+pub fn lookup_sid(name: &str) -> io::Result<Sid> {
+    let n = wide(name);
+    let mut sid_len = 0u32;
+    let mut domain_len = 0u32;
+    let mut kind: SID_NAME_USE = 0;
+    // SAFETY: a size query with null buffers and zero sizes, as documented;
+    // the name is NUL-terminated and the out-parameters are live.
+    let ok = unsafe {
+        LookupAccountNameW(
+            std::ptr::null(),
+            n.as_ptr(),
+            std::ptr::null_mut(),
+            &mut sid_len,
+            std::ptr::null_mut(),
+            &mut domain_len,
+            &mut kind,
+        )
+    };
+    if ok == 0 && sid_len == 0 {
+        return Err(last_error());
+    }
+    // Words, not bytes: Windows reads a SID's sub-authorities as aligned
+    // 32-bit values.
+    let mut sid = vec![0u32; (sid_len as usize + 3) / 4];
+    let mut sid_size = (sid.len() * 4) as u32;
+    let mut domain = vec![0u16; domain_len.max(1) as usize];
+    let mut domain_size = domain.len() as u32;
+    // SAFETY: both buffers are live and as large as the sizes passed; the
+    // name is NUL-terminated and the out-parameters are live.
+    let ok = unsafe {
+        LookupAccountNameW(
+            std::ptr::null(),
+            n.as_ptr(),
+            sid.as_mut_ptr() as PSID,
+            &mut sid_size,
+            domain.as_mut_ptr(),
+            &mut domain_size,
+            &mut kind,
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    if kind != SidTypeUser {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name} is not a user account (SID type {kind})"),
+        ));
+    }
+    let bytes: Vec<u8> = sid.iter().flat_map(|word| word.to_le_bytes()).collect();
+    // The buffer may be longer than the SID: its own length says where it
+    // ends.
+    Sid::from_bytes_prefix(&bytes)
+        .map(|(sid, _)| sid)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))
 }

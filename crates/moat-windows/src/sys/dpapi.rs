@@ -18,11 +18,17 @@ fn blob(data: &[u8]) -> CRYPT_INTEGER_BLOB {
     }
 }
 
+/// Copies DPAPI's output and frees it, zeroed first: after `unprotect` it
+/// is a password in plain text, which must not linger in freed memory.
 fn take(out: CRYPT_INTEGER_BLOB) -> Vec<u8> {
-    // SAFETY: DPAPI returned a LocalAlloc'd buffer of cbData bytes, freed
-    // right after the copy.
+    // SAFETY: DPAPI returned a LocalAlloc'd buffer of cbData bytes that
+    // only this function holds; it is read, overwritten byte by byte with
+    // volatile writes (which the optimiser may not drop), then freed.
     unsafe {
         let v = std::slice::from_raw_parts(out.pbData, out.cbData as usize).to_vec();
+        for i in 0..out.cbData as usize {
+            std::ptr::write_volatile(out.pbData.add(i), 0);
+        }
         LocalFree(out.pbData as HLOCAL);
         v
     }

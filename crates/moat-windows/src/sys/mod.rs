@@ -1,7 +1,8 @@
 //! The Windows calls of the backend, one module per concern, each a few
 //! safe functions over the raw API (`windows-sys`), and the runner's main
 //! loop (`runner`), which only wires those calls to
-//! `crate::runner_loop`. CI type-checks them for `x86_64-pc-windows-gnu`
+//! `crate::runner_loop`, and moat's side of the elevated tier
+//! (`elevated`), which carries out `crate::elevated`. CI type-checks them for `x86_64-pc-windows-gnu`
 //! (scripts/windows-check.sh); they have not run on Windows.
 
 pub mod accounts;
@@ -10,6 +11,7 @@ pub mod anon_pipe;
 pub mod conpty;
 pub mod desktop;
 pub mod dpapi;
+pub mod elevated;
 pub mod job;
 pub mod logon;
 pub mod pipe;
