@@ -130,6 +130,11 @@ pub struct PolicyArgs {
     /// Make all of `.git` read-only, not just hooks and config.
     #[arg(long)]
     pub strict_git: bool,
+    /// Refuse to run where the network policy could only be advised
+    /// through the environment (Windows' unelevated tier); on Linux both
+    /// tiers enforce it.
+    #[arg(long)]
+    pub require_network_isolation: bool,
     /// Network: off (default), allow (only --allow-domain destinations,
     /// through moat's proxy) or on.
     #[arg(long, value_name = "MODE")]

@@ -28,6 +28,9 @@ pub fn layer(args: &PolicyArgs) -> Result<Layer> {
     if args.strict_git {
         l.strict_git = Some(true);
     }
+    if args.require_network_isolation {
+        l.require_network_isolation = Some(true);
+    }
     if let Some(n) = &args.network {
         l.network = Some(
             n.parse::<NetworkMode>()
@@ -88,6 +91,10 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         (args.read.is_some(), "--read"),
         (!args.protect.is_empty(), "--protect"),
         (args.strict_git, "--strict-git"),
+        (
+            args.require_network_isolation,
+            "--require-network-isolation",
+        ),
         (args.network.is_some(), "--network"),
         (!args.env.is_empty(), "--env"),
         (args.env_clear, "--env-clear"),

@@ -71,6 +71,7 @@ pub fn show(args: &PolicyArgs, as_json: bool) -> Result<()> {
         },
         "network": {
             "mode": sourced(&p.network),
+            "require_isolation": sourced(&p.require_network_isolation),
             "allow": p.allow_domains.iter().map(sourced).collect::<Vec<_>>(),
             "deny": p.deny_domains.iter().map(sourced).collect::<Vec<_>>(),
             "allow_cidr": p.allow_cidr.iter().map(sourced).collect::<Vec<_>>(),
@@ -139,6 +140,13 @@ fn print_human(
     line(
         "network",
         format!("{}  ({})", p.network.value, p.network.source),
+    );
+    line(
+        "network.require_isolation",
+        format!(
+            "{}  ({})",
+            p.require_network_isolation.value, p.require_network_isolation.source
+        ),
     );
     for a in &p.allow_domains {
         line("network.allow", format!("{}  ({})", a.value, a.source));

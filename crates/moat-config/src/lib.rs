@@ -82,6 +82,7 @@ struct Network {
     deny: Option<Vec<Spanned<String>>>,
     allow_cidr: Option<Vec<Spanned<String>>>,
     resolve: Option<BTreeMap<String, Spanned<String>>>,
+    require_isolation: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +185,9 @@ pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigErr
     if let Some(net) = file.network {
         if let Some(mode) = net.mode {
             layer.network = Some(ctx.word::<NetworkMode>("network.mode", &mode)?);
+        }
+        if let Some(required) = net.require_isolation {
+            layer.require_network_isolation = Some(required);
         }
         layer.allow_domains = ctx.rules("network.allow", net.allow, |t| {
             domains::patterns(t).map(|_| ())
@@ -386,6 +390,7 @@ read = "restricted"
 protect = [".pre-commit-config.yaml"]
 strict_git = true
 [network]
+require_isolation = true
 mode = "on"
 [env]
 set = { FOO = "bar" }
@@ -408,6 +413,7 @@ cpus = 1.5
         assert_eq!(layer.read, Some(ReadMode::Restricted));
         assert_eq!(layer.strict_git, Some(true));
         assert_eq!(layer.network, Some(NetworkMode::On));
+        assert_eq!(layer.require_network_isolation, Some(true));
         assert_eq!(layer.env_set, [("FOO".to_string(), "bar".to_string())]);
         assert_eq!(layer.env_pass, ["GITHUB_TOKEN"]);
         assert_eq!(layer.env_clear, Some(true));

@@ -38,6 +38,8 @@ pub struct Layer {
     pub protect: Vec<PathBuf>,
     /// Make all of `.git` read-only, not just hooks and config.
     pub strict_git: Option<bool>,
+    /// Refuse to run where the network policy would only be advisory.
+    pub require_network_isolation: Option<bool>,
     pub network: Option<NetworkMode>,
     /// Allowlist entries: names, `*.suffix` wildcards, `@group`s.
     pub allow_domains: Vec<String>,
@@ -74,6 +76,7 @@ impl Layer {
             read: None,
             protect: Vec::new(),
             strict_git: None,
+            require_network_isolation: None,
             network: None,
             allow_domains: Vec::new(),
             deny_domains: Vec::new(),

@@ -116,6 +116,9 @@ pub struct Policy {
     pub protect: Vec<Sourced<PathBuf>>,
     pub strict_git: Sourced<bool>,
     pub network: Sourced<NetworkMode>,
+    /// Refuse to run where the network policy cannot be enforced and would
+    /// only be advised through the environment (Windows' unelevated tier).
+    pub require_network_isolation: Sourced<bool>,
     /// The allowlist of `network = allow` (groups expanded).
     pub allow_domains: Vec<Sourced<Pattern>>,
     /// Denied names; deny wins over allow.
@@ -210,6 +213,7 @@ impl Settings {
                 .map(|name| Sourced::default_value(PathBuf::from(name)))
                 .collect(),
             strict_git: Sourced::default_value(false),
+            require_network_isolation: Sourced::default_value(false),
             network: Sourced::default_value(NetworkMode::Off),
             allow_domains: Vec::new(),
             deny_domains: Vec::new(),
@@ -398,6 +402,19 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
             ignore(p, layer, "filesystem.strict_git", "false".into(), WIDENS);
         } else {
             p.strict_git = Sourced::new(strict, layer.source.clone());
+        }
+    }
+    if let Some(required) = layer.require_network_isolation {
+        if narrow && !required && p.require_network_isolation.value {
+            ignore(
+                p,
+                layer,
+                "network.require_isolation",
+                "false".into(),
+                WIDENS,
+            );
+        } else {
+            p.require_network_isolation = Sourced::new(required, layer.source.clone());
         }
     }
     if let Some(clear) = layer.env_clear {
@@ -687,11 +704,13 @@ mod tests {
         u.strict_git = Some(true);
         u.env_clear = Some(true);
         u.read = Some(ReadMode::Restricted);
+        u.require_network_isolation = Some(true);
         let mut r = repo();
         r.timeout = Some(Duration::from_secs(6000));
         r.strict_git = Some(false);
         r.env_clear = Some(false);
         r.read = Some(ReadMode::All);
+        r.require_network_isolation = Some(false);
         let mut settings = Settings::new();
         settings.push(u);
         settings.push(r);
@@ -702,8 +721,9 @@ mod tests {
         );
         assert!(p.strict_git.value);
         assert!(p.env.clear.value);
+        assert!(p.require_network_isolation.value);
         assert_eq!(p.read.value, ReadMode::Restricted);
-        assert_eq!(p.ignored.len(), 4);
+        assert_eq!(p.ignored.len(), 5);
     }
 
     #[test]

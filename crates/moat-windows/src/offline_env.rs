@@ -52,6 +52,18 @@ pub fn require_enforced(mode: NetworkMode, elevated: bool, required: bool) -> Re
     Ok(())
 }
 
+/// [`require_enforced`] for a resolved policy (`network.require_isolation`
+/// in config, `--require-network-isolation` on the command line); how the
+/// run's network will be enforced if it may go ahead.
+pub fn check_policy(
+    policy: &moat_policy::Policy,
+    elevated: bool,
+) -> Result<NetEnforcement, String> {
+    let mode = policy.network.value;
+    require_enforced(mode, elevated, policy.require_network_isolation.value)?;
+    Ok(enforcement(mode, elevated))
+}
+
 /// A port nothing listens on, so proxy-respecting programs fail at once.
 const DEAD_PROXY: &str = "http://127.0.0.1:9";
 
@@ -117,7 +129,40 @@ pub fn add_safe_directory(vars: &mut Vec<(String, String)>, repo: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    fn policy(mode: NetworkMode, required: bool) -> moat_policy::Policy {
+        let mut layer = moat_policy::Layer::new(moat_policy::Source::Api);
+        layer.network = Some(mode);
+        layer.require_network_isolation = Some(required);
+        let mut settings = moat_policy::Settings::new();
+        settings.push(layer);
+        let facts = moat_policy::HostFacts {
+            home: std::path::PathBuf::from("/home/a"),
+            cwd: std::path::PathBuf::from("/home/a/prj"),
+            env: Vec::new(),
+        };
+        let ws = moat_policy::Sourced::new(
+            std::path::PathBuf::from("/home/a/prj"),
+            moat_policy::Source::Api,
+        );
+        settings
+            .resolve(&facts, ws)
+            .expect("a plain policy resolves")
+    }
+
+    #[test]
+    fn a_policy_that_requires_isolation_is_refused_only_where_it_is_advice() {
+        let required = policy(NetworkMode::Off, true);
+        let refused = check_policy(&required, false).unwrap_err();
+        assert!(refused.contains("moat setup"), "{refused}");
+        assert_eq!(check_policy(&required, true), Ok(NetEnforcement::Enforced));
+        let advised = policy(NetworkMode::Off, false);
+        assert_eq!(check_policy(&advised, false), Ok(NetEnforcement::Advisory));
+        let open = policy(NetworkMode::On, true);
+        assert_eq!(check_policy(&open, false), Ok(NetEnforcement::Open));
+    }
 
     #[test]
     fn the_unelevated_network_is_advisory_and_says_so() {

@@ -97,6 +97,13 @@ impl Policy {
         self
     }
 
+    /// Refuses to run where the network policy could only be advised
+    /// through the environment (Windows' unelevated tier).
+    pub fn require_network_isolation(mut self, on: bool) -> Policy {
+        self.layer.require_network_isolation = Some(on);
+        self
+    }
+
     pub fn network(mut self, mode: NetworkMode) -> Policy {
         self.layer.network = Some(mode);
         self
