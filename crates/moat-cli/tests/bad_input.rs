@@ -513,6 +513,9 @@ fn policy_show_json() {
                 "on",
                 "--preset",
                 "read-only",
+                "--require-network-isolation",
+                "--max-cpus",
+                "1.5",
             ],
         );
         v.check(
@@ -522,6 +525,8 @@ fn policy_show_json() {
                     && d["network"]["mode"]["source"]
                         .as_str()
                         .is_some_and(|t| t.contains("flag"))
+                    && d["network"]["require_isolation"]["value"] == "true"
+                    && d["limits"]["cpus"]["cpus"] == "1.5"
                     && d["preset"]["value"] == "read-only"
                     && d["preset"]["source"]
                         .as_str()
