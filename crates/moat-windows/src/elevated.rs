@@ -13,10 +13,11 @@
 //! runner's Exit frame and nothing else, so a pipe that breaks first, a
 //! malformed frame or an Error frame makes the run an error.
 //!
-//! The runner's program is `moat-runner.exe` next to moat's own
-//! executable. The setup record has no key for another place (its parser
-//! refuses unknown keys, so adding one needs a new record version); the
-//! caller may name one itself ([`Context::runner_override`]).
+//! The runner's program is the one setup installed where the sandbox
+//! accounts can run it (the record's `runner`, since record version 2;
+//! see `setup_run`), else `moat-runner.exe` next to moat's own executable
+//! (a version-1 record); the caller may name another itself
+//! ([`Context::runner_override`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -197,11 +198,12 @@ fn read_record(ctx: &Context<'_>) -> Result<Record, ElevatedError> {
             ctx.record_path
         )),
     })?;
-    if record.version < record::VERSION {
+    // Version 1 lacks only the runner's place, which then is next to moat.
+    if record.version < record::OLDEST {
         return Err(ElevatedError::Setup(format!(
-            "the setup record is version {}, older than this moat's {}: {}",
+            "the setup record is version {}, older than this moat reads (version {} or later): {}",
             record.version,
-            record::VERSION,
+            record::OLDEST,
             rerun_setup(ctx.record_path)
         )));
     }
@@ -330,8 +332,9 @@ pub fn plan(req: &Request, ctx: &Context<'_>) -> Result<Plan, ElevatedError> {
     // The path setup stored the password at, whatever case the record uses.
     let secret = setup_plan::secret_path(&secrets, wanted);
 
-    let runner_exe =
-        runner_path(ctx.moat_exe, ctx.runner_override).map_err(ElevatedError::Runner)?;
+    let installed = record.runner.as_deref().filter(|r| !r.is_empty());
+    let runner_exe = runner_path(ctx.moat_exe, ctx.runner_override.or(installed))
+        .map_err(ElevatedError::Runner)?;
     let runner_cwd = runner_args::working_directory(&runner_exe)
         .ok_or_else(|| ElevatedError::Runner(format!("{runner_exe:?} has no usable directory")))?;
     let args = RunnerArgs::new(ctx.server_pid, ctx.nonce);
@@ -605,6 +608,7 @@ mod tests {
             secrets: Some(r"C:\ProgramData\moat\secrets".into()),
             hidden: true,
             ledger: None,
+            runner: None,
         }
     }
 
@@ -767,12 +771,41 @@ mod tests {
         assert!(why.contains("newer moat"), "{why}");
 
         let mut old = record();
-        old.version = record::VERSION - 1;
+        old.version = record::OLDEST - 1;
         let why = setup_error(plan_with(&request(NetworkMode::Off), &old));
         assert!(
             why.contains("older than") && why.contains("moat setup"),
             "{why}"
         );
+
+        // A version-1 record (no runner key) still works: the runner is
+        // the one next to moat.
+        let mut v1 = record();
+        v1.version = 1;
+        let plan = plan_with(&request(NetworkMode::Off), &v1).unwrap();
+        assert_eq!(plan.runner_exe, r"C:\Program Files\moat\moat-runner.exe");
+    }
+
+    #[test]
+    fn the_installed_runner_is_used() {
+        let mut r = record();
+        r.runner = Some(r"C:\ProgramData\moat\runner\moat-runner.exe".into());
+        let installed = plan_with(&request(NetworkMode::Off), &r).unwrap();
+        assert_eq!(
+            installed.runner_exe,
+            r"C:\ProgramData\moat\runner\moat-runner.exe"
+        );
+        assert_eq!(installed.runner_cwd, r"C:\ProgramData\moat\runner");
+        // The caller's override still wins.
+        let text = r.to_text();
+        let mut c = ctx(Some(&text));
+        c.runner_override = Some(r"D:\t\moat-runner.exe");
+        let overridden = plan(&request(NetworkMode::Off), &c).unwrap();
+        assert_eq!(overridden.runner_exe, r"D:\t\moat-runner.exe");
+        // A recorded runner that is not an absolute path is refused.
+        r.runner = Some("moat-runner.exe".into());
+        let err = plan_with(&request(NetworkMode::Off), &r).unwrap_err();
+        assert!(matches!(err, ElevatedError::Runner(_)), "{err:?}");
     }
 
     #[test]

@@ -22,6 +22,15 @@ pub fn explain(code: u32) -> Option<&'static str> {
     })
 }
 
+/// What `moat setup` (and `--remove`) says when its process is not an
+/// administrator's: not elevated, or elevated to a token without the
+/// Administrators group (a filtered token, another user's consent).
+pub const NOT_ELEVATED: &str =
+    "moat setup must run as an administrator: it creates local accounts, \
+firewall rules and a directory only administrators may write. Run it from an elevated prompt \
+(right-click the terminal, \"Run as administrator\") and accept the UAC prompt; if you \
+declined it, run it again. Until then moat runs commands in the unelevated tier only";
+
 /// `what` failed with `code`: the explanation when known, the number
 /// always.
 pub fn describe(what: &str, code: u32) -> String {
@@ -82,6 +91,14 @@ mod tests {
             describe("opening a pipe", 231),
             "opening a pipe failed (error 231)"
         );
+    }
+
+    #[test]
+    fn not_elevated_says_how_to_elevate() {
+        assert!(NOT_ELEVATED.contains("administrator"));
+        assert!(NOT_ELEVATED.contains("UAC"));
+        assert!(NOT_ELEVATED.contains("elevated prompt"));
+        assert!(!NOT_ELEVATED.contains("  "), "{NOT_ELEVATED}");
     }
 
     #[test]

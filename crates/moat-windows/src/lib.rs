@@ -33,6 +33,7 @@ pub mod runner_args;
 pub mod runner_loop;
 pub mod sddl;
 pub mod setup_plan;
+pub mod setup_run;
 pub mod sid;
 #[cfg(windows)]
 #[allow(unsafe_code)]

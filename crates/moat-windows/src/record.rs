@@ -7,8 +7,16 @@
 
 use std::fmt;
 
-/// The version this moat writes; 1 is the first.
-pub const VERSION: u32 = 1;
+/// The version this moat writes; 1 is the first. Version 2 added
+/// `runner` (where setup installed the runner); a version-1 record is
+/// still read, and means the runner next to moat's executable.
+pub const VERSION: u32 = 2;
+
+/// The oldest version this moat reads.
+pub const OLDEST: u32 = 1;
+
+/// The first version with a `runner` key.
+const RUNNER_SINCE: u32 = 2;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
@@ -24,6 +32,8 @@ pub struct Record {
     pub hidden: bool,
     /// Where the ledger of ACEs moat added is kept.
     pub ledger: Option<String>,
+    /// The runner setup installed (an absolute path), since version 2.
+    pub runner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +117,9 @@ impl Record {
         if let Some(l) = &self.ledger {
             out.push_str(&format!("ledger = {}\n", escape(l)));
         }
+        if let Some(r) = &self.runner {
+            out.push_str(&format!("runner = {}\n", escape(r)));
+        }
         out
     }
 
@@ -115,6 +128,7 @@ impl Record {
     pub fn parse(text: &str) -> Result<Record, RecordError> {
         let mut r = Record::default();
         let mut version = None;
+        let mut runner_line = None;
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
             let line = line.trim_end_matches('\r');
@@ -145,6 +159,10 @@ impl Record {
                     }
                 }
                 "ledger" => r.ledger = Some(unescape(value).map_err(bad)?),
+                "runner" => {
+                    runner_line = Some(n);
+                    r.runner = Some(unescape(value).map_err(bad)?);
+                }
                 other => return Err(bad(format!("unknown key {}", other))),
             }
         }
@@ -152,12 +170,21 @@ impl Record {
         if v > VERSION {
             return Err(RecordError::Newer(v));
         }
+        // A key its version does not have is as unknown as any other.
+        if let Some(n) = runner_line {
+            if v < RUNNER_SINCE {
+                return Err(RecordError::Line(
+                    n,
+                    format!("unknown key runner (a version {} record)", v),
+                ));
+            }
+        }
         r.version = v;
         Ok(r)
     }
 
-    /// Brings an older record to this version (none older exists yet);
-    /// whether anything changed.
+    /// Brings an older record to this version (version 1 only lacks the
+    /// runner, which then stays next to moat); whether anything changed.
     pub fn upgrade(&mut self) -> bool {
         if self.version < VERSION {
             self.version = VERSION;
@@ -183,6 +210,7 @@ mod tests {
             secrets: Some(r"C:\ProgramData\moat\secrets".into()),
             hidden: true,
             ledger: Some(r"C:\ProgramData\moat\acl-ledger".into()),
+            runner: Some(r"C:\ProgramData\moat\runner\moat-runner.exe".into()),
         }
     }
 
@@ -201,7 +229,7 @@ mod tests {
     fn bad_or_newer_records_are_refused_by_line() {
         let text = sample().to_text();
         assert_eq!(
-            Record::parse(&text.replace("version = 1", "version = 9")),
+            Record::parse(&text.replace("version = 2", "version = 9")),
             Err(RecordError::Newer(9))
         );
         assert_eq!(
@@ -224,6 +252,22 @@ mod tests {
                 got
             );
         }
+        // Version 1 is still read, without the key it does not have.
+        let mut v1 = sample();
+        v1.version = 1;
+        v1.runner = None;
+        assert_eq!(Record::parse(&v1.to_text()), Ok(v1.clone()));
+        let mut with_runner = v1.to_text();
+        with_runner.push_str("runner = C:/x/moat-runner.exe\n");
+        let got = Record::parse(&with_runner);
+        assert!(
+            matches!(&got, Err(RecordError::Line(_, why)) if why.contains("runner")),
+            "{:?}",
+            got
+        );
+        let mut up = v1;
+        assert!(up.upgrade());
+        assert_eq!(up.version, VERSION);
         let mut old = sample();
         old.version = 0;
         assert!(old.upgrade());

@@ -444,6 +444,10 @@ pub enum Step {
     Unlock { name: String },
     /// Clear `UF_ACCOUNTDISABLE`.
     Enable { name: String },
+    /// Set `UF_ACCOUNTDISABLE`: the offline account while its firewall
+    /// rules are replaced, which removes a rule before adding its
+    /// replacement, so it never logs on with a rule missing.
+    Disable { name: String },
     /// `DeleteProfileW` for the account's SID: its ProfileList entry is
     /// broken (1168).
     RemoveProfile { name: String },
@@ -487,6 +491,7 @@ impl fmt::Display for Step {
             }
             Step::Unlock { name } => write!(f, "unlock {}", name),
             Step::Enable { name } => write!(f, "enable {}", name),
+            Step::Disable { name } => write!(f, "disable {}", name),
             Step::RemoveProfile { name } => write!(f, "remove the broken profile of {}", name),
             Step::CreateProfile { name } => write!(f, "create the profile of {}", name),
             Step::WriteRecord(r) => write!(f, "write the setup record (version {})", r.version),
@@ -873,7 +878,15 @@ pub fn setup_steps(
             });
         }
     }
+    // An enabled offline account is closed while its rules change.
+    let mut closed_offline = false;
     if !rule_steps.is_empty() {
+        if existing.account(OFFLINE).map_or(false, |a| !a.disabled) {
+            steps.push(Step::Disable {
+                name: OFFLINE.to_string(),
+            });
+            closed_offline = true;
+        }
         steps.extend(rule_steps);
         steps.push(Step::VerifyFirewall {
             expected: expected_rules.clone(),
@@ -888,7 +901,7 @@ pub fn setup_steps(
                 name: name.to_string(),
             });
         }
-        if a.disabled {
+        if a.disabled || (name == OFFLINE && closed_offline) {
             steps.push(Step::Enable {
                 name: name.to_string(),
             });
@@ -924,6 +937,8 @@ pub fn setup_steps(
         hidden: true,
         // The ACL tier's ledger is not setup's to change.
         ledger: existing.record.as_ref().and_then(|r| r.ledger.clone()),
+        // Nor is the runner: the executor installs it (`setup_run`).
+        runner: existing.record.as_ref().and_then(|r| r.runner.clone()),
     };
     if existing.record.as_ref() != Some(&wanted) {
         steps.push(Step::WriteRecord(wanted));
@@ -1935,7 +1950,14 @@ mod tests {
                 Step::AddToGroup { account, .. } => self.account_mut(account).in_group = true,
                 Step::HideAccount { name } => self.state.hidden.push(name.clone()),
                 Step::RemoveSecrets { .. } => {}
-                Step::RemoveFirewallRule { name } => self.state.rules.retain(|r| r.name != *name),
+                Step::RemoveFirewallRule { name } => {
+                    let open = self.state.account(OFFLINE).map_or(false, |a| !a.disabled);
+                    assert!(
+                        !open,
+                        "a firewall rule removed while the offline account is enabled"
+                    );
+                    self.state.rules.retain(|r| r.name != *name)
+                }
                 Step::AddFirewallRule(rule) => self.state.rules.push(rule.clone()),
                 Step::VerifyFirewall { expected } => {
                     assert!(verify(expected, &self.state.rules).is_empty())
@@ -1953,6 +1975,7 @@ mod tests {
                     assert_eq!(a.secret, Secret::Stored);
                     a.disabled = false;
                 }
+                Step::Disable { name } => self.account_mut(name).disabled = true,
                 Step::RemoveProfile { name } => {
                     let a = self.account_mut(name);
                     assert_eq!(a.profile, Profile::Broken);
@@ -2163,6 +2186,7 @@ mod tests {
             secrets: Some(s(DIR)),
             hidden: true,
             ledger: None,
+            runner: None,
         }));
         assert_eq!(rounds[1], want);
         // Every step describes itself.
@@ -2467,14 +2491,21 @@ mod tests {
         let tcp = offline_rules(&offline, &new_ports).unwrap()[2].clone();
         let rules = offline_rules(&offline, &new_ports).unwrap();
         // Same rule names: the record stays as it is.
+        // The offline account is closed while it happens.
         assert_eq!(
             steps,
             vec![
+                Step::Disable {
+                    name: OFFLINE.to_string()
+                },
                 Step::RemoveFirewallRule {
                     name: tcp.name.clone()
                 },
                 Step::AddFirewallRule(tcp),
                 Step::VerifyFirewall { expected: rules },
+                Step::Enable {
+                    name: OFFLINE.to_string()
+                },
             ]
         );
 
@@ -2491,6 +2522,7 @@ mod tests {
         assert_eq!(
             names,
             vec![
+                "disable MoatSandboxOffline",
                 "add the firewall rule moat-offline-block-remote",
                 "remove the firewall rule moat-offline-block-loopback-udp",
                 "add the firewall rule moat-offline-block-loopback-udp",
@@ -2498,6 +2530,7 @@ mod tests {
                 "add the firewall rule moat-offline-block-loopback-tcp",
                 "remove the firewall rule moat-offline-old-allow",
                 "read back and check 3 firewall rules",
+                "enable MoatSandboxOffline",
             ]
         );
         for step in &steps {

@@ -35,6 +35,12 @@ impl Password {
         neutral::wide_secret(password).map(Password)
     }
 
+    /// The NUL-terminated UTF-16 password, for a logon call; valid while
+    /// `self` lives.
+    pub fn as_ptr(&self) -> *const u16 {
+        self.0.as_ptr()
+    }
+
     /// From the bytes DPAPI decrypted, which are wiped too, whether or
     /// not they are a valid password.
     pub fn from_utf8(mut bytes: Vec<u8>) -> Result<Password, String> {
