@@ -1839,7 +1839,7 @@ pub fn parse_read_back(json_lines: &str) -> Result<Vec<Rule>, SetupError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::firewall::{offline_rules, verify, OFFLINE_PREFIX};
@@ -3043,8 +3043,9 @@ mod tests {
     // -- The read-back's JSON
 
     /// A rule as the read-back command prints it, escaping as Windows
-    /// PowerShell 5.1's ConvertTo-Json does (`'`, `<`, `>`, `&` as \u).
-    fn render(rule: &Rule) -> String {
+    /// PowerShell 5.1's ConvertTo-Json does (`'`, `<`, `>`, `&` as \u);
+    /// the setup executor's simulated machine prints its rules with it.
+    pub(crate) fn render(rule: &Rule) -> String {
         fn text(s: &str) -> String {
             let mut out = String::from("\"");
             for c in s.chars() {

@@ -1021,35 +1021,7 @@ mod tests {
         }
     }
 
-    fn render(rule: &Rule) -> String {
-        fn text(s: &str) -> String {
-            let mut out = String::from("\"");
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-            out
-        }
-        format!(
-            "{{\"name\":{},\"description\":{},\"direction\":{},\"action\":{},\"protocol\":{},\
-             \"remote_addresses\":{},\"remote_ports\":{},\"local_user_authorized_list\":{},\
-             \"profiles\":{},\"enabled\":{}}}",
-            text(&rule.name),
-            text(&rule.description),
-            rule.direction.number(),
-            rule.action.number(),
-            rule.protocol.number(),
-            text(&rule.remote_addresses),
-            text(&rule.remote_ports),
-            text(&rule.local_user_authorized_list),
-            rule.profiles,
-            rule.enabled
-        )
-    }
+    use crate::setup_plan::tests::render;
 
     impl SetupHost for Fake {
         fn is_admin(&mut self) -> Result<bool, String> {
