@@ -39,8 +39,9 @@ impl fmt::Display for StepFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} failed: {} ({} steps before it were applied and recorded; `moat setup --remove` \
-             takes them off)",
+            "{} failed: {} ({} steps before it were applied and recorded: the next run carries \
+             on from there, and removing the root, or `moat setup --remove` for the elevated \
+             tier's, takes them off)",
             self.step, self.reason, self.done
         )
     }
@@ -205,7 +206,7 @@ mod tests {
             };
             let err = apply(&p, &mut ledger, &mut disk).unwrap_err();
             assert_eq!(err.done, fail_at - 1);
-            assert!(err.to_string().contains("moat setup --remove"));
+            assert!(err.to_string().contains("applied and recorded"));
             disk.fail_at = None;
             let steps = ledger.removal_plan();
             remove(&steps, &mut ledger, &mut disk).unwrap();

@@ -9,8 +9,9 @@
 //! Everything that is not a Windows call lives in platform-neutral modules
 //! with unit tests that run on Linux: SIDs and SDDL, the ACL plan, command
 //! lines, the environment block, the firewall rules, the runner's pipe
-//! framing, command line and main loop, the setup record and the errors
-//! people hit (logon failures included). The calls
+//! framing, command line and main loop, the setup record, the errors
+//! people hit (logon failures included) and each tier's run plan
+//! (`elevated`, `unelevated`). The calls
 //! themselves are in `sys` (Windows only), which CI type-checks for
 //! `x86_64-pc-windows-gnu` with Rust 1.63 but cannot run.
 //!
@@ -38,3 +39,4 @@ pub mod sid;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod unelevated;

@@ -3,6 +3,11 @@
 
 use std::io;
 
+use windows_sys::Win32::Foundation::{LocalFree, HLOCAL};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::System::StationsAndDesktops::{CloseDesktop, CreateDesktopW, HDESK};
 
 use super::{last_error, wide};
@@ -27,8 +32,47 @@ impl Drop for Desktop {
 
 /// Creates the desktop `name` on the interactive window station.
 pub fn create(name: &str) -> io::Result<Desktop> {
+    create_in(name, std::ptr::null())
+}
+
+/// Creates the desktop `name` with the security descriptor `sddl`.
+///
+/// A write-restricted token opens its desktop for rights the second access
+/// check counts as writes, and the default DACL (the person's) names none
+/// of its restricting SIDs: without a DACL naming one (the logon SID), the
+/// command would fail to start (0xC0000142).
+pub fn create_with_sddl(name: &str, sddl: &str) -> io::Result<Desktop> {
+    let text = wide(sddl);
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd
+    // descriptor freed below.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    let attrs = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd,
+        bInheritHandle: 0,
+    };
+    let result = create_in(name, &attrs);
+    // SAFETY: `sd` came from LocalAlloc in the conversion above; the
+    // desktop keeps its own copy of the descriptor.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
+}
+
+fn create_in(name: &str, attrs: *const SECURITY_ATTRIBUTES) -> io::Result<Desktop> {
     let n = wide(name);
-    // SAFETY: `n` is NUL-terminated; the device and mode must be null.
+    // SAFETY: `n` is NUL-terminated; the device and mode must be null;
+    // `attrs` is null or points to attributes live for the call.
     let handle = unsafe {
         CreateDesktopW(
             n.as_ptr(),
@@ -36,7 +80,7 @@ pub fn create(name: &str) -> io::Result<Desktop> {
             std::ptr::null(),
             0,
             DESKTOP_ALL,
-            std::ptr::null(),
+            attrs,
         )
     };
     if handle.is_null() {

@@ -2,7 +2,8 @@
 //! safe functions over the raw API (`windows-sys`), and the runner's main
 //! loop (`runner`), which only wires those calls to
 //! `crate::runner_loop`, and moat's side of the elevated tier
-//! (`elevated`), which carries out `crate::elevated`, and the real host of
+//! (`elevated`), which carries out `crate::elevated`, the unelevated tier
+//! (`unelevated`), which carries out `crate::unelevated`, and the real host of
 //! `crate::setup_run` (`setup_host`). CI type-checks them for `x86_64-pc-windows-gnu`
 //! (scripts/windows-check.sh); they have not run on Windows.
 
@@ -20,6 +21,7 @@ pub mod process;
 pub mod runner;
 pub mod setup_host;
 pub mod token;
+pub mod unelevated;
 
 use std::io;
 

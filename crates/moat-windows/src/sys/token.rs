@@ -96,6 +96,13 @@ fn logon_sid(token: &OwnedHandle) -> io::Result<Sid> {
     ))
 }
 
+/// The logon SID of moat's own session: a restricting SID of the
+/// write-restricted token, so the audit counts its write access and the
+/// private desktop admits it.
+pub fn current_logon_sid() -> io::Result<Sid> {
+    logon_sid(&own_token()?)
+}
+
 /// Applies `sddl`'s DACL as the default DACL of `token`.
 fn set_default_dacl(token: &OwnedHandle, sddl: &str) -> io::Result<()> {
     let text = wide(sddl);

@@ -1,0 +1,626 @@
+//! The unelevated tier on Windows: carries out `crate::unelevated::plan`
+//! and runs the command.
+//!
+//! In order, with moat's state directory locked: the SID book and the ACL
+//! ledger are read, the bounded write audit walks the places Everyone may
+//! write (`crate::audit`, through [`AuditDisk`]), the run is planned, the
+//! steps the ledger holds are checked against the disk (a handful of DACL
+//! reads, one per root and protected path), the book is saved, the pending
+//! steps applied and the ledger saved, whatever happened. The lock is then
+//! released and the command started under the write-restricted token, in a
+//! kill-on-close job, on a private desktop, with only its standard handles
+//! inherited (or on a pseudoconsole); moat waits for it and ends the job,
+//! so nothing it left behind outlives the run.
+//!
+//! A crash between an ACE landing and the ledger being saved leaves that
+//! ACE unrecorded; the next run finds the step pending and adds it again,
+//! and removal takes off every explicit ACE of the SID on the path, so
+//! nothing is left behind either way.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Foundation::{
+    DuplicateHandle, LocalFree, DUPLICATE_SAME_ACCESS, HANDLE, HLOCAL, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
+    SE_FILE_OBJECT,
+};
+use windows_sys::Win32::Security::Cryptography::{
+    BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
+};
+use windows_sys::Win32::Security::{ACL, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
+
+use super::anon_pipe::{self, ChildEnd};
+use super::process::{self, Stdio};
+use super::{acl, conpty, desktop, job, token, wide};
+use crate::acl_plan::{AclStep, WinPath};
+use crate::apply;
+use crate::audit::{self, AuditReport};
+use crate::errors;
+use crate::sddl::{Ace, AceFlags, Dacl, GENERIC_ALL};
+use crate::sid::Sid;
+use crate::unelevated::{
+    self, Context, Removal, Request, RunPlan, UnelevatedError, BOOK_FILE, LEDGER_FILE,
+};
+
+/// The lock file in the state directory: one moat at a time changes the
+/// book, the ledger and the ACLs they describe.
+const LOCK_FILE: &str = "lock";
+
+/// How long moat waits for another moat to finish with the state.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// ERROR_SHARING_VIOLATION: another moat holds the lock.
+const SHARING_VIOLATION: i32 = 32;
+
+/// FILE_ATTRIBUTE_REPARSE_POINT: a link, junction or mount point.
+const REPARSE_POINT: u32 = 0x400;
+
+/// The exit code of what the job ends.
+const KILLED: u32 = 1;
+
+/// One read from a pipe or from standard input.
+const READ_SIZE: usize = 64 * 1024;
+
+/// What the caller decides besides the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// moat's state directory (per person: `%LOCALAPPDATA%\moat`, say),
+    /// which holds the SID book and the ACL ledger.
+    pub state_dir: &'a Path,
+    /// Run the write audit (the default); without it, directories Everyone
+    /// may write stay writable and the plan says so.
+    pub audit: bool,
+}
+
+/// `what` failed with `err`, explained when the code is known.
+fn failure(what: &str, err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => errors::describe(what, code as u32),
+        None => format!("{what} failed: {err}"),
+    }
+}
+
+fn system(what: &str, err: &io::Error) -> UnelevatedError {
+    UnelevatedError::System(failure(what, err))
+}
+
+/// Holds the state directory's lock until dropped.
+struct StateLock {
+    _file: File,
+}
+
+fn lock(state_dir: &Path) -> Result<StateLock, UnelevatedError> {
+    std::fs::create_dir_all(state_dir).map_err(|err| {
+        system(
+            &format!("creating moat's state directory {}", state_dir.display()),
+            &err,
+        )
+    })?;
+    let path = state_dir.join(LOCK_FILE);
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        // No sharing: a second open fails until this handle closes, also
+        // when moat dies, so a lock is never left behind.
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .share_mode(0)
+            .open(&path)
+        {
+            Ok(file) => return Ok(StateLock { _file: file }),
+            Err(err) if err.raw_os_error() == Some(SHARING_VIOLATION) => {
+                if Instant::now() >= deadline {
+                    return Err(UnelevatedError::System(format!(
+                        "another moat has held {} for {} seconds: wait for it to finish",
+                        path.display(),
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) => return Err(system(&format!("opening {}", path.display()), &err)),
+        }
+    }
+}
+
+fn read_state(path: &Path) -> Result<Option<String>, UnelevatedError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(system(&format!("reading {}", path.display()), &err)),
+    }
+}
+
+/// Writes through a new file renamed over the old one, so a crash leaves
+/// the old text or the new, never half of either.
+fn write_state(path: &Path, text: &str) -> Result<(), UnelevatedError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|err| {
+            let _ = std::fs::remove_file(&tmp);
+            system(&format!("writing {}", path.display()), &err)
+        })
+}
+
+/// 32 random bits per call; a failure is remembered (the caller checks
+/// [`Random::failed`] before using what was drawn).
+struct Random {
+    failed: Option<String>,
+}
+
+impl Random {
+    fn next(&mut self) -> u32 {
+        let mut word = 0u32;
+        // SAFETY: a null algorithm handle is documented with
+        // BCRYPT_USE_SYSTEM_PREFERRED_RNG; the buffer is `word`, exactly
+        // the size passed.
+        let status = unsafe {
+            BCryptGenRandom(
+                std::ptr::null_mut(),
+                &mut word as *mut u32 as *mut u8,
+                4,
+                BCRYPT_USE_SYSTEM_PREFERRED_RNG,
+            )
+        };
+        if status != 0 && self.failed.is_none() {
+            self.failed = Some(format!(
+                "drawing a random capability SID failed (NTSTATUS {:#010x})",
+                status as u32
+            ));
+        }
+        word
+    }
+}
+
+fn from_wide(text: *const u16) -> String {
+    if text.is_null() {
+        return String::new();
+    }
+    let mut len = 0usize;
+    // SAFETY: `text` is a NUL-terminated string from Windows; reading up
+    // to the NUL stays inside it.
+    unsafe {
+        while *text.add(len) != 0 {
+            len += 1;
+        }
+        String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
+    }
+}
+
+/// The DACL of `path` as SDDL; `None` for a NULL DACL (no DACL at all).
+fn dacl_sddl(path: &str) -> io::Result<Option<String>> {
+    let name = wide(path);
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated; the out-parameters are live; the
+    // owner, group and SACL are not asked for.
+    let code = unsafe {
+        GetNamedSecurityInfoW(
+            name.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut dacl,
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    };
+    if code != 0 {
+        return Err(io::Error::from_raw_os_error(code as i32));
+    }
+    let result = if dacl.is_null() {
+        Ok(None)
+    } else {
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: `sd` is the descriptor just read; `text` receives a
+        // LocalAlloc'd string, copied and freed here.
+        unsafe {
+            let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                sd,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut text,
+                std::ptr::null_mut(),
+            );
+            let out = if ok == 0 {
+                Err(super::last_error())
+            } else {
+                Ok(Some(from_wide(text)))
+            };
+            LocalFree(text as HLOCAL);
+            out
+        }
+    };
+    // SAFETY: `sd` came from GetNamedSecurityInfoW's LocalAlloc; `dacl`
+    // pointed into it and is not used again.
+    unsafe { LocalFree(sd as HLOCAL) };
+    result
+}
+
+/// The disk as the write audit sees it. Its bounds (directories, depth,
+/// time) are `crate::audit::run`'s.
+#[derive(Debug, Default)]
+pub struct AuditDisk;
+
+impl audit::Host for AuditDisk {
+    fn list_dirs(&self, dir: &WinPath) -> Result<Vec<WinPath>, String> {
+        let entries = std::fs::read_dir(dir.verbatim()).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            // Links report as links, not directories: never followed.
+            let is_dir = entry.file_type().map_or(false, |t| t.is_dir());
+            if !is_dir {
+                continue;
+            }
+            let name = match entry.file_name().into_string() {
+                Ok(name) => name,
+                // Not Unicode: no WinPath can name it; the walk goes on.
+                Err(_) => continue,
+            };
+            // Through the verbatim form, so names Win32 would trim stay.
+            if let Ok(child) = WinPath::parse(&format!("{}\\{}", dir.verbatim(), name)) {
+                out.push(child);
+            }
+        }
+        Ok(out)
+    }
+
+    fn dacl(&self, dir: &WinPath) -> Result<Dacl, String> {
+        match dacl_sddl(&dir.verbatim()) {
+            Ok(Some(text)) => Dacl::parse(&text).map_err(|e| e.to_string()),
+            // As the trait asks: a NULL DACL lets everyone do everything.
+            Ok(None) => Ok(Dacl {
+                aces: vec![Ace::allow(Sid::everyone(), GENERIC_ALL, AceFlags::NONE)],
+                ..Dacl::default()
+            }),
+            Err(err) => Err(failure("reading the DACL", &err)),
+        }
+    }
+
+    fn is_link(&self, dir: &WinPath) -> bool {
+        std::fs::symlink_metadata(dir.verbatim())
+            .map(|m| m.file_attributes() & REPARSE_POINT != 0)
+            .unwrap_or(false)
+    }
+}
+
+/// Whether a step the ledger holds is still on disk. Unreadable DACLs
+/// count as present: re-adding an ACE moat cannot read would fail anyway,
+/// and the run would stop for what may be a passing error.
+fn on_disk(step: &AclStep) -> bool {
+    let path = step.path().verbatim();
+    let ace = match step.ace() {
+        None => return Path::new(&path).is_dir(),
+        Some(ace) => ace,
+    };
+    match dacl_sddl(&path) {
+        Ok(Some(text)) => match Dacl::parse(&text) {
+            Ok(dacl) => dacl.explicit_for(&ace.sid).iter().any(|a| {
+                a.kind == ace.kind
+                    && a.mask & ace.mask == ace.mask
+                    && a.flags.explicit() == ace.flags.explicit()
+            }),
+            Err(_) => true,
+        },
+        // A NULL DACL holds no ACE of moat's.
+        Ok(None) => false,
+        Err(err) => err.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+fn moat_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(n, v)| Some((n.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// Everything up to the command: state read, audit, plan, ACLs applied
+/// and recorded. The plan says what holds (`layers`, `lost`) for the
+/// caller to report before the command starts.
+pub fn prepare(req: &Request<'_>, options: &Options<'_>) -> Result<RunPlan, UnelevatedError> {
+    let _lock = lock(options.state_dir)?;
+    let book_path = options.state_dir.join(BOOK_FILE);
+    let ledger_path = options.state_dir.join(LEDGER_FILE);
+    let book = read_state(&book_path)?;
+    let ledger = read_state(&ledger_path)?;
+    if let Some(temp) = req.temp_dir {
+        // A root must exist before its ACE goes on; made as the person.
+        std::fs::create_dir_all(temp)
+            .map_err(|err| system(&format!("creating the temp directory {temp}"), &err))?;
+    }
+
+    let report: Option<AuditReport> = if options.audit {
+        let roots = unelevated::roots(req)?;
+        let starts = unelevated::audit_starts(&roots, &moat_env());
+        // Without the logon SID the audit still counts Everyone; a grant
+        // to the logon SID alone is then missed, which the summary cannot
+        // tell, so the failure is an error rather than a weaker audit.
+        let logon = token::current_logon_sid()
+            .map_err(|err| system("finding the session's logon SID", &err))?;
+        let input = unelevated::audit_input(roots, starts, Some(logon));
+        let end = Instant::now() + audit::DEFAULT_TIME_LIMIT;
+        Some(audit::run(&AuditDisk, &input, &mut || {
+            Instant::now() >= end
+        }))
+    } else {
+        None
+    };
+
+    let mut random = Random { failed: None };
+    let mut plan = unelevated::plan(
+        req,
+        &Context {
+            book: book.as_deref(),
+            ledger: ledger.as_deref(),
+            audit: report.as_ref(),
+        },
+        &mut || random.next(),
+    )?;
+    if let Some(why) = random.failed {
+        return Err(UnelevatedError::System(why));
+    }
+    plan.recheck(&mut on_disk);
+
+    // The book first: every ACE on disk names a SID the book knows.
+    if plan.book_changed {
+        write_state(&book_path, &plan.book.to_text())?;
+    }
+    if !plan.pending.is_empty() {
+        let mut ledger = plan.ledger.clone();
+        let applied = apply::apply(&plan.acl, &mut ledger, &mut acl::Disk);
+        // Saved whatever happened: it says exactly what is on disk.
+        let saved = write_state(&ledger_path, &ledger.to_text());
+        plan.ledger = ledger;
+        applied.map_err(|err| UnelevatedError::System(err.to_string()))?;
+        saved?;
+        plan.pending.clear();
+        plan.create_first.clear();
+    }
+    Ok(plan)
+}
+
+/// Runs a prepared plan's command; its exit code.
+pub fn execute(plan: &RunPlan) -> Result<u32, UnelevatedError> {
+    let logon = token::current_logon_sid()
+        .map_err(|err| system("finding the session's logon SID", &err))?;
+    let token = token::write_restricted(&plan.capability_sids)
+        .map_err(|err| system("creating the write-restricted token", &err))?;
+    let job = job::kill_on_close().map_err(|err| system("creating the job object", &err))?;
+    let mut words = Random { failed: None };
+    let name = format!("moat-{:08x}{:08x}", words.next(), words.next());
+    if let Some(why) = words.failed {
+        return Err(UnelevatedError::System(why));
+    }
+    let desk = desktop::create_with_sddl(&name, &format!("D:(A;;GA;;;{logon})(A;;GA;;;SY)"))
+        .map_err(|err| system("creating the command's desktop", &err))?;
+    let result = match plan.pty {
+        None => run_inherited(plan, &token, &job, &desk.path),
+        Some((cols, rows)) => run_console(plan, &token, &job, &desk.path, cols, rows),
+    };
+    // What the command left behind ends with it. Failing means nothing was
+    // left to end.
+    let _ = job::terminate(&job, KILLED);
+    result
+}
+
+/// Prepares and runs `req`: the command's exit code. `report` sees the
+/// plan before the command starts (to print its layers and losses).
+pub fn run(
+    req: &Request<'_>,
+    options: &Options<'_>,
+    report: &mut dyn FnMut(&RunPlan),
+) -> Result<u32, UnelevatedError> {
+    let plan = prepare(req, options)?;
+    report(&plan);
+    execute(&plan)
+}
+
+/// An inheritable copy of one of moat's standard handles, or of NUL where
+/// moat has none.
+fn inheritable_std(handle: RawHandle, write: bool) -> Result<OwnedHandle, UnelevatedError> {
+    let raw = handle as HANDLE;
+    if raw.is_null() || raw == INVALID_HANDLE_VALUE {
+        let nul = OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open("NUL")
+            .map_err(|err| system("opening NUL for a missing standard handle", &err))?;
+        return inheritable_std(nul.as_raw_handle(), write);
+    }
+    let mut dup: HANDLE = std::ptr::null_mut();
+    // SAFETY: `raw` is one of moat's open standard handles (or the NUL file
+    // above, open for the call); the current-process pseudo-handle is
+    // valid; `dup` is a live out-parameter.
+    let ok = unsafe {
+        DuplicateHandle(
+            GetCurrentProcess(),
+            raw,
+            GetCurrentProcess(),
+            &mut dup,
+            0,
+            1,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(system(
+            "copying a standard handle for the command",
+            &super::last_error(),
+        ));
+    }
+    // SAFETY: `dup` is a new handle nothing else owns.
+    Ok(unsafe { OwnedHandle::from_raw_handle(dup as RawHandle) })
+}
+
+/// The command on moat's own standard handles (copies, the only handles
+/// it inherits): nothing to relay.
+fn run_inherited(
+    plan: &RunPlan,
+    token: &OwnedHandle,
+    job: &OwnedHandle,
+    desktop: &str,
+) -> Result<u32, UnelevatedError> {
+    let stdin = inheritable_std(io::stdin().as_raw_handle(), false)?;
+    let stdout = inheritable_std(io::stdout().as_raw_handle(), true)?;
+    let stderr = inheritable_std(io::stderr().as_raw_handle(), true)?;
+    let started = process::start(
+        token,
+        job,
+        &process::Launch {
+            command_line: &plan.command_line,
+            environment: &plan.environment,
+            cwd: &plan.cwd,
+            desktop,
+            stdio: Stdio::Handles([
+                stdin.as_raw_handle(),
+                stdout.as_raw_handle(),
+                stderr.as_raw_handle(),
+            ]),
+        },
+    )
+    .map_err(|err| system("starting the command (CreateProcessAsUserW)", &err))?;
+    // The command has its own copies; these inheritable ones must not
+    // reach anything else moat starts.
+    drop((stdin, stdout, stderr));
+    process::wait(&started.process).map_err(|err| system("waiting for the command", &err))
+}
+
+/// The command on a pseudoconsole: moat's standard input to the console,
+/// the console's output to moat's standard output.
+fn run_console(
+    plan: &RunPlan,
+    token: &OwnedHandle,
+    job: &OwnedHandle,
+    desktop: &str,
+    cols: u16,
+    rows: u16,
+) -> Result<u32, UnelevatedError> {
+    let make =
+        |end| anon_pipe::create(end).map_err(|err| system("creating the console's pipes", &err));
+    // The console reads `input.read` and writes `output.write`; it
+    // duplicates both, so neither is inherited by anyone.
+    let input = make(ChildEnd::Neither)?;
+    let output = make(ChildEnd::Neither)?;
+    let console = conpty::create(cols, rows, &input.read, &output.write)
+        .map_err(|err| system("creating the pseudoconsole", &err))?;
+    drop(input.read);
+    drop(output.write);
+    // Started before the command, so the console never blocks on a full
+    // output pipe, and running until the console closes it.
+    let mut from_console = File::from(output.read);
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; READ_SIZE];
+        let stdout = io::stdout();
+        while let Ok(n) = from_console.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut out = stdout.lock();
+            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    // This thread may stay blocked reading moat's standard input after
+    // the run (there is no portable way to interrupt that read); it ends
+    // with moat.
+    let mut to_console = File::from(input.write);
+    thread::spawn(move || {
+        let mut buf = vec![0u8; READ_SIZE];
+        let stdin = io::stdin();
+        let mut stdin = stdin.lock();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || to_console.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let started = process::start(
+        token,
+        job,
+        &process::Launch {
+            command_line: &plan.command_line,
+            environment: &plan.environment,
+            cwd: &plan.cwd,
+            desktop,
+            stdio: Stdio::PseudoConsole(console.handle),
+        },
+    )
+    .map_err(|err| system("starting the command (CreateProcessAsUserW)", &err));
+    let code = started.and_then(|started| {
+        process::wait(&started.process).map_err(|err| system("waiting for the command", &err))
+    });
+    // Ending the job first, so nothing keeps the console open; closing
+    // the console then ends its output, and the reader with it.
+    let _ = job::terminate(job, KILLED);
+    drop(console);
+    let _ = reader.join();
+    code
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The SID the root had, if the book knew it.
+    pub sid: Option<Sid>,
+    /// Steps carried out.
+    pub steps: usize,
+}
+
+fn carry_out(
+    removal: Removal,
+    book_path: &Path,
+    ledger_path: &Path,
+) -> Result<Removed, UnelevatedError> {
+    let mut ledger = removal.ledger.clone();
+    let done = apply::remove(&removal.steps, &mut ledger, &mut acl::Disk);
+    let saved = write_state(ledger_path, &ledger.to_text());
+    let steps = done.map_err(|err| UnelevatedError::System(err.to_string()))?;
+    saved?;
+    // Only once its ACEs are off does the SID leave the book: a removal
+    // that stops half-way is finished by running it again.
+    write_state(book_path, &removal.book.to_text())?;
+    Ok(Removed {
+        sid: removal.sid,
+        steps,
+    })
+}
+
+/// Takes `root` off: every ACE of its capability SID (on the root, its
+/// protected paths and the Everyone-writable directories), the directories
+/// made for it if still empty, and the SID itself from the book.
+pub fn remove_root(state_dir: &Path, root: &str) -> Result<Removed, UnelevatedError> {
+    let _lock = lock(state_dir)?;
+    let book_path = state_dir.join(BOOK_FILE);
+    let ledger_path = state_dir.join(LEDGER_FILE);
+    let book = read_state(&book_path)?;
+    let ledger = read_state(&ledger_path)?;
+    let removal = unelevated::removal(book.as_deref(), ledger.as_deref(), root)?;
+    carry_out(removal, &book_path, &ledger_path)
+}
+
+/// Takes off the ACEs of SIDs the book no longer knows.
+pub fn remove_orphans(state_dir: &Path) -> Result<Removed, UnelevatedError> {
+    let _lock = lock(state_dir)?;
+    let book_path = state_dir.join(BOOK_FILE);
+    let ledger_path = state_dir.join(LEDGER_FILE);
+    let book = read_state(&book_path)?;
+    let ledger = read_state(&ledger_path)?;
+    let removal = unelevated::orphan_removal(book.as_deref(), ledger.as_deref())?;
+    carry_out(removal, &book_path, &ledger_path)
+}
