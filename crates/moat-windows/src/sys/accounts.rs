@@ -195,36 +195,32 @@ pub fn set_hidden(name: &str, hidden: bool) -> io::Result<()> {
 
 /// The SID `name` resolves to now, refused unless it is a user's (a group
 /// or an alias may carry the same name). The caller compares it with the
-/// one setup recorded.
+/// one setup recorded. A name nothing has is error 1332.
 pub fn lookup_sid(name: &str) -> io::Result<Sid> {
-    let n = wide(name);
-    let mut sid_len = 0u32;
-    let mut domain_len = 0u32;
-    let mut kind: SID_NAME_USE = 0;
-    // SAFETY: a size query with null buffers and zero sizes, as documented;
-    // the name is NUL-terminated and the out-parameters are live.
-    let ok = unsafe {
-        LookupAccountNameW(
-            std::ptr::null(),
-            n.as_ptr(),
-            std::ptr::null_mut(),
-            &mut sid_len,
-            std::ptr::null_mut(),
-            &mut domain_len,
-            &mut kind,
-        )
-    };
-    if ok == 0 && sid_len == 0 {
-        return Err(last_error());
+    match lookup(name)? {
+        None => Err(io::Error::from_raw_os_error(1332)),
+        Some((sid, kind)) if kind == SidTypeUser => Ok(sid),
+        Some((_, kind)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name} is not a user account (SID type {kind})"),
+        )),
     }
+}
+
+/// The SID `name` resolves to and its kind; `None` when nothing has it
+/// (error 1332).
+pub fn lookup(name: &str) -> io::Result<Option<(Sid, SID_NAME_USE)>> {
+    let n = wide(name);
     // Words, not bytes: Windows reads a SID's sub-authorities as aligned
-    // 32-bit values.
-    let mut sid = vec![0u32; (sid_len as usize + 3) / 4];
+    // 32-bit values. 24 words hold the largest SID (68 bytes).
+    let mut sid = vec![0u32; 24];
     let mut sid_size = (sid.len() * 4) as u32;
-    let mut domain = vec![0u16; domain_len.max(1) as usize];
+    let mut domain = vec![0u16; 256];
     let mut domain_size = domain.len() as u32;
-    // SAFETY: both buffers are live and as large as the sizes passed; the
-    // name is NUL-terminated and the out-parameters are live.
+    let mut kind: SID_NAME_USE = 0;
+    // SAFETY: both buffers are live and as large as the sizes passed (256
+    // characters hold any computer name); the name is NUL-terminated and
+    // the out-parameters are live.
     let ok = unsafe {
         LookupAccountNameW(
             std::ptr::null(),
@@ -237,18 +233,16 @@ pub fn lookup_sid(name: &str) -> io::Result<Sid> {
         )
     };
     if ok == 0 {
-        return Err(last_error());
-    }
-    if kind != SidTypeUser {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{name} is not a user account (SID type {kind})"),
-        ));
+        let err = last_error();
+        return if err.raw_os_error() == Some(1332) {
+            Ok(None)
+        } else {
+            Err(err)
+        };
     }
     let bytes: Vec<u8> = sid.iter().flat_map(|word| word.to_le_bytes()).collect();
-    // The buffer may be longer than the SID: its own length says where it
-    // ends.
+    // The buffer is longer than the SID: its own length says where it ends.
     Sid::from_bytes_prefix(&bytes)
-        .map(|(sid, _)| sid)
+        .map(|(sid, _)| Some((sid, kind)))
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))
 }

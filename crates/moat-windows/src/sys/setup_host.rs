@@ -29,10 +29,10 @@ use windows_sys::Win32::Security::Cryptography::{
 };
 use windows_sys::Win32::Security::{
     CheckTokenMembership, GetLengthSid, GetSecurityDescriptorDacl, GetSecurityDescriptorOwner,
-    GetTokenInformation, LogonUserW, LookupAccountNameW, SidTypeAlias, SidTypeUser, TokenElevation,
-    TokenUser, ACL, DACL_SECURITY_INFORMATION, LOGON32_LOGON_NETWORK, LOGON32_PROVIDER_DEFAULT,
+    GetTokenInformation, LogonUserW, SidTypeAlias, SidTypeUser, TokenElevation, TokenUser, ACL,
+    DACL_SECURITY_INFORMATION, LOGON32_LOGON_NETWORK, LOGON32_PROVIDER_DEFAULT,
     OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-    SID_NAME_USE, TOKEN_ELEVATION, TOKEN_QUERY, TOKEN_USER,
+    TOKEN_ELEVATION, TOKEN_QUERY, TOKEN_USER,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
@@ -232,41 +232,6 @@ fn update_flags(name: &str, set: u32, clear: u32) -> io::Result<()> {
             &mut bad,
         )
     })
-}
-
-/// The SID `name` resolves to and its kind; `None` when nothing has it.
-fn lookup(name: &str) -> io::Result<Option<(Sid, SID_NAME_USE)>> {
-    let n = wide(name);
-    let mut sid = vec![0u32; 24];
-    let mut sid_size = (sid.len() * 4) as u32;
-    let mut domain = vec![0u16; 256];
-    let mut domain_size = domain.len() as u32;
-    let mut kind: SID_NAME_USE = 0;
-    // SAFETY: both buffers are live and as large as the sizes passed (a
-    // SID is at most 68 bytes; 256 characters hold any computer name).
-    let ok = unsafe {
-        LookupAccountNameW(
-            std::ptr::null(),
-            n.as_ptr(),
-            sid.as_mut_ptr() as PSID,
-            &mut sid_size,
-            domain.as_mut_ptr(),
-            &mut domain_size,
-            &mut kind,
-        )
-    };
-    if ok == 0 {
-        let err = last_error();
-        return if err.raw_os_error() == Some(1332) {
-            Ok(None)
-        } else {
-            Err(err)
-        };
-    }
-    let bytes: Vec<u8> = sid.iter().flat_map(|w| w.to_le_bytes()).collect();
-    Sid::from_bytes_prefix(&bytes)
-        .map(|(s, _)| Some((s, kind)))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
 fn reg_dword(key: &str, value: &str) -> Option<u32> {
@@ -751,7 +716,7 @@ impl SetupHost for Machine {
         } else {
             SidTypeUser
         };
-        match lookup(name) {
+        match accounts::lookup(name) {
             Ok(Some((sid, kind))) if kind == want => Ok(Some(sid)),
             Ok(_) => Ok(None),
             Err(err) => Err(failed(&format!("looking up {}", name), &err)),
