@@ -3,13 +3,10 @@
 
 use std::io;
 
-use windows_sys::Win32::Foundation::{LocalFree, HLOCAL};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::System::StationsAndDesktops::{CloseDesktop, CreateDesktopW, HDESK};
 
+use super::descriptor::Descriptor;
 use super::{last_error, wide};
 
 /// Every right the command's processes need on their own desktop.
@@ -42,31 +39,9 @@ pub fn create(name: &str) -> io::Result<Desktop> {
 /// of its restricting SIDs: without a DACL naming one (the logon SID), the
 /// command would fail to start (0xC0000142).
 pub fn create_with_sddl(name: &str, sddl: &str) -> io::Result<Desktop> {
-    let text = wide(sddl);
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd
-    // descriptor freed below.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            text.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(last_error());
-    }
-    let attrs = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd,
-        bInheritHandle: 0,
-    };
-    let result = create_in(name, &attrs);
-    // SAFETY: `sd` came from LocalAlloc in the conversion above; the
-    // desktop keeps its own copy of the descriptor.
-    unsafe { LocalFree(sd as HLOCAL) };
-    result
+    let descriptor = Descriptor::from_sddl(sddl)?;
+    // The desktop keeps its own copy of the descriptor.
+    create_in(name, &descriptor.attributes())
 }
 
 fn create_in(name: &str, attrs: *const SECURITY_ATTRIBUTES) -> io::Result<Desktop> {

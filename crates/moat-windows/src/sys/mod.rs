@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod acl;
 pub mod anon_pipe;
 pub mod conpty;
+pub mod descriptor;
 pub mod desktop;
 pub mod dpapi;
 pub mod elevated;

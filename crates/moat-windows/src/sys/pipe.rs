@@ -9,11 +9,7 @@ use std::io;
 use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 
-use windows_sys::Win32::Foundation::{LocalFree, HANDLE, HLOCAL, INVALID_HANDLE_VALUE};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX, SECURITY_IDENTIFICATION,
 };
@@ -22,6 +18,7 @@ use windows_sys::Win32::System::Pipes::{
     PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
 };
 
+use super::descriptor::Descriptor;
 use super::{last_error, wide};
 use crate::sddl;
 use crate::sid::Sid;
@@ -31,26 +28,8 @@ const PIPE_CONNECTED: i32 = 535;
 
 /// A new pipe `\\.\pipe\<name>` only `client` may open.
 pub fn create(name: &str, client: &Sid) -> io::Result<OwnedHandle> {
-    let sddl_text = wide(&sddl::pipe_dacl(client));
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: the string is NUL-terminated; `sd` receives a LocalAlloc'd
-    // descriptor freed below.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl_text.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(last_error());
-    }
-    let attrs = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd,
-        bInheritHandle: 0,
-    };
+    let descriptor = Descriptor::from_sddl(&sddl::pipe_dacl(client))?;
+    let attrs = descriptor.attributes();
     let path = wide(&format!(r"\\.\pipe\{}", name));
     // SAFETY: `path` is NUL-terminated and `attrs` (with the descriptor it
     // points to) is live for the call.
@@ -66,9 +45,8 @@ pub fn create(name: &str, client: &Sid) -> io::Result<OwnedHandle> {
             &attrs,
         )
     };
-    // SAFETY: `sd` came from the conversion's LocalAlloc; the pipe keeps
-    // its own copy of the security.
-    unsafe { LocalFree(sd as HLOCAL) };
+    // The pipe keeps its own copy of the security.
+    drop(descriptor);
     if raw == INVALID_HANDLE_VALUE {
         return Err(last_error());
     }

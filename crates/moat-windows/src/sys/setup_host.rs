@@ -20,19 +20,17 @@ use windows_sys::Win32::NetworkManagement::NetManagement::{
     UF_ACCOUNTDISABLE, UF_DONT_EXPIRE_PASSWD, UF_LOCKOUT, USER_INFO_1008, USER_INFO_4,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSecurityDescriptorToStringSecurityDescriptorW,
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW,
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW,
     SetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
 };
 use windows_sys::Win32::Security::Cryptography::{
     BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
 };
 use windows_sys::Win32::Security::{
-    CheckTokenMembership, GetLengthSid, GetSecurityDescriptorDacl, GetSecurityDescriptorOwner,
-    GetTokenInformation, LogonUserW, SidTypeAlias, SidTypeUser, TokenElevation, TokenUser, ACL,
-    DACL_SECURITY_INFORMATION, LOGON32_LOGON_NETWORK, LOGON32_PROVIDER_DEFAULT,
-    OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-    TOKEN_ELEVATION, TOKEN_QUERY, TOKEN_USER,
+    CheckTokenMembership, GetLengthSid, GetTokenInformation, LogonUserW, SidTypeAlias, SidTypeUser,
+    TokenElevation, TokenUser, DACL_SECURITY_INFORMATION, LOGON32_LOGON_NETWORK,
+    LOGON32_PROVIDER_DEFAULT, OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, PSID, TOKEN_ELEVATION, TOKEN_QUERY, TOKEN_USER,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
@@ -47,6 +45,7 @@ use windows_sys::Win32::System::Threading::{
 };
 use windows_sys::Win32::UI::Shell::DeleteProfileW;
 
+use super::descriptor::Descriptor;
 use super::logon::{self, Password, RunnerLaunch};
 use super::{accounts, acl, dpapi, last_error, wide, SidBuf};
 use crate::apply;
@@ -350,31 +349,13 @@ fn read_password(path: &str) -> io::Result<Password> {
 
 /// Sets the owner and protected DACL `sddl` on `path`.
 fn set_descriptor(path: &str, sddl: &str) -> io::Result<()> {
-    let text = wide(sddl);
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd
-    // descriptor freed below.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            text.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(last_error());
-    }
-    let mut owner: PSID = std::ptr::null_mut();
-    let mut dacl: *mut ACL = std::ptr::null_mut();
-    let mut defaulted: BOOL = 0;
-    let mut present: BOOL = 0;
+    let descriptor = Descriptor::from_sddl(sddl)?;
+    let owner = descriptor.owner()?;
+    let dacl = descriptor.dacl()?;
     let name = wide(path);
-    // SAFETY: `sd` is the valid descriptor made above; the owner and DACL
-    // point into it and are used before it is freed.
+    // SAFETY: `name` is NUL-terminated; the owner and DACL point into
+    // `descriptor`, alive for the call.
     let status = unsafe {
-        GetSecurityDescriptorOwner(sd, &mut owner, &mut defaulted);
-        GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted);
         SetNamedSecurityInfoW(
             name.as_ptr(),
             SE_FILE_OBJECT,
@@ -387,8 +368,7 @@ fn set_descriptor(path: &str, sddl: &str) -> io::Result<()> {
             std::ptr::null(),
         )
     };
-    // SAFETY: `sd` came from the conversion's LocalAlloc.
-    unsafe { LocalFree(sd as HLOCAL) };
+    drop(descriptor);
     if status == 0 {
         Ok(())
     } else {

@@ -9,20 +9,18 @@
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 
-use windows_sys::Win32::Foundation::{LocalFree, BOOL, HANDLE, HLOCAL};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
+use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::Security::{
-    CreateRestrictedToken, GetSecurityDescriptorDacl, GetTokenInformation, SetTokenInformation,
-    TokenDefaultDacl, TokenGroups, ACL, DISABLE_MAX_PRIVILEGE, LUA_TOKEN, PSECURITY_DESCRIPTOR,
-    SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT, TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL,
-    TOKEN_DUPLICATE, TOKEN_GROUPS, TOKEN_QUERY, WRITE_RESTRICTED,
+    CreateRestrictedToken, GetTokenInformation, SetTokenInformation, TokenDefaultDacl, TokenGroups,
+    DISABLE_MAX_PRIVILEGE, LUA_TOKEN, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT,
+    TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL, TOKEN_DUPLICATE, TOKEN_GROUPS, TOKEN_QUERY,
+    WRITE_RESTRICTED,
 };
 use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{last_error, wide, SidBuf};
+use super::descriptor::Descriptor;
+use super::{last_error, SidBuf};
 use crate::sid::Sid;
 
 fn raw(h: &OwnedHandle) -> HANDLE {
@@ -105,47 +103,24 @@ pub fn current_logon_sid() -> io::Result<Sid> {
 
 /// Applies `sddl`'s DACL as the default DACL of `token`.
 fn set_default_dacl(token: &OwnedHandle, sddl: &str) -> io::Result<()> {
-    let text = wide(sddl);
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd
-    // descriptor freed below.
+    let descriptor = Descriptor::from_sddl(sddl)?;
+    let info = TOKEN_DEFAULT_DACL {
+        DefaultDacl: descriptor.dacl()?,
+    };
+    // SAFETY: `info` points into `descriptor`, alive for the call; the
+    // token copies the DACL.
     let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            text.as_ptr(),
-            SDDL_REVISION_1,
-            &mut sd,
-            std::ptr::null_mut(),
+        SetTokenInformation(
+            raw(token),
+            TokenDefaultDacl,
+            &info as *const TOKEN_DEFAULT_DACL as *const core::ffi::c_void,
+            std::mem::size_of::<TOKEN_DEFAULT_DACL>() as u32,
         )
     };
     if ok == 0 {
         return Err(last_error());
     }
-    let result = (|| {
-        let mut present: BOOL = 0;
-        let mut defaulted: BOOL = 0;
-        let mut dacl: *mut ACL = std::ptr::null_mut();
-        // SAFETY: `sd` is a valid descriptor; the out-parameters are live.
-        if unsafe { GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted) } == 0 {
-            return Err(last_error());
-        }
-        let info = TOKEN_DEFAULT_DACL { DefaultDacl: dacl };
-        // SAFETY: `info` points into `sd`, alive until it is freed below.
-        let ok = unsafe {
-            SetTokenInformation(
-                raw(token),
-                TokenDefaultDacl,
-                &info as *const TOKEN_DEFAULT_DACL as *const core::ffi::c_void,
-                std::mem::size_of::<TOKEN_DEFAULT_DACL>() as u32,
-            )
-        };
-        if ok == 0 {
-            return Err(last_error());
-        }
-        Ok(())
-    })();
-    // SAFETY: `sd` came from LocalAlloc inside the conversion above.
-    unsafe { LocalFree(sd as HLOCAL) };
-    result
+    Ok(())
 }
 
 /// The person's token, write-restricted to `capability_sids`, the logon
