@@ -139,6 +139,19 @@ fn command_line(
     argv
 }
 
+/// `run`, once more when a terminal probe's report was lost on the way:
+/// script(1) sometimes drops the last output of a child whose input is
+/// /dev/null, on a loaded machine. Only for probes whose effect is their
+/// own report, which a second run cannot make look blocked when it was
+/// not: a lost report is "did not start", never "blocked".
+fn run_reported(probe: &Probe, argv: &[String], f: &Fixture, probe_exe: &Path) -> Outcome {
+    let first = run(argv, f, probe_exe);
+    if first.ran || !probe.tty || !matches!(probe.effect, Effect::Reported) {
+        return first;
+    }
+    run(argv, f, probe_exe)
+}
+
 fn run(argv: &[String], f: &Fixture, probe_exe: &Path) -> Outcome {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -384,7 +397,8 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
     reset(probe, f);
     let before = hits_now(probe);
     let victim = probe.control.as_ref().unwrap_or(&probe.victim);
-    let control = run(
+    let control = run_reported(
+        probe,
         &command_line(probe, victim, &[], probe_exe, &f.host_pid()),
         f,
         probe_exe,
@@ -437,7 +451,8 @@ pub fn run_probe(probe: &Probe, mode: &Mode, f: &mut Fixture, probe_exe: &Path) 
             .collect(),
     };
     let before = hits_now(probe);
-    let attempt = run(
+    let attempt = run_reported(
+        probe,
         &command_line(probe, &probe.victim, &prefix, probe_exe, &f.host_pid()),
         f,
         probe_exe,
