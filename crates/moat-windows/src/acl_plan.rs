@@ -449,6 +449,11 @@ pub struct PlanInput {
     pub profiles_root: String,
     /// The person's profile directory.
     pub profile_dir: String,
+    /// Principals that also get each root's allow ACE: the elevated tier's
+    /// sandbox group. A write-restricted token must pass the ordinary
+    /// access check as well as the restricted one, and in a workspace the
+    /// person owns nothing else grants the sandbox accounts access.
+    pub principals: Vec<Sid>,
 }
 
 /// Which input a path came from, for error messages.
@@ -930,6 +935,14 @@ pub fn plan(
     }
 
     for (root, sid) in &root_sids {
+        for principal in &input.principals {
+            steps.push(AclStep::Allow {
+                path: root.clone(),
+                sid: *principal,
+                mask: sddl::WRITABLE_ROOT_MASK,
+                inherit: AceFlags::SUBTREE,
+            });
+        }
         steps.push(AclStep::Allow {
             path: root.clone(),
             sid: *sid,
@@ -1478,7 +1491,38 @@ mod tests {
             everyone_writable: Vec::new(),
             profiles_root: r"C:\Users".into(),
             profile_dir: r"C:\Users\alice".into(),
+            principals: Vec::new(),
         }
+    }
+
+    #[test]
+    fn principals_get_each_roots_allow_ace_before_its_capability_sid() {
+        let group: Sid = "S-1-5-21-1-2-3-1003".parse().unwrap();
+        let mut with = input(&[r"C:\a", r"C:\b"]);
+        with.principals = vec![group];
+        let mut book = SidBook::new();
+        let plan = plan(&with, &mut book, &mut counter()).unwrap();
+        let allows: Vec<(String, Sid)> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                AclStep::Allow { path, sid, .. } => Some((path.to_string(), *sid)),
+                _ => None,
+            })
+            .collect();
+        let a = book.get(&WinPath::parse(r"C:\a").unwrap()).unwrap();
+        let b = book.get(&WinPath::parse(r"C:\b").unwrap()).unwrap();
+        assert_eq!(
+            allows,
+            vec![
+                (r"C:\a".to_string(), group),
+                (r"C:\a".to_string(), a),
+                (r"C:\b".to_string(), group),
+                (r"C:\b".to_string(), b),
+            ]
+        );
+        // The token's SIDs are still the capability SIDs alone.
+        assert!(!plan.token_sids().contains(&group));
     }
 
     fn refusal(result: Result<AclPlan, PlanError>) -> Refusal {

@@ -166,6 +166,7 @@ mod tests {
             everyone_writable: vec![r"C:\Shared".to_string()],
             profiles_root: r"C:\Users".to_string(),
             profile_dir: r"C:\Users\me".to_string(),
+            principals: Vec::new(),
         };
         let mut book = SidBook::new();
         let mut n = 0u32;

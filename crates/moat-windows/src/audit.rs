@@ -1184,6 +1184,7 @@ mod tests {
             everyone_writable: report.found_paths(),
             profiles_root: r"C:\Users".into(),
             profile_dir: r"C:\Users\alice".into(),
+            principals: Vec::new(),
         };
         let mut n = 0u32;
         let mut random = || {

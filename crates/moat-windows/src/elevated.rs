@@ -278,6 +278,57 @@ fn check_complete(
     Ok(secrets)
 }
 
+/// Whether the setup record `record` (at `record_path`, for messages)
+/// holds what a run in `mode` needs: the checks [`plan`] makes of the
+/// record, without planning a run. `moat run --tier auto` uses the
+/// elevated tier when this passes.
+pub fn check_setup(
+    record: Option<&str>,
+    record_path: &str,
+    mode: NetworkMode,
+) -> Result<(), ElevatedError> {
+    let ctx = Context {
+        record,
+        record_path,
+        moat_exe: "",
+        runner_override: None,
+        server_pid: 0,
+        nonce: [0; 4],
+    };
+    let record = read_record(&ctx)?;
+    let (account, _) = recorded_account(&record, account_for(mode), record_path)?;
+    check_complete(&record, &account, record_path).map(|_| ())
+}
+
+/// The sandbox group's SID from a complete setup record: the principal
+/// that also gets each writable root's allow ACE, since the runner's
+/// restricted token must pass the ordinary access check as the account too.
+pub fn group_sid(
+    record: Option<&str>,
+    record_path: &str,
+    mode: NetworkMode,
+) -> Result<Sid, ElevatedError> {
+    check_setup(record, record_path, mode)?;
+    let ctx = Context {
+        record,
+        record_path,
+        moat_exe: "",
+        runner_override: None,
+        server_pid: 0,
+        nonce: [0; 4],
+    };
+    let record = read_record(&ctx)?;
+    let (_, sid) = record
+        .group
+        .ok_or_else(|| ElevatedError::Setup(format!("no group {}", setup_plan::GROUP)))?;
+    Sid::from_str(&sid).map_err(|err| {
+        ElevatedError::Setup(format!(
+            "the setup record's SID {sid:?} of {} does not parse ({err}): run `moat setup`",
+            setup_plan::GROUP
+        ))
+    })
+}
+
 /// Where the runner is: the override, or [`RUNNER_EXE`] next to moat. It
 /// must be an absolute Windows path, since the runner starts in its own
 /// directory.
@@ -610,6 +661,47 @@ mod tests {
             ledger: None,
             runner: None,
         }
+    }
+
+    #[test]
+    fn check_setup_is_plans_record_checks_alone() {
+        let text = record().to_text();
+        assert_eq!(
+            check_setup(Some(&text), RECORD_PATH, NetworkMode::Off),
+            Ok(())
+        );
+        assert_eq!(
+            check_setup(Some(&text), RECORD_PATH, NetworkMode::On),
+            Ok(())
+        );
+        let mut no_rules = record();
+        no_rules.firewall_rules.clear();
+        let err =
+            check_setup(Some(&no_rules.to_text()), RECORD_PATH, NetworkMode::Off).unwrap_err();
+        assert!(err.needs_setup(), "{err}");
+        // The online account needs no firewall rule.
+        assert_eq!(
+            check_setup(Some(&no_rules.to_text()), RECORD_PATH, NetworkMode::On),
+            Ok(())
+        );
+        assert!(check_setup(None, RECORD_PATH, NetworkMode::Off)
+            .unwrap_err()
+            .needs_setup());
+        assert!(check_setup(Some("garbage"), RECORD_PATH, NetworkMode::Off).is_err());
+    }
+
+    #[test]
+    fn the_group_sid_comes_from_a_complete_record() {
+        let text = record().to_text();
+        assert_eq!(
+            group_sid(Some(&text), RECORD_PATH, NetworkMode::Off).unwrap(),
+            Sid::from_str("S-1-5-21-1-2-3-1003").unwrap()
+        );
+        let mut bad = record();
+        bad.group = Some((setup_plan::GROUP.into(), "S-1-nonsense".into()));
+        let err = group_sid(Some(&bad.to_text()), RECORD_PATH, NetworkMode::Off).unwrap_err();
+        assert!(err.to_string().contains("does not parse"), "{err}");
+        assert!(group_sid(None, RECORD_PATH, NetworkMode::Off).is_err());
     }
 
     fn request(network: NetworkMode) -> Request {

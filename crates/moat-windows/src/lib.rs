@@ -20,6 +20,7 @@
 pub mod acl_plan;
 pub mod apply;
 pub mod audit;
+pub mod cli_args;
 pub mod cmdline;
 pub mod elevated;
 pub mod envblock;

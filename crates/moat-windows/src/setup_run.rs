@@ -1324,6 +1324,7 @@ mod tests {
             everyone_writable: vec![],
             profiles_root: r"C:\Users".to_string(),
             profile_dir: r"C:\Users\ana".to_string(),
+            principals: Vec::new(),
         };
         let mut book = SidBook::new();
         let mut n = 0u32;

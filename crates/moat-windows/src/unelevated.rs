@@ -94,6 +94,10 @@ pub struct Context<'a> {
     pub ledger: Option<&'a str>,
     /// What the audit found; `None` when none ran (reported as lost).
     pub audit: Option<&'a AuditReport>,
+    /// Who else gets each writable root's allow ACE: the sandbox group
+    /// when the elevated tier runs the command (see
+    /// `acl_plan::PlanInput::principals`); none in this tier.
+    pub principals: &'a [Sid],
 }
 
 /// One layer of the run and how far it holds, for stderr and `--json`.
@@ -475,6 +479,7 @@ pub fn plan(
         everyone_writable,
         profiles_root: req.profiles_root.to_string(),
         profile_dir: req.profile_dir.to_string(),
+        principals: ctx.principals.to_vec(),
     };
 
     // State.
@@ -1037,6 +1042,7 @@ mod tests {
                 book: Some(&book),
                 ledger: Some(&ledger_text),
                 audit: Some(&found),
+                principals: &[],
             },
             &mut || panic!("no new SID for a known root"),
         )
@@ -1077,6 +1083,7 @@ mod tests {
             book: Some(&book),
             ledger: Some(&ledger_text),
             audit: None,
+            principals: &[],
         };
         let mut second = plan(&f.request(), &ctx, &mut counter()).unwrap();
         assert!(second.pending.is_empty());

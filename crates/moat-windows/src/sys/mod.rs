@@ -4,12 +4,14 @@
 //! `crate::runner_loop`, and moat's side of the elevated tier
 //! (`elevated`), which carries out `crate::elevated`, the unelevated tier
 //! (`unelevated`), which carries out `crate::unelevated`, and the real host of
-//! `crate::setup_run` (`setup_host`). CI type-checks them for `x86_64-pc-windows-gnu`
+//! `crate::setup_run` (`setup_host`), and `moat` itself (`cli`, the
+//! `moat-win` binary's main). CI type-checks them for `x86_64-pc-windows-gnu`
 //! (scripts/windows-check.sh); they have not run on Windows.
 
 pub mod accounts;
 pub mod acl;
 pub mod anon_pipe;
+pub mod cli;
 pub mod conpty;
 pub mod descriptor;
 pub mod desktop;

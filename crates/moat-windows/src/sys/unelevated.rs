@@ -79,6 +79,9 @@ pub struct Options<'a> {
     /// Run the write audit (the default); without it, directories Everyone
     /// may write stay writable and the plan says so.
     pub audit: bool,
+    /// Who else gets each writable root's allow ACE (the sandbox group,
+    /// for the elevated tier); see `crate::unelevated::Context`.
+    pub principals: &'a [Sid],
 }
 
 /// `what` failed with `err`, explained when the code is known.
@@ -368,6 +371,7 @@ pub fn prepare(req: &Request<'_>, options: &Options<'_>) -> Result<RunPlan, Unel
             book: book.as_deref(),
             ledger: ledger.as_deref(),
             audit: report.as_ref(),
+            principals: options.principals,
         },
         &mut || random.next(),
     )?;
