@@ -287,17 +287,21 @@ pub fn check_setup(
     record_path: &str,
     mode: NetworkMode,
 ) -> Result<(), ElevatedError> {
-    let ctx = Context {
+    let record = read_record(&record_only(record, record_path))?;
+    let (account, _) = recorded_account(&record, account_for(mode), record_path)?;
+    check_complete(&record, &account, record_path).map(|_| ())
+}
+
+/// A context for the checks that need only the record.
+fn record_only<'a>(record: Option<&'a str>, record_path: &'a str) -> Context<'a> {
+    Context {
         record,
         record_path,
         moat_exe: "",
         runner_override: None,
         server_pid: 0,
         nonce: [0; 4],
-    };
-    let record = read_record(&ctx)?;
-    let (account, _) = recorded_account(&record, account_for(mode), record_path)?;
-    check_complete(&record, &account, record_path).map(|_| ())
+    }
 }
 
 /// The sandbox group's SID from a complete setup record: the principal
@@ -309,15 +313,7 @@ pub fn group_sid(
     mode: NetworkMode,
 ) -> Result<Sid, ElevatedError> {
     check_setup(record, record_path, mode)?;
-    let ctx = Context {
-        record,
-        record_path,
-        moat_exe: "",
-        runner_override: None,
-        server_pid: 0,
-        nonce: [0; 4],
-    };
-    let record = read_record(&ctx)?;
+    let record = read_record(&record_only(record, record_path))?;
     let (_, sid) = record
         .group
         .ok_or_else(|| ElevatedError::Setup(format!("no group {}", setup_plan::GROUP)))?;

@@ -7,9 +7,9 @@ use std::io;
 
 use windows_sys::Win32::Foundation::{LocalFree, HLOCAL};
 use windows_sys::Win32::Security::Authorization::{
-    GetNamedSecurityInfoW, SetEntriesInAclW, SetNamedSecurityInfoW, DENY_ACCESS, EXPLICIT_ACCESS_W,
-    GRANT_ACCESS, NO_MULTIPLE_TRUSTEE, SE_FILE_OBJECT, TRUSTEE_IS_SID, TRUSTEE_IS_UNKNOWN,
-    TRUSTEE_W,
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW, SetEntriesInAclW,
+    SetNamedSecurityInfoW, DENY_ACCESS, EXPLICIT_ACCESS_W, GRANT_ACCESS, NO_MULTIPLE_TRUSTEE,
+    SDDL_REVISION_1, SE_FILE_OBJECT, TRUSTEE_IS_SID, TRUSTEE_IS_UNKNOWN, TRUSTEE_W,
 };
 use windows_sys::Win32::Security::{
     DeleteAce, GetAce, ACE_HEADER, ACL, DACL_SECURITY_INFORMATION, INHERITED_ACE,
@@ -60,6 +60,33 @@ fn read(path: &[u16]) -> io::Result<Read> {
     };
     win32(code)?;
     Ok(Read { dacl, sd })
+}
+
+/// The DACL of `path` as SDDL; `None` for a NULL DACL (no DACL at all).
+pub fn dacl_sddl(path: &str) -> io::Result<Option<String>> {
+    let found = read(&wide(path))?;
+    if found.dacl.is_null() {
+        return Ok(None);
+    }
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: `found.sd` is the descriptor just read and lives until the
+    // end of this function; `text` receives a LocalAlloc'd NUL-terminated
+    // string, copied and freed here.
+    unsafe {
+        let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            found.sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            std::ptr::null_mut(),
+        );
+        if ok == 0 {
+            return Err(super::last_error());
+        }
+        let out = super::from_wide(text);
+        LocalFree(text as HLOCAL);
+        Ok(Some(out))
+    }
 }
 
 fn write(path: &[u16], dacl: *const ACL) -> io::Result<()> {

@@ -34,6 +34,23 @@ pub fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
 
+/// A NUL-terminated UTF-16 string Windows owns, as text.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated UTF-16 string.
+pub unsafe fn from_wide(p: *const u16) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let mut len = 0;
+    // SAFETY (of the reads): the caller promises a NUL before the end of
+    // the allocation, and reading stops at it.
+    while *p.add(len) != 0 {
+        len += 1;
+    }
+    String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
+}
+
 /// `text` as a NUL-terminated UTF-16 string.
 pub fn wide(text: &str) -> Vec<u16> {
     text.encode_utf16().chain(std::iter::once(0)).collect()

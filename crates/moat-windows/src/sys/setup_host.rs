@@ -47,7 +47,7 @@ use windows_sys::Win32::UI::Shell::DeleteProfileW;
 
 use super::descriptor::Descriptor;
 use super::logon::{self, Password, RunnerLaunch};
-use super::{accounts, acl, dpapi, last_error, wide, SidBuf};
+use super::{accounts, acl, dpapi, from_wide, last_error, wide, SidBuf};
 use crate::apply;
 use crate::errors;
 use crate::record::Record;
@@ -92,21 +92,6 @@ fn gone(err: &io::Error) -> bool {
         || err
             .raw_os_error()
             .map_or(false, |c| NOT_FOUND.contains(&c) || c == NO_SUCH_ALIAS)
-}
-
-/// A NUL-terminated UTF-16 string Windows owns, as text.
-///
-/// # Safety
-/// `p` is null or points to a NUL-terminated UTF-16 string.
-unsafe fn from_wide(p: *const u16) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    let mut len = 0;
-    while *p.add(len) != 0 {
-        len += 1;
-    }
-    String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
 }
 
 /// The SID at `psid`.

@@ -26,21 +26,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    DuplicateHandle, LocalFree, DUPLICATE_SAME_ACCESS, HANDLE, HLOCAL, INVALID_HANDLE_VALUE,
-};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
-    SE_FILE_OBJECT,
+    DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Security::Cryptography::{
     BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
 };
-use windows_sys::Win32::Security::{ACL, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::anon_pipe::{self, ChildEnd};
 use super::process::{self, Stdio};
-use super::{acl, conpty, desktop, job, token, wide};
+use super::{acl, conpty, desktop, job, token};
 use crate::acl_plan::{AclStep, WinPath};
 use crate::apply;
 use crate::audit::{self, AuditReport};
@@ -188,72 +183,6 @@ impl Random {
     }
 }
 
-fn from_wide(text: *const u16) -> String {
-    if text.is_null() {
-        return String::new();
-    }
-    let mut len = 0usize;
-    // SAFETY: `text` is a NUL-terminated string from Windows; reading up
-    // to the NUL stays inside it.
-    unsafe {
-        while *text.add(len) != 0 {
-            len += 1;
-        }
-        String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
-    }
-}
-
-/// The DACL of `path` as SDDL; `None` for a NULL DACL (no DACL at all).
-fn dacl_sddl(path: &str) -> io::Result<Option<String>> {
-    let name = wide(path);
-    let mut dacl: *mut ACL = std::ptr::null_mut();
-    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: `name` is NUL-terminated; the out-parameters are live; the
-    // owner, group and SACL are not asked for.
-    let code = unsafe {
-        GetNamedSecurityInfoW(
-            name.as_ptr(),
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            &mut dacl,
-            std::ptr::null_mut(),
-            &mut sd,
-        )
-    };
-    if code != 0 {
-        return Err(io::Error::from_raw_os_error(code as i32));
-    }
-    let result = if dacl.is_null() {
-        Ok(None)
-    } else {
-        let mut text: *mut u16 = std::ptr::null_mut();
-        // SAFETY: `sd` is the descriptor just read; `text` receives a
-        // LocalAlloc'd string, copied and freed here.
-        unsafe {
-            let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
-                sd,
-                SDDL_REVISION_1,
-                DACL_SECURITY_INFORMATION,
-                &mut text,
-                std::ptr::null_mut(),
-            );
-            let out = if ok == 0 {
-                Err(super::last_error())
-            } else {
-                Ok(Some(from_wide(text)))
-            };
-            LocalFree(text as HLOCAL);
-            out
-        }
-    };
-    // SAFETY: `sd` came from GetNamedSecurityInfoW's LocalAlloc; `dacl`
-    // pointed into it and is not used again.
-    unsafe { LocalFree(sd as HLOCAL) };
-    result
-}
-
 /// The disk as the write audit sees it. Its bounds (directories, depth,
 /// time) are `crate::audit::run`'s.
 #[derive(Debug, Default)]
@@ -284,7 +213,7 @@ impl audit::Host for AuditDisk {
     }
 
     fn dacl(&self, dir: &WinPath) -> Result<Dacl, String> {
-        match dacl_sddl(&dir.verbatim()) {
+        match acl::dacl_sddl(&dir.verbatim()) {
             Ok(Some(text)) => Dacl::parse(&text).map_err(|e| e.to_string()),
             // As the trait asks: a NULL DACL lets everyone do everything.
             Ok(None) => Ok(Dacl {
@@ -311,7 +240,7 @@ fn on_disk(step: &AclStep) -> bool {
         None => return Path::new(&path).is_dir(),
         Some(ace) => ace,
     };
-    match dacl_sddl(&path) {
+    match acl::dacl_sddl(&path) {
         Ok(Some(text)) => match Dacl::parse(&text) {
             Ok(dacl) => dacl.explicit_for(&ace.sid).iter().any(|a| {
                 a.kind == ace.kind
