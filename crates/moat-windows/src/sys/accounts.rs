@@ -22,7 +22,7 @@ use super::{last_error, wide};
 use crate::sid::Sid;
 
 /// NERR codes and Win32 errors alike come back as numbers.
-fn net(code: u32) -> io::Result<()> {
+pub(super) fn net(code: u32) -> io::Result<()> {
     if code == NERR_Success {
         Ok(())
     } else {
@@ -58,43 +58,40 @@ pub fn create_user(name: &str, password: &str, comment: &str) -> io::Result<()> 
     })
 }
 
-/// Sets a new password (lockout and expiry recovery).
-pub fn set_password(name: &str, password: &str) -> io::Result<()> {
+/// `NetUserSetInfo` of `name` at `level`, whose structure `info` must be
+/// (USER_INFO_1003 for 1003, USER_INFO_1008 for 1008, ...).
+pub(super) fn set_user_info<T>(name: &str, level: u32, info: &T) -> io::Result<()> {
     let n = wide(name);
-    let mut p = wide(password);
-    let info = USER_INFO_1003 {
-        usri1003_password: p.as_mut_ptr(),
-    };
     let mut bad = 0u32;
-    // SAFETY: `info` and the strings are live for the call.
+    // SAFETY: `n` is NUL-terminated; `info` is live for the call and, as
+    // the caller promises, the structure `level` names.
     net(unsafe {
         NetUserSetInfo(
             std::ptr::null(),
             n.as_ptr(),
-            1003,
-            &info as *const USER_INFO_1003 as *const u8,
+            level,
+            info as *const T as *const u8,
             &mut bad,
         )
     })
 }
 
+/// Sets a new password (lockout and expiry recovery).
+pub fn set_password(name: &str, password: &str) -> io::Result<()> {
+    let mut p = wide(password);
+    let info = USER_INFO_1003 {
+        usri1003_password: p.as_mut_ptr(),
+    };
+    // `p` outlives the call that reads it through `info`.
+    set_user_info(name, 1003, &info)
+}
+
 /// Clears lockout and disabling, keeps "never expires".
 pub fn enable(name: &str) -> io::Result<()> {
-    let n = wide(name);
     let info = USER_INFO_1008 {
         usri1008_flags: UF_SCRIPT | UF_DONT_EXPIRE_PASSWD | UF_PASSWD_CANT_CHANGE,
     };
-    let mut bad = 0u32;
-    // SAFETY: `info` and the string are live for the call.
-    net(unsafe {
-        NetUserSetInfo(
-            std::ptr::null(),
-            n.as_ptr(),
-            1008,
-            &info as *const USER_INFO_1008 as *const u8,
-            &mut bad,
-        )
-    })
+    set_user_info(name, 1008, &info)
 }
 
 pub fn delete_user(name: &str) -> io::Result<()> {

@@ -8,7 +8,6 @@
 //! `x86_64-pc-windows-gnu`; it has not run on Windows.
 
 use std::ffi::OsString;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use moat_policy::host::{HostFacts, StdFs};
@@ -103,11 +102,8 @@ fn report(json: bool, tier: Tier, layers: &[LayerReport], lost: &[String], notes
 
 /// The setup record's text, `None` when there is none.
 fn read_record(path: &str) -> Result<Option<String>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(format!("reading the setup record {path}: {err}")),
-    }
+    super::read_if_present(Path::new(path))
+        .map_err(|err| format!("reading the setup record {path}: {err}"))
 }
 
 /// Whether setup is complete for a run in `mode`.

@@ -29,9 +29,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0};
-use windows_sys::Win32::Security::Cryptography::{
-    BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
-};
 use windows_sys::Win32::System::Threading::{GetExitCodeProcess, WaitForSingleObject};
 use windows_sys::Win32::System::IO::CancelSynchronousIo;
 
@@ -74,16 +71,12 @@ pub struct Options<'a> {
 /// Runs `req` in the elevated tier; the command's exit code.
 pub fn run(req: &Request, options: &Options<'_>) -> Result<u32, ElevatedError> {
     let record_path = options.record.to_string_lossy().into_owned();
-    let record = match std::fs::read_to_string(options.record) {
-        Ok(text) => Some(text),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => {
-            return Err(ElevatedError::System(failure(
-                &format!("reading the setup record {record_path}"),
-                &err,
-            )))
-        }
-    };
+    let record = super::read_if_present(options.record).map_err(|err| {
+        ElevatedError::System(failure(
+            &format!("reading the setup record {record_path}"),
+            &err,
+        ))
+    })?;
     let exe = std::env::current_exe()
         .map_err(|err| ElevatedError::System(failure("finding moat's own path", &err)))?;
     let moat_exe = exe.to_str().ok_or_else(|| {
@@ -159,23 +152,16 @@ fn failure(what: &str, err: &io::Error) -> String {
 
 /// 128 random bits for the pipe names.
 fn nonce() -> Result<[u32; 4], ElevatedError> {
-    let mut words = [0u32; 4];
-    // SAFETY: a null algorithm handle is documented with
-    // BCRYPT_USE_SYSTEM_PREFERRED_RNG; the buffer is live and exactly the
-    // size passed.
-    let status = unsafe {
-        BCryptGenRandom(
-            std::ptr::null_mut(),
-            words.as_mut_ptr() as *mut u8,
-            std::mem::size_of_val(&words) as u32,
-            BCRYPT_USE_SYSTEM_PREFERRED_RNG,
-        )
-    };
-    if status != 0 {
-        return Err(ElevatedError::System(format!(
+    let mut bytes = [0u8; 16];
+    super::random_bytes(&mut bytes).map_err(|status| {
+        ElevatedError::System(format!(
             "drawing random pipe names failed (NTSTATUS {:#010x})",
-            status as u32
-        )));
+            status
+        ))
+    })?;
+    let mut words = [0u32; 4];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks(4)) {
+        *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
     Ok(words)
 }

@@ -51,6 +51,55 @@ pub unsafe fn from_wide(p: *const u16) -> String {
     String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
 }
 
+/// The text of `path`, `None` when there is no such file (setup records,
+/// SID books, ledgers: absent means "not made yet").
+pub fn read_if_present(path: &std::path::Path) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes `bytes` to `path` through a new file renamed over it: a crash
+/// leaves the old contents or the new, never half of either, and a file
+/// someone else made there beforehand is replaced, not reused.
+pub fn replace_file(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|err| {
+            let _ = std::fs::remove_file(&tmp);
+            err
+        })
+}
+
+/// Fills `buf` from the system's preferred random generator; the NTSTATUS
+/// on failure.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), u32> {
+    use windows_sys::Win32::Security::Cryptography::{
+        BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
+    };
+    // SAFETY: a null algorithm handle is documented with
+    // BCRYPT_USE_SYSTEM_PREFERRED_RNG; `buf` is live and as long as the
+    // length passed.
+    let status = unsafe {
+        BCryptGenRandom(
+            std::ptr::null_mut(),
+            buf.as_mut_ptr(),
+            buf.len() as u32,
+            BCRYPT_USE_SYSTEM_PREFERRED_RNG,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(status as u32)
+    }
+}
+
 /// `text` as a NUL-terminated UTF-16 string.
 pub fn wide(text: &str) -> Vec<u16> {
     text.encode_utf16().chain(std::iter::once(0)).collect()

@@ -15,16 +15,13 @@ use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, BOOL, HANDLE, HLOCAL};
 use windows_sys::Win32::NetworkManagement::NetManagement::{
-    NERR_Success, NetApiBufferFree, NetLocalGroupGetInfo, NetUserGetInfo, NetUserGetLocalGroups,
-    NetUserSetInfo, LOCALGROUP_INFO_1, LOCALGROUP_USERS_INFO_0, MAX_PREFERRED_LENGTH,
-    UF_ACCOUNTDISABLE, UF_DONT_EXPIRE_PASSWD, UF_LOCKOUT, USER_INFO_1008, USER_INFO_4,
+    NetApiBufferFree, NetLocalGroupGetInfo, NetUserGetInfo, NetUserGetLocalGroups,
+    LOCALGROUP_INFO_1, LOCALGROUP_USERS_INFO_0, MAX_PREFERRED_LENGTH, UF_ACCOUNTDISABLE,
+    UF_DONT_EXPIRE_PASSWD, UF_LOCKOUT, USER_INFO_1008, USER_INFO_4,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW,
     SetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
-};
-use windows_sys::Win32::Security::Cryptography::{
-    BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
 };
 use windows_sys::Win32::Security::{
     CheckTokenMembership, GetLengthSid, GetTokenInformation, LogonUserW, SidTypeAlias, SidTypeUser,
@@ -45,9 +42,13 @@ use windows_sys::Win32::System::Threading::{
 };
 use windows_sys::Win32::UI::Shell::DeleteProfileW;
 
+use super::accounts::net;
 use super::descriptor::Descriptor;
 use super::logon::{self, Password, RunnerLaunch};
-use super::{accounts, acl, dpapi, from_wide, last_error, wide, SidBuf};
+use super::{
+    accounts, acl, dpapi, from_wide, last_error, random_bytes, read_if_present, replace_file, wide,
+    SidBuf,
+};
 use crate::apply;
 use crate::errors;
 use crate::record::Record;
@@ -76,14 +77,6 @@ fn failed(what: &str, err: &io::Error) -> String {
     match err.raw_os_error() {
         Some(c) => errors::describe(what, c as u32),
         None => format!("{} failed: {}", what, err),
-    }
-}
-
-fn net(status: u32) -> io::Result<()> {
-    if status == NERR_Success {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(status as i32))
     }
 }
 
@@ -201,21 +194,10 @@ fn local_groups(name: &str) -> io::Result<Vec<String>> {
 /// Sets and clears account flags, keeping the others.
 fn update_flags(name: &str, set: u32, clear: u32) -> io::Result<()> {
     let info = user_info(name)?;
-    let n = wide(name);
     let new = USER_INFO_1008 {
         usri1008_flags: (info.flags | set) & !clear,
     };
-    let mut bad = 0u32;
-    // SAFETY: `new` and `n` are live for the call.
-    net(unsafe {
-        NetUserSetInfo(
-            std::ptr::null(),
-            n.as_ptr(),
-            1008,
-            &new as *const USER_INFO_1008 as *const u8,
-            &mut bad,
-        )
-    })
+    accounts::set_user_info(name, 1008, &new)
 }
 
 fn reg_dword(key: &str, value: &str) -> Option<u32> {
@@ -404,17 +386,6 @@ fn descriptor(path: &str) -> io::Result<(Option<Sid>, String)> {
         result
     };
     result
-}
-
-/// Writes `bytes` to `path` through a new file renamed over it, so a
-/// file someone else made there beforehand is replaced, not reused.
-fn replace_file(path: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = format!("{}.new", path);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).map_err(|err| {
-        let _ = std::fs::remove_file(&tmp);
-        err
-    })
 }
 
 /// The machine, for `crate::setup_run`.
@@ -633,28 +604,13 @@ impl SetupHost for Machine {
     }
 
     fn random(&mut self, buf: &mut [u8]) -> Result<(), String> {
-        // SAFETY: `buf` is live and as long as the length passed.
-        let status = unsafe {
-            BCryptGenRandom(
-                std::ptr::null_mut(),
-                buf.as_mut_ptr(),
-                buf.len() as u32,
-                BCRYPT_USE_SYSTEM_PREFERRED_RNG,
-            )
-        };
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(format!("BCryptGenRandom failed (NTSTATUS {:#x})", status))
-        }
+        random_bytes(buf)
+            .map_err(|status| format!("BCryptGenRandom failed (NTSTATUS {:#x})", status))
     }
 
     fn read_record(&mut self) -> Result<Option<String>, String> {
-        match std::fs::read_to_string(&self.record_path) {
-            Ok(text) => Ok(Some(text)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(failed(&format!("reading {}", self.record_path), &err)),
-        }
+        read_if_present(Path::new(&self.record_path))
+            .map_err(|err| failed(&format!("reading {}", self.record_path), &err))
     }
 
     fn write_record(&mut self, text: &str) -> Result<(), String> {
@@ -662,7 +618,7 @@ impl SetupHost for Machine {
             std::fs::create_dir_all(dir)
                 .map_err(|e| failed(&format!("creating {}", dir.display()), &e))?;
         }
-        replace_file(&self.record_path, text.as_bytes())
+        replace_file(Path::new(&self.record_path), text.as_bytes())
             .map_err(|e| failed(&format!("writing {}", self.record_path), &e))
     }
 
@@ -741,7 +697,7 @@ impl SetupHost for Machine {
     fn store_secret(&mut self, path: &str, password: &str) -> Result<(), String> {
         let sealed = dpapi::protect(password.as_bytes())
             .map_err(|e| failed("encrypting a password with DPAPI", &e))?;
-        replace_file(path, &sealed).map_err(|e| failed(&format!("writing {}", path), &e))
+        replace_file(Path::new(path), &sealed).map_err(|e| failed(&format!("writing {}", path), &e))
     }
 
     fn add_to_group(&mut self, account: &str, group: &str) -> Result<(), String> {
@@ -842,15 +798,12 @@ impl SetupHost for Machine {
     }
 
     fn read_file(&mut self, path: &str) -> Result<Option<String>, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Some(text)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(failed(&format!("reading {}", path), &err)),
-        }
+        read_if_present(Path::new(path)).map_err(|err| failed(&format!("reading {}", path), &err))
     }
 
     fn write_file(&mut self, path: &str, text: &str) -> Result<(), String> {
-        replace_file(path, text.as_bytes()).map_err(|e| failed(&format!("writing {}", path), &e))
+        replace_file(Path::new(path), text.as_bytes())
+            .map_err(|e| failed(&format!("writing {}", path), &e))
     }
 
     fn remove_file(&mut self, path: &str) -> Result<(), String> {
@@ -914,7 +867,7 @@ impl SetupHost for Machine {
         let bytes =
             std::fs::read(source).map_err(|e| failed(&format!("reading {}", source), &e))?;
         let target = crate::setup_run::runner_target(dir);
-        replace_file(&target, &bytes).map_err(|e| {
+        replace_file(Path::new(&target), &bytes).map_err(|e| {
             if code(&e) == 32 || code(&e) == 5 {
                 format!(
                     "{} is in use (a run in the elevated tier?): try again when it ends",

@@ -21,15 +21,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE,
-};
-use windows_sys::Win32::Security::Cryptography::{
-    BCryptGenRandom, BCRYPT_USE_SYSTEM_PREFERRED_RNG,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
@@ -132,25 +129,14 @@ fn lock(state_dir: &Path) -> Result<StateLock, UnelevatedError> {
 }
 
 fn read_state(path: &Path) -> Result<Option<String>, UnelevatedError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(system(&format!("reading {}", path.display()), &err)),
-    }
+    super::read_if_present(path).map_err(|err| system(&format!("reading {}", path.display()), &err))
 }
 
 /// Writes through a new file renamed over the old one, so a crash leaves
 /// the old text or the new, never half of either.
 fn write_state(path: &Path, text: &str) -> Result<(), UnelevatedError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|err| {
-            let _ = std::fs::remove_file(&tmp);
-            system(&format!("writing {}", path.display()), &err)
-        })
+    super::replace_file(path, text.as_bytes())
+        .map_err(|err| system(&format!("writing {}", path.display()), &err))
 }
 
 /// 32 random bits per call; a failure is remembered (the caller checks
@@ -161,25 +147,16 @@ struct Random {
 
 impl Random {
     fn next(&mut self) -> u32 {
-        let mut word = 0u32;
-        // SAFETY: a null algorithm handle is documented with
-        // BCRYPT_USE_SYSTEM_PREFERRED_RNG; the buffer is `word`, exactly
-        // the size passed.
-        let status = unsafe {
-            BCryptGenRandom(
-                std::ptr::null_mut(),
-                &mut word as *mut u32 as *mut u8,
-                4,
-                BCRYPT_USE_SYSTEM_PREFERRED_RNG,
-            )
-        };
-        if status != 0 && self.failed.is_none() {
-            self.failed = Some(format!(
-                "drawing a random capability SID failed (NTSTATUS {:#010x})",
-                status as u32
-            ));
+        let mut bytes = [0u8; 4];
+        if let Err(status) = super::random_bytes(&mut bytes) {
+            if self.failed.is_none() {
+                self.failed = Some(format!(
+                    "drawing a random capability SID failed (NTSTATUS {:#010x})",
+                    status
+                ));
+            }
         }
-        word
+        u32::from_le_bytes(bytes)
     }
 }
 
