@@ -757,15 +757,7 @@ mod tests {
 
     #[test]
     fn wrong_first_frame() {
-        for kind in [
-            Kind::Stdin,
-            Kind::Stdout,
-            Kind::Stderr,
-            Kind::CloseStdin,
-            Kind::Terminate,
-            Kind::Exit,
-            Kind::Error,
-        ] {
+        for kind in Kind::ALL.iter().copied().filter(|k| *k != Kind::Spawn) {
             let mut session = Session::new();
             let actions = session.handle(frame(kind, b"x"));
             assert_eq!(actions.len(), 2, "{kind:?}");
