@@ -468,6 +468,17 @@ pub fn parse_http(head: &[u8]) -> Result<HttpRequest, &'static str> {
     let (method, uri, headers) = parse_head(head, "not an HTTP proxy request")?;
     let (host, port, path) = target(&method, &uri)
         .ok_or("the proxy takes CONNECT host:port or an absolute http:// URI")?;
+    request(method, host, port, path, headers)
+}
+
+/// The request, refused when it names no host.
+fn request(
+    method: String,
+    host: String,
+    port: u16,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Result<HttpRequest, &'static str> {
     if host.is_empty() {
         return Err("the request names no host");
     }
@@ -726,16 +737,7 @@ pub fn parse_origin(head: &[u8]) -> Result<HttpRequest, &'static str> {
         .ok_or("the request has no Host header")?;
     let (host, port, _) = target("GET", &format!("http://{}/", host.trim()))
         .ok_or("the Host header is not a host")?;
-    if host.is_empty() {
-        return Err("the request names no host");
-    }
-    Ok(HttpRequest {
-        method,
-        host,
-        port,
-        path,
-        headers,
-    })
+    request(method, host, port, path, headers)
 }
 
 impl Shared {
