@@ -304,15 +304,11 @@ fn record_only<'a>(record: Option<&'a str>, record_path: &'a str) -> Context<'a>
     }
 }
 
-/// The sandbox group's SID from a complete setup record: the principal
-/// that also gets each writable root's allow ACE, since the runner's
-/// restricted token must pass the ordinary access check as the account too.
-pub fn group_sid(
-    record: Option<&str>,
-    record_path: &str,
-    mode: NetworkMode,
-) -> Result<Sid, ElevatedError> {
-    check_setup(record, record_path, mode)?;
+/// The sandbox group's SID from the setup record (which the caller has
+/// checked with [`check_setup`]): the principal that also gets each
+/// writable root's allow ACE, since the runner's restricted token must
+/// pass the ordinary access check as the account too.
+pub fn group_sid(record: Option<&str>, record_path: &str) -> Result<Sid, ElevatedError> {
     let record = read_record(&record_only(record, record_path))?;
     let (_, sid) = record
         .group
@@ -690,14 +686,14 @@ mod tests {
     fn the_group_sid_comes_from_a_complete_record() {
         let text = record().to_text();
         assert_eq!(
-            group_sid(Some(&text), RECORD_PATH, NetworkMode::Off).unwrap(),
+            group_sid(Some(&text), RECORD_PATH).unwrap(),
             Sid::from_str("S-1-5-21-1-2-3-1003").unwrap()
         );
         let mut bad = record();
         bad.group = Some((setup_plan::GROUP.into(), "S-1-nonsense".into()));
-        let err = group_sid(Some(&bad.to_text()), RECORD_PATH, NetworkMode::Off).unwrap_err();
+        let err = group_sid(Some(&bad.to_text()), RECORD_PATH).unwrap_err();
         assert!(err.to_string().contains("does not parse"), "{err}");
-        assert!(group_sid(None, RECORD_PATH, NetworkMode::Off).is_err());
+        assert!(group_sid(None, RECORD_PATH).is_err());
     }
 
     fn request(network: NetworkMode) -> Request {

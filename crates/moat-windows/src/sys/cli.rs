@@ -209,10 +209,7 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
     let principals = match tier {
         Tier::Elevated => {
             let text = read_record(&places.record)?;
-            vec![
-                elevated::group_sid(text.as_deref(), &places.record, policy.network.value)
-                    .map_err(|e| e.to_string())?,
-            ]
+            vec![elevated::group_sid(text.as_deref(), &places.record).map_err(|e| e.to_string())?]
         }
         Tier::Unelevated => Vec::new(),
     };
