@@ -167,38 +167,71 @@ pub fn cpu_quota(millis: u64) -> (u64, u64) {
     (millis * period / 1000, period)
 }
 
-/// The v1 cgroup a run's directory for `controller` goes in: this
-/// process's own in the hierarchy that has the controller.
-fn v1_home(
-    hierarchies: &[Hierarchy],
-    own: &[(String, String)],
-    controller: &str,
-) -> Option<PathBuf> {
-    let h = hierarchies.iter().find(|h| {
-        h.v1.as_ref()
-            .is_some_and(|o| o.iter().any(|c| c == controller))
-    })?;
-    own_dir(h, own)
+/// The cgroup hierarchies as this process sees them, and its place in
+/// each: what both a run's cgroups and the report of where limits go are
+/// decided from.
+struct Layout {
+    hierarchies: Vec<Hierarchy>,
+    own: Vec<(String, String)>,
+    /// The controllers setup's v2 subtree passes down to runs.
+    v2_has: Vec<String>,
+}
+
+/// Where a run's limit for a controller goes.
+enum Home {
+    V2,
+    /// Below this directory (the process's own cgroup in that hierarchy).
+    V1(PathBuf),
+}
+
+impl Layout {
+    fn read() -> Result<Layout, String> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        let hierarchies = parse_mounts(&mountinfo);
+        let v2_has = hierarchies
+            .iter()
+            .find(|h| h.v1.is_none())
+            .map(|h| listed(&subtree(&h.mount), "cgroup.subtree_control"))
+            .unwrap_or_default();
+        Ok(Layout {
+            hierarchies,
+            own: parse_own(&own),
+            v2_has,
+        })
+    }
+
+    fn v2(&self) -> Option<&Hierarchy> {
+        self.hierarchies.iter().find(|h| h.v1.is_none())
+    }
+
+    /// v2 when setup's subtree passes the controller down, else this
+    /// process's own cgroup in the v1 hierarchy that has it.
+    fn home(&self, controller: &str) -> Option<Home> {
+        if self.v2_has.iter().any(|c| c == controller) {
+            return Some(Home::V2);
+        }
+        let h = self.hierarchies.iter().find(|h| {
+            h.v1.as_ref()
+                .is_some_and(|o| o.iter().any(|c| c == controller))
+        })?;
+        own_dir(h, &self.own).map(Home::V1)
+    }
 }
 
 /// Where runs' `memory`, `pids` and `cpu` limits go on this machine: "cgroup v2",
 /// "cgroup v1 (<dir>)", or `None` (per-process rlimits instead).
 pub fn placement() -> Vec<(&'static str, Option<String>)> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let own = parse_own(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
-    let hierarchies = parse_mounts(&mountinfo);
-    let v2_has = hierarchies
-        .iter()
-        .find(|h| h.v1.is_none())
-        .map(|h| listed(&subtree(&h.mount), "cgroup.subtree_control"))
-        .unwrap_or_default();
+    let layout = Layout::read().ok();
     ["memory", "pids", "cpu"]
         .into_iter()
         .map(|c| {
-            let at = if v2_has.iter().any(|h| h == c) {
-                Some("cgroup v2".to_string())
-            } else {
-                v1_home(&hierarchies, &own, c).map(|d| format!("cgroup v1 ({})", d.display()))
+            let at = match layout.as_ref().and_then(|l| l.home(c)) {
+                Some(Home::V2) => Some("cgroup v2".to_string()),
+                Some(Home::V1(dir)) => Some(format!("cgroup v1 ({})", dir.display())),
+                None => None,
             };
             (c, at)
         })
@@ -279,20 +312,14 @@ impl RunCgroup {
     /// Makes the run's cgroups for `limits`, named for the calling
     /// launcher, after removing those of launchers that are gone.
     pub fn create(limits: Limits) -> Result<RunCgroup, String> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
-        let own = parse_own(&own);
-        let hierarchies = parse_mounts(&mountinfo);
+        let layout = Layout::read()?;
         let name = format!("{RUN_PREFIX}{}", std::process::id());
         let mut run = RunCgroup {
             dirs: Vec::new(),
             v2: None,
             placed: Placed::default(),
         };
-        let mut v2_has = Vec::new();
-        if let Some(v2) = hierarchies.iter().find(|h| h.v1.is_none()) {
+        if let Some(v2) = layout.v2() {
             let parent = subtree(&v2.mount);
             if !parent.is_dir() {
                 return Err(format!(
@@ -300,8 +327,7 @@ impl RunCgroup {
                     parent.display()
                 ));
             }
-            let home = own_dir(v2, &own).unwrap_or_else(|| v2.mount.clone());
-            v2_has = listed(&parent, "cgroup.subtree_control");
+            let home = own_dir(v2, &layout.own).unwrap_or_else(|| v2.mount.clone());
             run.add(&parent, &name, home, true)?;
             let dir = &run.dirs[0].path;
             run.v2 = Some(std::fs::File::open(dir).map_err(|e| fail("opening", dir, e))?);
@@ -313,23 +339,24 @@ impl RunCgroup {
         ];
         for (controller, value) in wants {
             let Some(value) = value else { continue };
-            let version = if v2_has.iter().any(|c| c == controller) {
-                let dir = run.dirs[0].path.clone();
-                run.limit(&dir, controller, value, true)?;
-                2
-            } else {
-                let Some(parent) = v1_home(&hierarchies, &own, controller) else {
-                    continue;
-                };
-                let dir = match run.dirs.iter().find(|d| d.path.parent() == Some(&parent)) {
-                    Some(d) => d.path.clone(),
-                    None => {
-                        run.add(&parent, &name, parent.clone(), false)?;
-                        run.dirs.last().map(|d| d.path.clone()).unwrap_or_default()
-                    }
-                };
-                run.limit(&dir, controller, value, false)?;
-                1
+            let version = match layout.home(controller) {
+                None => continue,
+                Some(Home::V2) => {
+                    let dir = run.dirs[0].path.clone();
+                    run.limit(&dir, controller, value, true)?;
+                    2
+                }
+                Some(Home::V1(parent)) => {
+                    let dir = match run.dirs.iter().find(|d| d.path.parent() == Some(&parent)) {
+                        Some(d) => d.path.clone(),
+                        None => {
+                            run.add(&parent, &name, parent.clone(), false)?;
+                            run.dirs.last().map(|d| d.path.clone()).unwrap_or_default()
+                        }
+                    };
+                    run.limit(&dir, controller, value, false)?;
+                    1
+                }
             };
             match controller {
                 "memory" => run.placed.memory = Some(version),
