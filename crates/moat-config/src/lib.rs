@@ -134,10 +134,7 @@ pub fn load(path: &Path, source: Source) -> Result<Option<Layer>, ConfigError> {
         Ok(meta) => meta,
         // A placeholder `.moat` of a concurrent run is not a directory:
         // there is no config file in it either.
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.kind() == std::io::ErrorKind::NotADirectory =>
-        {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || not_a_directory(&e) => {
             return Ok(None)
         }
         Err(e) => return Err(err(format!("cannot read: {}", e))),
@@ -159,12 +156,12 @@ pub fn load(path: &Path, source: Source) -> Result<Option<Layer>, ConfigError> {
 /// Parses config text into a layer.
 pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigError> {
     let file: File = toml::from_str(text).map_err(|e| {
-        let at = e.span().map(|s| s.start);
+        let (at, message) = toml_error(text, &e);
         ConfigError {
             path: path.to_path_buf(),
             line: at.map(|at| line_col(text, at)),
             key: at.and_then(|at| key_at(text, at)),
-            message: e.message().trim().to_string(),
+            message,
         }
     })?;
     let ctx = Ctx { text, path };
@@ -201,7 +198,7 @@ pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigErr
         for (name, addr) in net.resolve.unwrap_or_default() {
             let entry = format!("{}:{}", name, addr.get_ref());
             domains::resolve_entry(&entry)
-                .map_err(|e| ctx.at("network.resolve", addr.span().start, e.to_string()))?;
+                .map_err(|e| ctx.at("network.resolve", start(addr.span()), e.to_string()))?;
             layer.resolve.push(entry);
         }
     }
@@ -221,7 +218,7 @@ pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigErr
             if n <= 0 {
                 return Err(ctx.at(
                     "limits.processes",
-                    p.span().start,
+                    start(p.span()),
                     format!("must be a positive number, not {}", n),
                 ));
             }
@@ -269,7 +266,7 @@ impl Ctx<'_> {
         value
             .get_ref()
             .parse()
-            .map_err(|e: T::Err| self.at(key, value.span().start, e.to_string()))
+            .map_err(|e: T::Err| self.at(key, start(value.span()), e.to_string()))
     }
 
     fn paths(
@@ -281,7 +278,7 @@ impl Ctx<'_> {
         for v in values.unwrap_or_default() {
             let text = v.get_ref();
             if text.is_empty() || text.contains('\0') {
-                return Err(self.at(key, v.span().start, "empty path".to_string()));
+                return Err(self.at(key, start(v.span()), "empty path".to_string()));
             }
             out.push(PathBuf::from(text));
         }
@@ -297,7 +294,7 @@ impl Ctx<'_> {
     ) -> Result<Vec<String>, ConfigError> {
         let mut out = Vec::new();
         for v in values.unwrap_or_default() {
-            check(v.get_ref()).map_err(|e| self.at(key, v.span().start, e.to_string()))?;
+            check(v.get_ref()).map_err(|e| self.at(key, start(v.span()), e.to_string()))?;
             out.push(v.get_ref().clone());
         }
         Ok(out)
@@ -314,8 +311,55 @@ impl Ctx<'_> {
             Amount::Fraction(f) => f.to_string(),
             Amount::Text(s) => s.clone(),
         };
-        parse(&text).map_err(|message| self.at(key, value.span().start, message))
+        parse(&text).map_err(|message| self.at(key, start(value.span()), message))
     }
+}
+
+// The Windows backend builds this crate with Rust 1.63, where the newest
+// `toml` it can use is 0.5 (`scripts/windows-check.sh` turns on the
+// `toml05` feature). The two differ only in how a span and an error are
+// read; everything else is the same code.
+
+/// Where a value starts, from either `toml`'s span.
+fn start(span: impl SpanStart) -> usize {
+    span.start()
+}
+
+trait SpanStart {
+    fn start(self) -> usize;
+}
+
+impl SpanStart for std::ops::Range<usize> {
+    fn start(self) -> usize {
+        self.start
+    }
+}
+
+impl SpanStart for (usize, usize) {
+    fn start(self) -> usize {
+        self.0
+    }
+}
+
+/// Where a TOML error is (a byte offset), and what it says.
+#[cfg(not(feature = "toml05"))]
+fn toml_error(_text: &str, e: &toml::de::Error) -> (Option<usize>, String) {
+    (e.span().map(|s| s.start), e.message().trim().to_string())
+}
+
+#[cfg(feature = "toml05")]
+fn toml_error(text: &str, e: &toml::de::Error) -> (Option<usize>, String) {
+    let at = e.line_col().map(|(line, col)| {
+        let start: usize = text.split_inclusive('\n').take(line).map(str::len).sum();
+        start + col
+    });
+    (at, e.to_string())
+}
+
+/// A missing directory on the way to a config file: a placeholder `.moat`
+/// that is a file, say (ENOTDIR; Windows says "not found" for it).
+fn not_a_directory(e: &std::io::Error) -> bool {
+    cfg!(unix) && e.raw_os_error() == Some(20)
 }
 
 /// 1-based line and column of a byte offset.

@@ -62,6 +62,43 @@ pub const DENIED_UNDER_HOME: &[&str] = &[
     ".python_history",
     ".psql_history",
     ".mysql_history",
+    // Windows profiles keep their secrets under AppData instead. The
+    // entries are harmless elsewhere: a path that does not exist denies
+    // nothing, and the view asks about `AppData` once.
+    // DPAPI master keys, Credential Manager, vaults, private keys, and the
+    // person's certificate store.
+    "AppData/Roaming/Microsoft/Protect",
+    "AppData/Roaming/Microsoft/Credentials",
+    "AppData/Local/Microsoft/Credentials",
+    "AppData/Roaming/Microsoft/Vault",
+    "AppData/Local/Microsoft/Vault",
+    "AppData/Roaming/Microsoft/Crypto",
+    "AppData/Roaming/Microsoft/SystemCertificates",
+    // .NET user secrets, NuGet feed keys, tokens of git hosts and clouds.
+    "AppData/Roaming/Microsoft/UserSecrets",
+    "AppData/Roaming/NuGet/NuGet.Config",
+    "AppData/Roaming/GitHub CLI",
+    "AppData/Roaming/gcloud",
+    "AppData/Roaming/pip",
+    "AppData/Roaming/Subversion/auth",
+    // Browser profiles and password managers.
+    "AppData/Local/Google/Chrome/User Data",
+    "AppData/Local/Microsoft/Edge/User Data",
+    "AppData/Local/BraveSoftware",
+    "AppData/Local/Vivaldi/User Data",
+    "AppData/Roaming/Mozilla",
+    "AppData/Roaming/Opera Software",
+    "AppData/Roaming/1Password",
+    "AppData/Local/1Password",
+    "AppData/Roaming/Bitwarden",
+    "AppData/Roaming/KeePass",
+    // WinINet's cookies and cache, and the data of Store apps (as
+    // `.var/app` for Flatpak; Store programs are refused anyway).
+    "AppData/Local/Microsoft/Windows/INetCookies",
+    "AppData/Local/Microsoft/Windows/WebCache",
+    "AppData/Local/Packages",
+    // PowerShell's history.
+    "AppData/Roaming/Microsoft/Windows/PowerShell/PSReadLine",
 ];
 
 /// Names inside every writable root (and every repository found in one) that

@@ -285,7 +285,7 @@ impl WinPath {
     }
 
     /// The path with one more name; `name` is a single valid name.
-    fn child(&self, name: &str) -> WinPath {
+    pub(crate) fn child(&self, name: &str) -> WinPath {
         let mut parts = self.parts.clone();
         parts.push(name.to_string());
         WinPath::from_parts(self.prefix.clone(), parts)
@@ -589,7 +589,7 @@ impl fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 /// The places no ACE may reach, derived from the profile locations.
-struct Guard {
+pub(crate) struct Guard {
     profiles_root: WinPath,
     profile_dir: WinPath,
     // Files and directories whose ACLs must stay as Windows and OpenSSH
@@ -598,7 +598,7 @@ struct Guard {
 }
 
 impl Guard {
-    fn new(profiles_root: &str, profile_dir: &str) -> Result<Guard, PlanError> {
+    pub(crate) fn new(profiles_root: &str, profile_dir: &str) -> Result<Guard, PlanError> {
         let profiles_root = WinPath::parse(profiles_root).map_err(|error| PlanError::Path {
             role: Role::ProfilesRoot,
             error,
@@ -623,7 +623,7 @@ impl Guard {
         })
     }
 
-    fn check(&self, path: &WinPath, inheritable: bool) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, path: &WinPath, inheritable: bool) -> Result<(), Refusal> {
         if path.is_root() {
             return Err(Refusal::DriveRoot);
         }
@@ -691,6 +691,14 @@ pub enum AclStep {
     /// elsewhere with its old ACL) can no longer be deleted through its
     /// parent.
     DenyRename { path: WinPath, sid: Sid, mask: u32 },
+    /// Add a deny ACE for [`sddl::DENY_READ_MASK`] for the elevated tier's
+    /// sandbox group on a secret inside a directory the group may read
+    /// (see `read_grants`): `SUBTREE` on directories, `NONE` on files.
+    DenyRead {
+        path: WinPath,
+        sid: Sid,
+        inherit: AceFlags,
+    },
 }
 
 impl AclStep {
@@ -703,6 +711,7 @@ impl AclStep {
             } => Some(Ace::allow(*sid, *mask, *inherit)),
             AclStep::DenyWrite { sid, inherit, .. } => Some(Ace::deny_write(*sid, *inherit)),
             AclStep::DenyRename { sid, mask, .. } => Some(Ace::deny(*sid, *mask, AceFlags::NONE)),
+            AclStep::DenyRead { sid, inherit, .. } => Some(Ace::deny_read(*sid, *inherit)),
         }
     }
 
@@ -712,7 +721,8 @@ impl AclStep {
             AclStep::CreateDir(path)
             | AclStep::Allow { path, .. }
             | AclStep::DenyWrite { path, .. }
-            | AclStep::DenyRename { path, .. } => path,
+            | AclStep::DenyRename { path, .. }
+            | AclStep::DenyRead { path, .. } => path,
         }
     }
 
@@ -1211,6 +1221,7 @@ pub enum EntryKind {
     Allow { mask: u32, inherit: AceFlags },
     DenyWrite { inherit: AceFlags },
     DenyRename { mask: u32 },
+    DenyRead { inherit: AceFlags },
 }
 
 /// One ACE moat added.
@@ -1243,6 +1254,9 @@ impl LedgerEntry {
             }
             AclStep::DenyRename { path, sid, mask } => {
                 (path, sid, EntryKind::DenyRename { mask: *mask })
+            }
+            AclStep::DenyRead { path, sid, inherit } => {
+                (path, sid, EntryKind::DenyRead { inherit: *inherit })
             }
         };
         Some(LedgerEntry {
@@ -1399,7 +1413,8 @@ impl Ledger {
     /// One line per ACE or created directory:
     /// `allow\t<sid>\t<mask>\t<flags>\t<path>`,
     /// `deny-write\t<sid>\t<flags>\t<path>`,
-    /// `deny-rename\t<sid>\t<mask>\t<path>`, `created-dir\t<path>`.
+    /// `deny-rename\t<sid>\t<mask>\t<path>`, `deny-read\t<sid>\t<flags>\t<path>`,
+    /// `created-dir\t<path>`.
     pub fn to_text(&self) -> String {
         let mut out = format!("{}\n", LEDGER_HEADER);
         for dir in &self.created {
@@ -1417,6 +1432,9 @@ impl Ledger {
                 EntryKind::DenyRename { mask } => {
                     format!("deny-rename\t{}\t0x{:x}\t{}", e.sid, mask, path)
                 }
+                EntryKind::DenyRead { inherit } => {
+                    format!("deny-read\t{}\t{}\t{}", e.sid, inherit, path)
+                }
             };
             out.push_str(&line);
             out.push('\n');
@@ -1431,7 +1449,7 @@ impl Ledger {
             let want = match f[0] {
                 "created-dir" => 2,
                 "allow" => 5,
-                "deny-write" | "deny-rename" => 4,
+                "deny-write" | "deny-rename" | "deny-read" => 4,
                 other => return Err(text_err(line, format!("unknown record `{}`", other))),
             };
             if f.len() != want {
@@ -1449,6 +1467,11 @@ impl Ledger {
                     path: field_path(line, f[4])?,
                 },
                 "deny-write" => AclStep::DenyWrite {
+                    sid: field_sid(line, f[1])?,
+                    inherit: field_flags(line, f[2])?,
+                    path: field_path(line, f[3])?,
+                },
+                "deny-read" => AclStep::DenyRead {
                     sid: field_sid(line, f[1])?,
                     inherit: field_flags(line, f[2])?,
                     path: field_path(line, f[3])?,

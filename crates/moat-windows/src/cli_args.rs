@@ -23,9 +23,10 @@ use moat_policy::scan::ScanLimits;
 use moat_policy::view::{self, FsView};
 use moat_policy::{units, Layer, NetworkMode, Policy, Preset, ReadMode, Settings, Source, Sourced};
 
-use crate::acl_plan::WinPath;
+use crate::acl_plan::{AclStep, WinPath};
 use crate::elevated::ElevatedError;
 use crate::offline_env::NetEnforcement;
+use crate::sddl::READ_GRANT_MASK;
 use crate::unelevated::{json_string, LayerReport};
 
 /// The exit code when moat refuses or fails before the command ran (as on
@@ -60,6 +61,7 @@ moat run options:
   --json                       report as JSON on stderr
   --tier TIER                  auto (default), elevated or unelevated
   --allow-degraded             run even if some layers cannot be enforced
+  --no-config                  ignore config files (yours and the workspace's)
 ";
 
 /// Which tier the person asked for.
@@ -109,6 +111,8 @@ pub struct RunArgs {
     pub json: bool,
     pub tier: TierChoice,
     pub allow_degraded: bool,
+    /// Read no config file: neither the person's nor the workspace's.
+    pub no_config: bool,
     /// The program, never empty.
     pub program: String,
     pub args: Vec<String>,
@@ -135,6 +139,7 @@ impl RunArgs {
             json: false,
             tier: TierChoice::Auto,
             allow_degraded: false,
+            no_config: false,
             program,
             args,
         }
@@ -351,6 +356,10 @@ fn parse_run(args: &[String]) -> Result<RunArgs, UsageError> {
                 no_value(flag, inline)?;
                 run.allow_degraded = true;
             }
+            "--no-config" => {
+                no_value(flag, inline)?;
+                run.no_config = true;
+            }
             "--tier" => {
                 run.tier = match cur.value(flag, inline)? {
                     "auto" => TierChoice::Auto,
@@ -543,8 +552,11 @@ pub fn layer(run: &RunArgs) -> Layer {
 
 /// Resolves the flags against the person's `facts`: the workspace is
 /// `--workspace`, else the current directory.
-pub fn resolve(run: &RunArgs, facts: &HostFacts) -> Result<Policy, String> {
+pub fn resolve(run: &RunArgs, facts: &HostFacts, config: &[Layer]) -> Result<Policy, String> {
     let mut settings = Settings::new();
+    for layer in config {
+        settings.push(layer.clone());
+    }
     settings.push(layer(run));
     let workspace = match &run.workspace {
         Some(w) => Sourced::new(w.clone(), Source::Flag("--workspace".into())),
@@ -553,6 +565,37 @@ pub fn resolve(run: &RunArgs, facts: &HostFacts) -> Result<Policy, String> {
     settings
         .resolve(facts, workspace)
         .map_err(|e| format!("the policy: {e}"))
+}
+
+/// The config files a run reads, in order (the person's, then the
+/// workspace's), each with the source its settings are reported under;
+/// none with `--no-config`. The person's is where moat on Linux looks:
+/// `%XDG_CONFIG_HOME%\moat\config.toml` when that is set, else
+/// `.config\moat\config.toml` in the profile.
+pub fn config_files(run: &RunArgs, facts: &HostFacts) -> Vec<(PathBuf, Source)> {
+    if run.no_config {
+        return Vec::new();
+    }
+    let xdg = facts
+        .env
+        .iter()
+        .find(|(name, _)| {
+            name.to_str()
+                .map_or(false, |n| n.eq_ignore_ascii_case("XDG_CONFIG_HOME"))
+        })
+        .map(|(_, value)| PathBuf::from(value));
+    let user = moat_config::user_config_path(xdg.as_deref(), &facts.home);
+    let workspace = run.workspace.clone().unwrap_or_else(|| facts.cwd.clone());
+    let workspace = if workspace.is_absolute() {
+        workspace
+    } else {
+        facts.cwd.join(workspace)
+    };
+    let in_workspace = workspace.join(moat_config::WORKSPACE_CONFIG);
+    vec![
+        (user.clone(), Source::UserConfig(user)),
+        (in_workspace.clone(), Source::WorkspaceConfig(in_workspace)),
+    ]
 }
 
 /// The policy's view of the filesystem, as `fs` shows it.
@@ -578,7 +621,12 @@ pub fn command_env(host: &[(OsString, OsString)], policy: &Policy) -> Vec<(Strin
 /// The layers of a run in the elevated tier: the command runs as a sandbox
 /// account behind its firewall rules, under a restricted token with one
 /// capability SID per writable root.
-pub fn elevated_layers(account: &str, network: NetEnforcement, roots: usize) -> Vec<LayerReport> {
+pub fn elevated_layers(
+    account: &str,
+    network: NetEnforcement,
+    roots: usize,
+    reads: ReadCounts,
+) -> Vec<LayerReport> {
     vec![
         LayerReport {
             layer: "write",
@@ -591,10 +639,15 @@ pub fn elevated_layers(account: &str, network: NetEnforcement, roots: usize) -> 
         },
         LayerReport {
             layer: "read",
-            state: "partial",
+            state: "full",
             detail: format!(
-                "reads are {account}'s: your profile is not readable to it, but per-path read \
-                 denials are not enforced"
+                "reads are {account}'s: of your profile, {} entr{} granted and {} denied \
+                 path{} refused by ACE; registry hives, .ssh, your TEMP and other people's \
+                 files stay unreadable",
+                reads.granted,
+                if reads.granted == 1 { "y" } else { "ies" },
+                reads.denied,
+                if reads.denied == 1 { "" } else { "s" },
             ),
         },
         LayerReport {
@@ -613,10 +666,34 @@ pub fn elevated_layers(account: &str, network: NetEnforcement, roots: usize) -> 
     ]
 }
 
+/// How much of the person's profile the sandbox group reads: the read
+/// grants and the deny-read ACEs of a plan's steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub granted: usize,
+    pub denied: usize,
+}
+
+impl ReadCounts {
+    /// Counted from an ACL plan's steps (`crate::read_grants`' among them).
+    pub fn of(steps: &[AclStep]) -> ReadCounts {
+        let mut counts = ReadCounts::default();
+        for step in steps {
+            match step {
+                AclStep::Allow { mask, .. } if *mask == READ_GRANT_MASK => counts.granted += 1,
+                AclStep::DenyRead { .. } => counts.denied += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
+}
+
 /// What the elevated tier cannot enforce that `policy` asks for: read
-/// denials outside `profile_dir` (inside it, the sandbox account cannot
-/// read anyway: the profile's DACL is the person's), restricted reading,
-/// and the limits; then those of `acl_lost` (the unelevated plan's
+/// denials outside `profile_dir` (inside it, `read_grants` denies them to
+/// the sandbox group, or never grants them), restricted reading,
+/// and the limits the runner's job cannot enforce (file_size: see
+/// `crate::limits`); then those of `acl_lost` (the unelevated plan's
 /// losses, from the ACL plan both tiers apply) that hold in this tier too:
 /// absent protected files, an incomplete audit, Everyone-writable
 /// directories left alone. Those about the unelevated tier's reads and the
@@ -627,9 +704,14 @@ pub fn elevated_lost(
     profile_dir: &str,
     acl_lost: &[String],
 ) -> Vec<String> {
+    // The runner's job enforces what moat's would; a bad value was refused
+    // when the run was planned.
+    let limits_lost = crate::limits::plan(&policy.limits)
+        .map(|plan| plan.lost)
+        .unwrap_or_default();
     let mut lost: Vec<String> = acl_lost
         .iter()
-        .filter(|l| !l.contains("in the unelevated tier") && !l.starts_with("limits ("))
+        .filter(|l| !l.contains("in the unelevated tier") && !limits_lost.contains(l))
         .cloned()
         .collect();
     let profile = WinPath::parse(profile_dir).ok();
@@ -659,38 +741,8 @@ pub fn elevated_lost(
                 .to_string(),
         );
     }
-    let limits = &policy.limits;
-    let named: Vec<&str> = [
-        (limits.timeout.is_some(), "timeout"),
-        (limits.processes.is_some(), "processes"),
-        (limits.memory.is_some(), "memory"),
-        (limits.file_size.is_some(), "file_size"),
-        (limits.cpu.is_some(), "cpu"),
-    ]
-    .iter()
-    .filter(|(set, _)| *set)
-    .map(|(_, name)| *name)
-    .collect();
-    if !named.is_empty() {
-        lost.push(format!(
-            "limits ({}) are not enforced by the Windows backend yet",
-            named.join(", ")
-        ));
-    }
+    lost.extend(limits_lost);
     lost
-}
-
-/// A note for `--network allow`: moat on Windows has no proxy yet, so the
-/// allowlist reaches nothing (stricter than asked, never looser).
-pub fn allow_note(policy: &Policy) -> Option<String> {
-    if policy.network.value != NetworkMode::Allow {
-        return None;
-    }
-    Some(
-        "network = allow: moat on Windows has no proxy yet, so allowlisted names are not \
-         reachable either (the run is as offline as with --network off)"
-            .to_string(),
-    )
 }
 
 /// A run's report for stderr: one line per layer, then each loss (as a
@@ -1048,7 +1100,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("ws")).unwrap();
         std::fs::create_dir_all(dir.join("home")).unwrap();
         let f = facts(&dir);
-        let policy = resolve(&r, &f).unwrap();
+        let policy = resolve(&r, &f, &[]).unwrap();
         assert_eq!(policy.network.value, NetworkMode::On);
         assert!(policy.require_network_isolation.value);
         assert_eq!(policy.workspace.value, dir.join("ws"));
@@ -1063,7 +1115,7 @@ mod tests {
         // Without --env, the secret stays behind; --workspace wins over cwd.
         let mut r2 = run(&["run", "--", "x"]).unwrap();
         r2.workspace = Some(dir.join("home"));
-        let p2 = resolve(&r2, &f).unwrap();
+        let p2 = resolve(&r2, &f, &[]).unwrap();
         assert_eq!(p2.workspace.value, dir.join("home"));
         assert_eq!(p2.workspace.source, Source::Flag("--workspace".into()));
         assert!(!command_env(&f.env, &p2)
@@ -1071,16 +1123,108 @@ mod tests {
             .any(|(n, _)| n == "GITHUB_TOKEN"));
         // A workspace that does not exist is the view's error, not a panic.
         r2.workspace = Some(dir.join("missing"));
-        let p3 = resolve(&r2, &f).unwrap();
+        let p3 = resolve(&r2, &f, &[]).unwrap();
         assert!(view(&p3, &moat_policy::host::StdFs).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
+    fn config_files_are_the_persons_then_the_workspaces_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("moat-win-config-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("ws").join(".moat")).unwrap();
+        std::fs::create_dir_all(dir.join("home").join(".config").join("moat")).unwrap();
+        let mut f = facts(&dir);
+        let r = run(&["run", "--network", "on", "--", "x"]).unwrap();
+        let files = config_files(&r, &f);
+        let paths: Vec<&PathBuf> = files.iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            paths,
+            vec![
+                &dir.join("home").join(".config/moat/config.toml"),
+                &dir.join("ws").join(".moat/config.toml"),
+            ]
+        );
+        assert!(matches!(files[0].1, Source::UserConfig(_)));
+        assert!(matches!(files[1].1, Source::WorkspaceConfig(_)));
+        f.env.push((
+            OsString::from("Xdg_Config_Home"),
+            dir.join("xdg").into_os_string(),
+        ));
+        assert_eq!(
+            config_files(&r, &f)[0].0,
+            dir.join("xdg").join("moat/config.toml")
+        );
+        let none = run(&["run", "--no-config", "--", "x"]).unwrap();
+        assert!(config_files(&none, &f).is_empty());
+
+        // What the files say reaches the policy; the flags come last.
+        std::fs::write(
+            dir.join("ws").join(".moat/config.toml"),
+            "[network]\nmode = \"off\"\nrequire_isolation = true\n",
+        )
+        .unwrap();
+        let mut layers = Vec::new();
+        for (path, source) in config_files(&r, &f) {
+            if let Some(layer) = moat_config::load(&path, source).unwrap() {
+                layers.push(layer);
+            }
+        }
+        assert_eq!(layers.len(), 1);
+        let policy = resolve(&r, &f, &layers).unwrap();
+        assert!(policy.require_network_isolation.value);
+        assert!(matches!(
+            policy.require_network_isolation.source,
+            Source::WorkspaceConfig(_)
+        ));
+        assert_eq!(policy.network.value, NetworkMode::On);
+        assert!(
+            !resolve(&r, &f, &[])
+                .unwrap()
+                .require_network_isolation
+                .value
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_report_says_what_holds_in_lines_and_json() {
-        let layers = elevated_layers("MoatSandboxOffline", NetEnforcement::Enforced, 2);
+        let steps = vec![
+            AclStep::Allow {
+                path: WinPath::parse(r"C:\Users\me\.cargo").unwrap(),
+                sid: crate::sid::Sid::everyone(),
+                mask: READ_GRANT_MASK,
+                inherit: crate::sddl::AceFlags::SUBTREE,
+            },
+            AclStep::DenyRead {
+                path: WinPath::parse(r"C:\Users\me\.config\gh").unwrap(),
+                sid: crate::sid::Sid::everyone(),
+                inherit: crate::sddl::AceFlags::SUBTREE,
+            },
+            AclStep::Allow {
+                path: WinPath::parse(r"C:\w").unwrap(),
+                sid: crate::sid::Sid::everyone(),
+                mask: crate::sddl::WRITABLE_ROOT_MASK,
+                inherit: crate::sddl::AceFlags::SUBTREE,
+            },
+        ];
+        let reads = ReadCounts::of(&steps);
+        assert_eq!(
+            reads,
+            ReadCounts {
+                granted: 1,
+                denied: 1
+            }
+        );
+        let layers = elevated_layers("MoatSandboxOffline", NetEnforcement::Enforced, 2, reads);
         let net = layers.iter().find(|l| l.layer == "network").unwrap();
         assert_eq!(net.state, "enforced");
+        let read = layers.iter().find(|l| l.layer == "read").unwrap();
+        assert!(
+            read.detail
+                .contains("1 entry granted and 1 denied path refused"),
+            "{}",
+            read.detail
+        );
         let lines = report_lines(Tier::Elevated, &layers, &[], &["n".to_string()]);
         assert_eq!(lines[0], "moat: tier: elevated");
         assert!(lines
@@ -1098,7 +1242,7 @@ mod tests {
     }
 
     #[test]
-    fn the_elevated_tier_loses_denials_outside_the_profile_and_the_limits() {
+    fn the_elevated_tier_loses_denials_outside_the_profile_and_file_size() {
         use moat_policy::view::Denied;
         use moat_policy::EntryKind;
         let dir = std::env::temp_dir();
@@ -1108,7 +1252,11 @@ mod tests {
             env: Vec::new(),
         };
         let r = run(&["run", "--timeout", "5s", "--", "x"]).unwrap();
-        let policy = resolve(&r, &f).unwrap();
+        let mut policy = resolve(&r, &f, &[]).unwrap();
+        // No flag sets it yet; a config file will.
+        policy.limits.file_size = Some(Sourced::new(1 << 20, Source::Api));
+        let file_size = crate::limits::plan(&policy.limits).unwrap().lost;
+        assert_eq!(file_size.len(), 1);
         let mut v = FsView::default();
         for p in [r"\\?\C:\Users\me\.ssh", r"D:\secrets"] {
             v.denied.push(Denied {
@@ -1117,20 +1265,25 @@ mod tests {
                 source: Source::Default,
             });
         }
+        // The unelevated plan's losses, its file_size loss among them.
         let acl_lost = vec![
             "read denials are not enforced in the unelevated tier (2 paths)".to_string(),
-            "limits (timeout) are not enforced by the Windows backend yet".to_string(),
+            file_size[0].clone(),
             r"D:\w\.envrc does not exist yet".to_string(),
         ];
         let mut lost = elevated_lost(&policy, &v, r"C:\Users\me", &acl_lost);
         assert_eq!(lost.remove(0), acl_lost[2]);
         assert_eq!(lost.len(), 2, "{lost:?}");
         assert!(lost[0].contains(r"D:\secrets") && !lost[0].contains(".ssh"));
-        assert!(lost[1].contains("timeout"));
+        // Said once, whether or not the plan's losses had it.
+        assert_eq!(lost[1], file_size[0]);
+        let lost = elevated_lost(&policy, &v, r"C:\Users\me", &[]);
+        assert_eq!(lost.len(), 2, "{lost:?}");
+        assert_eq!(lost[1], file_size[0]);
+        // The timeout is enforced (the runner's job): not lost.
         v.denied.pop();
-        let mut r = r;
-        r.timeout = None;
-        let policy = resolve(&r, &f).unwrap();
+        policy.limits.file_size = None;
+        assert!(policy.limits.timeout.is_some());
         assert!(elevated_lost(&policy, &v, r"C:\Users\me", &[]).is_empty());
     }
 

@@ -26,7 +26,8 @@ use std::time::Duration;
 use moat_policy::NetworkMode;
 
 use crate::firewall;
-use crate::framing::{Decoder, Frame, Kind, SpawnRequest, MAX_FRAME};
+use crate::framing::{self, Decoder, Frame, Kind, SpawnRequest, MAX_FRAME};
+use crate::limits::Wanted;
 use crate::logon::{LogonError, Remedy};
 use crate::offline_env::{self, NetEnforcement};
 use crate::record::{self, Record};
@@ -74,6 +75,9 @@ pub struct Request {
     pub network: NetworkMode,
     /// `(cols, rows)` of a pseudoconsole, if the command wants one.
     pub pty: Option<(u16, u16)>,
+    /// The limits the runner's job enforces (`crate::limits`; the
+    /// unelevated plan's `limits.wanted`, checked there).
+    pub limits: Wanted,
 }
 
 /// What moat knows about itself and the machine when it plans a run.
@@ -287,9 +291,28 @@ pub fn check_setup(
     record_path: &str,
     mode: NetworkMode,
 ) -> Result<(), ElevatedError> {
+    let parsed = read_record(&record_only(record, record_path))?;
+    let (account, _) = recorded_account(&parsed, account_for(mode), record_path)?;
+    check_complete(&parsed, &account, record_path)?;
+    if mode == NetworkMode::Allow {
+        proxy_ports(record, record_path)?;
+    }
+    Ok(())
+}
+
+/// The loopback ports the offline account's firewall rules leave open for
+/// moat's proxy, as the setup record names them; refused when it names
+/// none (a record from before moat had a proxy on Windows).
+pub fn proxy_ports(record: Option<&str>, record_path: &str) -> Result<Vec<u16>, ElevatedError> {
     let record = read_record(&record_only(record, record_path))?;
-    let (account, _) = recorded_account(&record, account_for(mode), record_path)?;
-    check_complete(&record, &account, record_path).map(|_| ())
+    if record.proxy_ports.is_empty() {
+        return Err(ElevatedError::Setup(format!(
+            "setup is incomplete: the setup record names no proxy ports for --network allow \
+             (it was written before moat had a proxy on Windows): {}",
+            rerun_setup(record_path)
+        )));
+    }
+    Ok(record.proxy_ports)
 }
 
 /// A context for the checks that need only the record.
@@ -360,6 +383,7 @@ fn spawn_request(req: &Request) -> SpawnRequest {
         pty,
         cols,
         rows,
+        limits: req.limits,
     }
 }
 
@@ -500,6 +524,11 @@ pub fn stdin_frames(bytes: &[u8]) -> Vec<Frame> {
 /// The frame that says moat's standard input ended.
 pub fn close_stdin_frame() -> Frame {
     Frame::new(Kind::CloseStdin, Vec::new())
+}
+
+/// The frame that tells the runner the terminal is now `cols` x `rows`.
+pub fn resize_frame(cols: u16, rows: u16) -> Frame {
+    Frame::new(Kind::Resize, framing::resize_payload(cols, rows))
 }
 
 /// Output of the command, for moat's own standard output or error.
@@ -652,6 +681,7 @@ mod tests {
             hidden: true,
             ledger: None,
             runner: None,
+            proxy_ports: firewall::proxy_ports(),
         }
     }
 
@@ -683,6 +713,40 @@ mod tests {
     }
 
     #[test]
+    fn an_allowlisted_run_needs_the_recorded_proxy_ports() {
+        let text = record().to_text();
+        assert_eq!(
+            proxy_ports(Some(&text), RECORD_PATH),
+            Ok(firewall::proxy_ports())
+        );
+        assert_eq!(
+            check_setup(Some(&text), RECORD_PATH, NetworkMode::Allow),
+            Ok(())
+        );
+        // A record from before the proxy: off still runs, allow asks for
+        // setup again.
+        let mut old = record();
+        old.proxy_ports.clear();
+        let old = old.to_text();
+        assert_eq!(
+            check_setup(Some(&old), RECORD_PATH, NetworkMode::Off),
+            Ok(())
+        );
+        for err in [
+            proxy_ports(Some(&old), RECORD_PATH).unwrap_err(),
+            check_setup(Some(&old), RECORD_PATH, NetworkMode::Allow).unwrap_err(),
+        ] {
+            assert!(err.needs_setup(), "{err}");
+            let why = err.to_string();
+            assert!(
+                why.contains("no proxy ports") && why.contains("moat setup"),
+                "{why}"
+            );
+        }
+        assert!(proxy_ports(None, RECORD_PATH).unwrap_err().needs_setup());
+    }
+
+    #[test]
     fn the_group_sid_comes_from_a_complete_record() {
         let text = record().to_text();
         assert_eq!(
@@ -708,6 +772,7 @@ mod tests {
             }],
             network,
             pty: None,
+            limits: Wanted::default(),
         }
     }
 
@@ -811,6 +876,35 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_go_to_the_runner() {
+        let mut req = request(NetworkMode::Off);
+        req.limits = Wanted {
+            timeout_ms: Some(60_000),
+            processes: Some(32),
+            memory: Some(1 << 30),
+            cpu_millis: Some(2000),
+        };
+        let plan = plan_with(&req, &record()).unwrap();
+        let sent = SpawnRequest::decode(&plan.spawn.payload).unwrap();
+        assert_eq!(sent.limits, req.limits);
+        assert_eq!(runner::prepare(&sent).unwrap().limits, req.limits);
+        // A limit the runner would refuse fails here, before it starts.
+        req.limits.processes = Some(0);
+        let err = plan_with(&req, &record()).unwrap_err();
+        assert!(
+            matches!(&err, ElevatedError::Request(why) if why.contains("processes is 0")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_resize_frame() {
+        let frame = resize_frame(100, 30);
+        assert_eq!(frame.kind, Kind::Resize);
+        assert_eq!(framing::parse_resize(&frame.payload), Ok((100, 30)));
+    }
+
+    #[test]
     fn requests_the_runner_would_refuse() {
         let mut req = request(NetworkMode::Off);
         req.cwd = "relative".into();
@@ -856,6 +950,7 @@ mod tests {
 
         let mut old = record();
         old.version = record::OLDEST - 1;
+        old.proxy_ports.clear();
         let why = setup_error(plan_with(&request(NetworkMode::Off), &old));
         assert!(
             why.contains("older than") && why.contains("moat setup"),
@@ -866,6 +961,7 @@ mod tests {
         // the one next to moat.
         let mut v1 = record();
         v1.version = 1;
+        v1.proxy_ports.clear();
         let plan = plan_with(&request(NetworkMode::Off), &v1).unwrap();
         assert_eq!(plan.runner_exe, r"C:\Program Files\moat\moat-runner.exe");
     }

@@ -34,6 +34,24 @@ pub const ALL_PROFILES: u32 = 0x7FFF_FFFF;
 /// Loopback, as firewall address ranges.
 pub const LOOPBACK: &str = "127.0.0.0-127.255.255.255,::1";
 
+/// The first of the loopback TCP ports `moat setup` opens to the offline
+/// account for moat's proxy ([`PROXY_PORT_COUNT`] in a row). A run with
+/// `--network allow` listens on the first of them that is free, so that
+/// runs at the same time each have one. Below Windows' dynamic range
+/// (49152 and up), where outgoing connections take their ports.
+pub const PROXY_PORT_FIRST: u16 = 47_810;
+
+/// How many proxy ports setup opens: at most this many allowlisted runs
+/// in the elevated tier at once.
+pub const PROXY_PORT_COUNT: u16 = 8;
+
+/// The proxy ports setup opens and records, in the order runs try them.
+pub fn proxy_ports() -> Vec<u16> {
+    (0..PROXY_PORT_COUNT)
+        .map(|i| PROXY_PORT_FIRST + i)
+        .collect()
+}
+
 /// Traffic direction (`NET_FW_RULE_DIRECTION`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -456,6 +474,12 @@ mod tests {
         let every: Vec<u16> = (1..=65535).collect();
         assert_eq!(ports_except(&every).unwrap(), "");
         assert_eq!(ports_except(&[80, 0]), Err(FirewallError::PortZero));
+        // The range setup opens for the proxy: one gap in the TCP rule.
+        let ports = proxy_ports();
+        assert_eq!(ports.len(), usize::from(PROXY_PORT_COUNT));
+        assert_eq!(ports.first(), Some(&PROXY_PORT_FIRST));
+        assert!(*ports.last().unwrap() < 49152, "below the dynamic range");
+        assert_eq!(ports_except(&ports).unwrap(), "1-47809,47818-65535");
     }
 
     #[test]

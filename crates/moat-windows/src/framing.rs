@@ -14,6 +14,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use crate::limits::Wanted;
+
 /// The largest frame, kind byte plus payload (1 MiB).
 pub const MAX_FRAME: usize = 1 << 20;
 
@@ -23,8 +25,24 @@ pub const MAX_COUNT: usize = 65_536;
 const LENGTH_BYTES: usize = 4;
 
 /// The first byte of a [`SpawnRequest`] encoding: a runner from another
-/// build of moat refuses the request instead of misreading it.
+/// build of moat refuses the request instead of misreading it. Version 1
+/// has no limits; a request without limits is still written as version 1,
+/// so that a runner from before limits existed runs it, and one with limits
+/// as [`SPAWN_VERSION_LIMITS`], which such a runner refuses rather than
+/// run the command without them.
 const SPAWN_VERSION: u8 = 1;
+
+/// The encoding of a [`SpawnRequest`] with limits: version 1's fields, then
+/// the limits ([`SpawnRequest`]).
+const SPAWN_VERSION_LIMITS: u8 = 2;
+
+/// The bits of the limits' flag byte, one per limit, in the order their
+/// values follow it.
+const LIMIT_TIMEOUT: u8 = 1;
+const LIMIT_PROCESSES: u8 = 2;
+const LIMIT_MEMORY: u8 = 4;
+const LIMIT_CPU: u8 = 8;
+const LIMIT_ALL: u8 = LIMIT_TIMEOUT | LIMIT_PROCESSES | LIMIT_MEMORY | LIMIT_CPU;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,11 +64,14 @@ pub enum Kind {
     Exit = 7,
     /// Either way: what went wrong, as text ([`error_payload`]).
     Error = 8,
+    /// moat → runner: the terminal's new size ([`resize_payload`]), for
+    /// the pseudoconsole; ignored for a command without one.
+    Resize = 9,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Spawn,
         Kind::Stdin,
         Kind::Stdout,
@@ -59,6 +80,7 @@ impl Kind {
         Kind::Terminate,
         Kind::Exit,
         Kind::Error,
+        Kind::Resize,
     ];
 
     /// The kind with this wire value, if any.
@@ -92,6 +114,13 @@ pub enum FrameError {
     BadBool(u8),
     /// A spawn request in an encoding this build does not know.
     UnsupportedVersion(u8),
+    /// A spawn request's limit flags byte names no limit, or bits this
+    /// build does not know.
+    BadLimitFlags(u8),
+    /// A resize payload of this many bytes instead of 4.
+    BadResizeLength(usize),
+    /// A resize to `(cols, rows)` with a zero side.
+    ZeroSize(u16, u16),
 }
 
 impl fmt::Display for FrameError {
@@ -120,9 +149,24 @@ impl fmt::Display for FrameError {
             FrameError::UnsupportedVersion(version) => {
                 write!(
                     f,
-                    "spawn request encoding version {version}; expected {SPAWN_VERSION}"
+                    "spawn request encoding version {version}; expected {SPAWN_VERSION} or \
+                     {SPAWN_VERSION_LIMITS} (a runner older than moat refuses version \
+                     {SPAWN_VERSION_LIMITS}, which carries limits: rerun `moat setup` to update \
+                     it)"
                 )
             }
+            FrameError::BadLimitFlags(flags) => write!(
+                f,
+                "spawn request limit flags {flags:#04x}; expected a nonzero combination of \
+                 {LIMIT_ALL:#04x}"
+            ),
+            FrameError::BadResizeLength(len) => {
+                write!(f, "resize frame payload of {len} bytes; expected 4")
+            }
+            FrameError::ZeroSize(cols, rows) => write!(
+                f,
+                "resize to {cols} columns and {rows} rows; both must be at least 1"
+            ),
         }
     }
 }
@@ -328,14 +372,39 @@ pub fn parse_error(payload: &[u8]) -> String {
     String::from_utf8_lossy(payload).into_owned()
 }
 
+/// The payload of a [`Kind::Resize`] frame: columns, then rows, each a
+/// little-endian u16.
+pub fn resize_payload(cols: u16, rows: u16) -> Vec<u8> {
+    let mut out = cols.to_le_bytes().to_vec();
+    out.extend_from_slice(&rows.to_le_bytes());
+    out
+}
+
+/// The `(cols, rows)` in a [`Kind::Resize`] frame's payload; neither may be
+/// 0 (`ResizePseudoConsole` refuses it).
+pub fn parse_resize(payload: &[u8]) -> Result<(u16, u16), FrameError> {
+    let bytes =
+        <[u8; 4]>::try_from(payload).map_err(|_| FrameError::BadResizeLength(payload.len()))?;
+    let cols = u16::from_le_bytes([bytes[0], bytes[1]]);
+    let rows = u16::from_le_bytes([bytes[2], bytes[3]]);
+    if cols == 0 || rows == 0 {
+        return Err(FrameError::ZeroSize(cols, rows));
+    }
+    Ok((cols, rows))
+}
+
 /// What the runner is asked to start.
 ///
 /// Encoded as a version byte, then the fields in order: each string as a
 /// little-endian u32 byte length and UTF-8 bytes, each list as a
 /// little-endian u32 item count and the items (an environment variable is
 /// two strings), `pty` as one byte 0 or 1, `cols` and `rows` as
-/// little-endian u16. Every encoding decodes to one request and back to the
-/// same bytes.
+/// little-endian u16. With limits (version 2) a flags byte follows (bit 0
+/// timeout, 1 processes, 2 memory, 3 cpu; never 0), then the value of each
+/// limit set, in that order, as a little-endian u64 (milliseconds, a
+/// count, bytes, thousandths of a CPU). Without limits the encoding is
+/// version 1, which ends at `rows`. Every encoding decodes to one request
+/// and back to the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SpawnRequest {
     pub program: String,
@@ -347,6 +416,9 @@ pub struct SpawnRequest {
     pub pty: bool,
     pub cols: u16,
     pub rows: u16,
+    /// What the runner's job enforces (`crate::limits`); the runner checks
+    /// the values, not moat's word for them.
+    pub limits: Wanted,
 }
 
 /// A length that does not fit a u32 is written as `u32::MAX`, which no
@@ -392,6 +464,11 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Result<u16, FrameError> {
         let bytes = <[u8; 2]>::try_from(self.take(2)?).map_err(|_| FrameError::Truncated)?;
         Ok(u16::from_le_bytes(bytes))
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        let bytes = <[u8; 8]>::try_from(self.take(8)?).map_err(|_| FrameError::Truncated)?;
+        Ok(u64::from_le_bytes(bytes))
     }
 
     fn u32_len(&mut self) -> Result<usize, FrameError> {
@@ -441,7 +518,12 @@ impl<'a> Reader<'a> {
 impl SpawnRequest {
     /// The payload of a [`Kind::Spawn`] frame.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![SPAWN_VERSION];
+        let limited = !self.limits.is_empty();
+        let mut out = vec![if limited {
+            SPAWN_VERSION_LIMITS
+        } else {
+            SPAWN_VERSION
+        }];
         put_str(&mut out, &self.program);
         put_strs(&mut out, &self.args);
         put_str(&mut out, &self.cwd);
@@ -455,6 +537,23 @@ impl SpawnRequest {
         out.push(u8::from(self.pty));
         out.extend_from_slice(&self.cols.to_le_bytes());
         out.extend_from_slice(&self.rows.to_le_bytes());
+        if limited {
+            let l = &self.limits;
+            let values = [
+                (LIMIT_TIMEOUT, l.timeout_ms),
+                (LIMIT_PROCESSES, l.processes),
+                (LIMIT_MEMORY, l.memory),
+                (LIMIT_CPU, l.cpu_millis),
+            ];
+            let flags = values
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .fold(0u8, |acc, (bit, _)| acc | bit);
+            out.push(flags);
+            for value in values.iter().filter_map(|(_, v)| *v) {
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+        }
         out
     }
 
@@ -463,7 +562,7 @@ impl SpawnRequest {
     pub fn decode(payload: &[u8]) -> Result<SpawnRequest, FrameError> {
         let mut r = Reader { rest: payload };
         let version = r.u8()?;
-        if version != SPAWN_VERSION {
+        if version != SPAWN_VERSION && version != SPAWN_VERSION_LIMITS {
             return Err(FrameError::UnsupportedVersion(version));
         }
         let program = r.string()?;
@@ -481,6 +580,25 @@ impl SpawnRequest {
         let pty = r.bool()?;
         let cols = r.u16()?;
         let rows = r.u16()?;
+        let mut limits = Wanted::default();
+        if version == SPAWN_VERSION_LIMITS {
+            let flags = r.u8()?;
+            // No limit would be version 1; unknown bits are a newer moat's.
+            if flags == 0 || flags & !LIMIT_ALL != 0 {
+                return Err(FrameError::BadLimitFlags(flags));
+            }
+            let mut value = |bit: u8| -> Result<Option<u64>, FrameError> {
+                if flags & bit == 0 {
+                    Ok(None)
+                } else {
+                    r.u64().map(Some)
+                }
+            };
+            limits.timeout_ms = value(LIMIT_TIMEOUT)?;
+            limits.processes = value(LIMIT_PROCESSES)?;
+            limits.memory = value(LIMIT_MEMORY)?;
+            limits.cpu_millis = value(LIMIT_CPU)?;
+        }
         if !r.rest.is_empty() {
             return Err(FrameError::TrailingBytes(r.rest.len()));
         }
@@ -494,6 +612,7 @@ impl SpawnRequest {
             pty,
             cols,
             rows,
+            limits,
         })
     }
 }
@@ -522,6 +641,7 @@ mod tests {
             Frame::new(Kind::Terminate, Vec::new()),
             Frame::new(Kind::Exit, exit_payload(3)),
             Frame::new(Kind::Error, error_payload("access denied")),
+            Frame::new(Kind::Resize, resize_payload(132, 43)),
         ]
     }
 
@@ -553,6 +673,12 @@ mod tests {
             pty: true,
             cols: 120,
             rows: 40,
+            limits: Wanted {
+                timeout_ms: Some(90_000),
+                processes: Some(64),
+                memory: Some(1 << 33),
+                cpu_millis: Some(1500),
+            },
         }
     }
 
@@ -562,10 +688,11 @@ mod tests {
             assert_eq!(Kind::from_u8(kind as u8), Some(kind));
         }
         assert_eq!(Kind::from_u8(0), None);
-        assert_eq!(Kind::from_u8(9), None);
+        assert_eq!(Kind::from_u8(10), None);
         assert_eq!(Kind::from_u8(255), None);
         assert_eq!(Kind::Spawn as u8, 1);
         assert_eq!(Kind::Error as u8, 8);
+        assert_eq!(Kind::Resize as u8, 9);
     }
 
     #[test]
@@ -668,7 +795,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_caught_at_the_kind_byte() {
-        for kind in [0u8, 9, 200, 255] {
+        for kind in [0u8, 10, 200, 255] {
             let mut decoder = Decoder::new();
             // The declared payload never arrives: the kind alone decides.
             decoder.push(&[100, 0, 0, 0, kind]);
@@ -808,6 +935,99 @@ mod tests {
     }
 
     #[test]
+    fn spawn_with_limits_layout() {
+        // Only some limits: the flags say which values follow, in order.
+        let req = SpawnRequest {
+            limits: Wanted {
+                timeout_ms: Some(5_000),
+                memory: Some(0x0102_0304_0506_0708),
+                ..Wanted::default()
+            },
+            ..SpawnRequest::default()
+        };
+        let mut want = vec![SPAWN_VERSION_LIMITS];
+        want.extend([0u8; 24]);
+        want.extend([0, 0, 0, 0, 0]);
+        want.push(LIMIT_TIMEOUT | LIMIT_MEMORY);
+        want.extend(5_000u64.to_le_bytes());
+        want.extend([8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(req.encode(), want);
+        assert_eq!(SpawnRequest::decode(&want), Ok(req));
+    }
+
+    #[test]
+    fn spawn_without_limits_is_version_1() {
+        // What a runner from before limits reads, byte for byte, and what
+        // such a moat sends decodes with no limits.
+        let mut req = sample_request();
+        req.limits = Wanted::default();
+        let bytes = req.encode();
+        assert_eq!(bytes[0], SPAWN_VERSION);
+        let with = sample_request().encode();
+        assert_eq!(with[0], SPAWN_VERSION_LIMITS);
+        assert_eq!(with[1..bytes.len()], bytes[1..]);
+        assert_eq!(with.len(), bytes.len() + 1 + 4 * 8);
+        assert_eq!(
+            SpawnRequest::decode(&bytes).unwrap().limits,
+            Wanted::default()
+        );
+    }
+
+    #[test]
+    fn spawn_limits_malformed() {
+        let mut base = SpawnRequest::default().encode();
+        base[0] = SPAWN_VERSION_LIMITS;
+        // Version 2 must say which limits follow.
+        assert_eq!(SpawnRequest::decode(&base), Err(FrameError::Truncated));
+        for flags in [0u8, 16, 0x80, 0xff] {
+            let mut bytes = base.clone();
+            bytes.push(flags);
+            bytes.extend([0u8; 32]);
+            assert_eq!(
+                SpawnRequest::decode(&bytes),
+                Err(FrameError::BadLimitFlags(flags)),
+                "{flags:#x}"
+            );
+        }
+        // A value cut short, and a value too many.
+        let mut bytes = base.clone();
+        bytes.push(LIMIT_CPU | LIMIT_PROCESSES);
+        bytes.extend([0u8; 15]);
+        assert_eq!(SpawnRequest::decode(&bytes), Err(FrameError::Truncated));
+        bytes.push(0);
+        let decoded = SpawnRequest::decode(&bytes).unwrap();
+        assert_eq!(decoded.limits.processes, Some(0));
+        assert_eq!(decoded.limits.cpu_millis, Some(0));
+        bytes.extend([0u8; 8]);
+        assert_eq!(
+            SpawnRequest::decode(&bytes),
+            Err(FrameError::TrailingBytes(8))
+        );
+    }
+
+    #[test]
+    fn resize_payloads() {
+        for (cols, rows) in [(1u16, 1u16), (80, 24), (u16::MAX, u16::MAX)] {
+            assert_eq!(parse_resize(&resize_payload(cols, rows)), Ok((cols, rows)));
+        }
+        assert_eq!(resize_payload(0x0102, 0x0304), [2, 1, 4, 3]);
+        for bad in [&[][..], &[1, 0, 1], &[1, 0, 1, 0, 0]] {
+            assert_eq!(
+                parse_resize(bad),
+                Err(FrameError::BadResizeLength(bad.len()))
+            );
+        }
+        assert_eq!(
+            parse_resize(&resize_payload(0, 24)),
+            Err(FrameError::ZeroSize(0, 24))
+        );
+        assert_eq!(
+            parse_resize(&resize_payload(80, 0)),
+            Err(FrameError::ZeroSize(80, 0))
+        );
+    }
+
+    #[test]
     fn spawn_every_truncation_fails() {
         let bytes = sample_request().encode();
         for cut in 0..bytes.len() {
@@ -853,11 +1073,13 @@ mod tests {
         );
 
         let mut bad_version = SpawnRequest::default().encode();
-        bad_version[0] = 2;
-        assert_eq!(
-            SpawnRequest::decode(&bad_version),
-            Err(FrameError::UnsupportedVersion(2))
-        );
+        for version in [0u8, 3, 255] {
+            bad_version[0] = version;
+            assert_eq!(
+                SpawnRequest::decode(&bad_version),
+                Err(FrameError::UnsupportedVersion(version))
+            );
+        }
 
         let mut bad_bool = SpawnRequest::default().encode();
         let at = bad_bool.len() - 5;
@@ -933,6 +1155,12 @@ mod tests {
             .contains("5000000"));
         assert!(FrameError::TooMany(70_000).to_string().contains("70000"));
         assert!(FrameError::BadExitLength(3).to_string().contains('3'));
+        assert!(FrameError::BadResizeLength(7).to_string().contains('7'));
+        assert!(FrameError::ZeroSize(0, 24).to_string().contains("24 rows"));
+        assert!(FrameError::BadLimitFlags(0x40).to_string().contains("0x40"));
+        assert!(FrameError::UnsupportedVersion(2)
+            .to_string()
+            .contains("moat setup"));
         for err in [
             FrameError::ZeroLength,
             FrameError::Truncated,

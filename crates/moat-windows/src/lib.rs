@@ -11,7 +11,10 @@
 //! lines, the environment block, the firewall rules, the runner's pipe
 //! framing, command line and main loop, the setup record, the errors
 //! people hit (logon failures included) and each tier's run plan
-//! (`elevated`, `unelevated`). The calls
+//! (`elevated`, `unelevated`), the job's limits (`limits`), moat's
+//! terminal during a `--pty` run (`terminal`) and the allowlist proxy of
+//! `--network allow` on loopback (`net_proxy`, which runs `moat-proxy`
+//! on Linux's loopback in its tests). The calls
 //! themselves are in `sys` (Windows only), which CI type-checks for
 //! `x86_64-pc-windows-gnu` with Rust 1.63 but cannot run.
 //!
@@ -27,8 +30,11 @@ pub mod envblock;
 pub mod errors;
 pub mod firewall;
 pub mod framing;
+pub mod limits;
 pub mod logon;
+pub mod net_proxy;
 pub mod offline_env;
+pub mod read_grants;
 pub mod record;
 pub mod runner;
 pub mod runner_args;
@@ -40,4 +46,7 @@ pub mod sid;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod terminal;
 pub mod unelevated;
+#[allow(unsafe_code)]
+mod wipe;

@@ -1,6 +1,7 @@
 //! moat's side of starting the runner as a sandbox account
 //! (`CreateProcessWithLogonW`, in `sys::logon`): the password as the wide
-//! string the call takes, and what its failures mean for the person.
+//! string the call takes ([`Password`], wiped when dropped, which setup
+//! uses too), and what its failures mean for the person.
 //!
 //! The logon failures people hit fall in two groups: the ones `moat setup`
 //! repairs (the stored password no longer works, the account is locked
@@ -119,6 +120,108 @@ pub fn wide_secret(password: &str) -> Result<Vec<u16>, String> {
     Ok(wide)
 }
 
+/// A sandbox account's password, the one type for it everywhere: held as
+/// the NUL-terminated UTF-16 string Windows' logon and NetAPI calls take
+/// ([`wide_secret`]), in a buffer of exactly its size, and overwritten
+/// with zeros when dropped. Setup generates it (`setup_plan::password`),
+/// sets it, stores it (DPAPI takes it as UTF-8 through
+/// [`Password::with_utf8`], a copy wiped as soon as it is used) and the
+/// elevated tier reads it back ([`Password::from_utf8`]). It has no
+/// `Clone`, no `Display`, and its `Debug` prints no characters.
+pub struct Password {
+    wide: Vec<u16>,
+}
+
+// No Debug derive: a password must not end up in a log by accident.
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+impl Password {
+    /// From text (see [`wide_secret`] for what is refused). The caller's
+    /// `&str` is not wiped: prefer [`Password::from_utf8`], which takes
+    /// the bytes over.
+    pub fn new(password: &str) -> Result<Password, String> {
+        wide_secret(password).map(|wide| Password { wide })
+    }
+
+    /// From bytes (DPAPI's output, a generated password), which are wiped
+    /// too, whether or not they are a valid password.
+    pub fn from_utf8(mut bytes: Vec<u8>) -> Result<Password, String> {
+        let result = match std::str::from_utf8(&bytes) {
+            Ok(text) => Password::new(text),
+            Err(_) => Err("the stored password is not UTF-8: run `moat setup`".to_string()),
+        };
+        wipe(&mut bytes);
+        result
+    }
+
+    /// The NUL-terminated UTF-16 password, for a Windows call; valid while
+    /// `self` lives and unchanged.
+    pub fn as_ptr(&self) -> *const u16 {
+        self.wide.as_ptr()
+    }
+
+    /// The UTF-16 units, without the terminating NUL.
+    pub fn units(&self) -> &[u16] {
+        let len = self.wide.len().saturating_sub(1);
+        self.wide.get(..len).unwrap_or(&[])
+    }
+
+    /// How many UTF-16 units the password has.
+    pub fn len(&self) -> usize {
+        self.units().len()
+    }
+
+    /// Whether the password is empty (only after [`Password::clear`]: an
+    /// empty password is refused when one is made).
+    pub fn is_empty(&self) -> bool {
+        self.units().iter().all(|u| *u == 0)
+    }
+
+    /// Calls `f` with the password as UTF-8 (what DPAPI stores), in a
+    /// buffer of exactly its size that is wiped before this returns.
+    pub fn with_utf8<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut size = 0;
+        for c in char::decode_utf16(self.units().iter().copied()) {
+            size += c.map_or(3, char::len_utf8);
+        }
+        let mut bytes: Vec<u8> = Vec::with_capacity(size);
+        let mut buf = [0u8; 4];
+        for c in char::decode_utf16(self.units().iter().copied()) {
+            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        wipe(&mut buf);
+        let result = f(&bytes);
+        wipe(&mut bytes);
+        result
+    }
+
+    /// Overwrites the password with zeros now, keeping the buffer (and
+    /// its length): what dropping it does.
+    pub fn clear(&mut self) {
+        wipe(&mut self.wide);
+    }
+
+    /// The whole buffer as it is in memory, terminating NUL included: for
+    /// the tests, which check that [`Password::clear`] zeroes it in place.
+    #[cfg(test)]
+    fn buffer(&self) -> &[u16] {
+        &self.wide
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+pub(crate) use crate::wipe::wipe;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -208,5 +311,55 @@ mod tests {
         );
         assert!(wide_secret("").is_err());
         assert!(wide_secret("a\0b").is_err());
+    }
+
+    #[test]
+    fn passwords_hold_the_text_and_refuse_what_windows_would_misread() {
+        let p = Password::new("pä$$😀").unwrap();
+        assert_eq!(String::from_utf16(p.units()).unwrap(), "pä$$😀");
+        assert_eq!(p.len(), "pä$$😀".encode_utf16().count());
+        assert!(!p.is_empty());
+        // Exactly its size: no spare capacity a reallocation left behind.
+        assert_eq!(p.buffer().len(), p.len() + 1);
+        assert_eq!(p.buffer().last(), Some(&0));
+        assert_eq!(p.as_ptr(), p.buffer().as_ptr());
+        assert_eq!(format!("{:?}", p), "Password(..)");
+        p.with_utf8(|bytes| assert_eq!(bytes, "pä$$😀".as_bytes()));
+        assert!(Password::new("").is_err());
+        assert!(Password::new("a\0b").is_err());
+
+        let from = Password::from_utf8(b"Secret-1".to_vec()).unwrap();
+        assert_eq!(String::from_utf16(from.units()).unwrap(), "Secret-1");
+        let err = Password::from_utf8(vec![0xff, 0xfe]).unwrap_err();
+        assert!(err.contains("not UTF-8"), "{}", err);
+        assert!(Password::from_utf8(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn clearing_a_password_zeroes_its_buffer_in_place() {
+        let mut p = Password::new("Hunter2-xyz").unwrap();
+        let before = p.buffer().as_ptr();
+        let len = p.buffer().len();
+        assert!(p.buffer().iter().any(|u| *u != 0));
+        p.clear();
+        // The same memory, the same length, every unit zero: the text is
+        // overwritten, not merely forgotten or truncated.
+        assert_eq!(p.buffer().as_ptr(), before);
+        assert_eq!(p.buffer().len(), len);
+        assert!(p.buffer().iter().all(|u| *u == 0), "{:?}", p.buffer());
+        assert!(p.is_empty());
+        p.with_utf8(|bytes| assert!(bytes.iter().all(|b| *b == 0)));
+    }
+
+    #[test]
+    fn wipe_zeroes_every_element() {
+        let mut bytes = *b"password";
+        wipe(&mut bytes);
+        assert_eq!(bytes, [0u8; 8]);
+        let mut units = [0x41u16, 0x42, 0xd83d, 0xde00];
+        wipe(&mut units);
+        assert_eq!(units, [0u16; 4]);
+        let mut empty: [u8; 0] = [];
+        wipe(&mut empty);
     }
 }

@@ -1,8 +1,9 @@
 //! The environment of a Windows run: what the unelevated tier can do about
 //! the network (only advise: programs are pointed at a dead proxy and told
-//! to stay offline, and the run says the network is not enforced), and the
-//! `safe.directory` entry git needs when the sandbox account runs git in a
-//! repository the person owns.
+//! to stay offline, and the run says the network is not enforced), the
+//! variables that point programs at moat's proxy with `--network allow`
+//! (both tiers), and the `safe.directory` entry git needs when the sandbox
+//! account runs git in a repository the person owns.
 
 use moat_policy::NetworkMode;
 
@@ -98,6 +99,81 @@ pub fn advisory_offline() -> Vec<(String, String)> {
     out
 }
 
+/// The variables that send proxy-respecting programs (curl, git, cargo,
+/// pip, npm) to moat's HTTP proxy on loopback `port`, with the run's
+/// `password` (user `moat`) in the URL, which those programs send as
+/// `Proxy-Authorization`. `ALL_PROXY` names the HTTP proxy too: moat has
+/// no SOCKS listener on Windows.
+pub fn proxy_env(port: u16, password: &str) -> Vec<(String, String)> {
+    let proxy = format!(
+        "http://{}:{}@127.0.0.1:{}",
+        moat_proxy::PROXY_USER,
+        password,
+        port
+    );
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "GIT_HTTP_PROXY",
+        "GIT_HTTPS_PROXY",
+        "CARGO_HTTP_PROXY",
+        "npm_config_proxy",
+        "npm_config_https_proxy",
+        "PIP_PROXY",
+    ] {
+        out.push((name.to_string(), proxy.clone()));
+    }
+    for name in ["NO_PROXY", "no_proxy"] {
+        out.push((name.to_string(), "localhost,127.0.0.1,::1".to_string()));
+    }
+    // Fetching over HTTP(S) is what the allowlist is for; git over SSH or
+    // its own protocol cannot go through the proxy.
+    out.push((
+        "GIT_ALLOW_PROTOCOLS".to_string(),
+        "file:http:https".to_string(),
+    ));
+    out
+}
+
+/// The variables of [`advisory_offline`] that would keep programs from
+/// fetching what the allowlist allows.
+const OFFLINE_ONLY: [&str; 3] = ["PIP_NO_INDEX", "NPM_CONFIG_OFFLINE", "CARGO_NET_OFFLINE"];
+
+/// Points `vars` at moat's proxy on loopback `port` ([`proxy_env`]) in
+/// place of the dead one, and drops the variables that tell programs to
+/// stay offline. Names are compared as Windows does, ignoring case.
+pub fn use_proxy(vars: &mut Vec<(String, String)>, port: u16, password: &str) {
+    vars.retain(|(name, _)| !OFFLINE_ONLY.iter().any(|o| name.eq_ignore_ascii_case(o)));
+    for (name, value) in proxy_env(port, password) {
+        crate::envblock::set_or_replace(vars, &name, &value);
+    }
+}
+
+/// What the report says about the proxy of a `--network allow` run on
+/// loopback `port`, in the elevated tier or the unelevated one.
+pub fn proxy_note(port: u16, elevated: bool) -> String {
+    if elevated {
+        format!(
+            "network = allow: the command reaches only moat's HTTP proxy on 127.0.0.1:{} \
+             (the firewall blocks everything else), which lets through only the allowlist",
+            port
+        )
+    } else {
+        format!(
+            "network = allow: moat's HTTP proxy on 127.0.0.1:{} lets through only the \
+             allowlist, but only programs that honour the proxy variables use it; one that \
+             opens sockets itself is not stopped (the elevated tier enforces it: `moat setup` \
+             as administrator)",
+            port
+        )
+    }
+}
+
 /// Adds `safe.directory = repo` through git's `GIT_CONFIG_COUNT` variables,
 /// after any entries already there: the sandbox account runs git in a
 /// repository the person owns, and git would refuse it ("dubious
@@ -189,6 +265,56 @@ mod tests {
         assert!(env
             .iter()
             .any(|(n, v)| n == "MOAT_NETWORK" && v == "advisory"));
+    }
+
+    #[test]
+    fn an_allowlisted_run_is_pointed_at_the_proxy_instead_of_offline() {
+        let env = proxy_env(47810, "00ff");
+        for name in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "GIT_HTTPS_PROXY"] {
+            assert!(
+                env.iter()
+                    .any(|(n, v)| n == name && v == "http://moat:00ff@127.0.0.1:47810"),
+                "{name} in {env:?}"
+            );
+        }
+        let mut vars = vec![
+            ("Path".to_string(), r"C:\Windows".to_string()),
+            ("pip_no_index".to_string(), "1".to_string()),
+        ];
+        vars.extend(advisory_offline());
+        use_proxy(&mut vars, 47811, "ab12");
+        let get = |n: &str| -> Vec<&str> {
+            vars.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        // One entry per name (Windows ignores case), the proxy's.
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "GIT_HTTP_PROXY"] {
+            assert_eq!(
+                get(name),
+                vec!["http://moat:ab12@127.0.0.1:47811"],
+                "{name}"
+            );
+        }
+        assert!(!vars.iter().any(|(_, v)| v == DEAD_PROXY), "{vars:?}");
+        for gone in OFFLINE_ONLY {
+            assert!(get(gone).is_empty(), "{gone} in {vars:?}");
+        }
+        assert_eq!(get("GIT_ALLOW_PROTOCOLS"), vec!["file:http:https"]);
+        assert_eq!(get("NO_PROXY"), vec!["localhost,127.0.0.1,::1"]);
+        // Still said: the unelevated tier's network is advice.
+        assert_eq!(get("MOAT_NETWORK"), vec!["advisory"]);
+        assert_eq!(get("GIT_SSH_COMMAND"), vec!["cmd /c exit 1"]);
+        assert_eq!(get("Path"), vec![r"C:\Windows"]);
+
+        let elevated = proxy_note(47810, true);
+        assert!(elevated.contains("127.0.0.1:47810") && elevated.contains("firewall"));
+        let advisory = proxy_note(47810, false);
+        assert!(
+            advisory.contains("honour the proxy variables") && advisory.contains("moat setup"),
+            "{advisory}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The Windows setup record: what `moat setup` made (accounts, group,
-//! firewall rules, the secrets directory, whether the accounts are hidden
-//! from the sign-in screen), written after every step, so that a later run
+//! firewall rules and the proxy ports they leave open, the secrets
+//! directory, whether the accounts are hidden from the sign-in screen), written after every step, so that a later run
 //! can check it, a newer moat can upgrade it and `--remove` can undo
 //! exactly it. One `key = value` per line, so that it needs no parser
 //! beyond this file (the crate builds with Rust 1.63 and few dependencies).
@@ -9,14 +9,20 @@ use std::fmt;
 
 /// The version this moat writes; 1 is the first. Version 2 added
 /// `runner` (where setup installed the runner); a version-1 record is
-/// still read, and means the runner next to moat's executable.
-pub const VERSION: u32 = 2;
+/// still read, and means the runner next to moat's executable. Version 3
+/// added `proxy_ports` (the loopback ports the offline account may reach,
+/// for moat's proxy); an older record has none, so an allowlisted run in
+/// the elevated tier asks for `moat setup` again.
+pub const VERSION: u32 = 3;
 
 /// The oldest version this moat reads.
 pub const OLDEST: u32 = 1;
 
 /// The first version with a `runner` key.
 const RUNNER_SINCE: u32 = 2;
+
+/// The first version with a `proxy_ports` key.
+const PROXY_PORTS_SINCE: u32 = 3;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
@@ -34,6 +40,9 @@ pub struct Record {
     pub ledger: Option<String>,
     /// The runner setup installed (an absolute path), since version 2.
     pub runner: Option<String>,
+    /// The loopback TCP ports the offline account's firewall rules leave
+    /// open for moat's proxy, since version 3.
+    pub proxy_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +129,10 @@ impl Record {
         if let Some(r) = &self.runner {
             out.push_str(&format!("runner = {}\n", escape(r)));
         }
+        if !self.proxy_ports.is_empty() {
+            let ports: Vec<String> = self.proxy_ports.iter().map(u16::to_string).collect();
+            out.push_str(&format!("proxy_ports = {}\n", ports.join(" ")));
+        }
         out
     }
 
@@ -129,6 +142,7 @@ impl Record {
         let mut r = Record::default();
         let mut version = None;
         let mut runner_line = None;
+        let mut proxy_ports_line = None;
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
             let line = line.trim_end_matches('\r');
@@ -163,6 +177,16 @@ impl Record {
                     runner_line = Some(n);
                     r.runner = Some(unescape(value).map_err(bad)?);
                 }
+                "proxy_ports" => {
+                    proxy_ports_line = Some(n);
+                    r.proxy_ports.clear();
+                    for port in value.split(' ') {
+                        match port.parse::<u16>() {
+                            Ok(p) if p != 0 => r.proxy_ports.push(p),
+                            _ => return Err(bad(format!("{:?} is not a TCP port", port))),
+                        }
+                    }
+                }
                 other => return Err(bad(format!("unknown key {}", other))),
             }
         }
@@ -171,12 +195,17 @@ impl Record {
             return Err(RecordError::Newer(v));
         }
         // A key its version does not have is as unknown as any other.
-        if let Some(n) = runner_line {
-            if v < RUNNER_SINCE {
-                return Err(RecordError::Line(
-                    n,
-                    format!("unknown key runner (a version {} record)", v),
-                ));
+        for (line, key, since) in [
+            (runner_line, "runner", RUNNER_SINCE),
+            (proxy_ports_line, "proxy_ports", PROXY_PORTS_SINCE),
+        ] {
+            if let Some(n) = line {
+                if v < since {
+                    return Err(RecordError::Line(
+                        n,
+                        format!("unknown key {} (a version {} record)", key, v),
+                    ));
+                }
             }
         }
         r.version = v;
@@ -184,7 +213,8 @@ impl Record {
     }
 
     /// Brings an older record to this version (version 1 only lacks the
-    /// runner, which then stays next to moat); whether anything changed.
+    /// runner, which then stays next to moat; versions 1 and 2 lack the
+    /// proxy ports, which setup then records); whether anything changed.
     pub fn upgrade(&mut self) -> bool {
         if self.version < VERSION {
             self.version = VERSION;
@@ -211,6 +241,7 @@ mod tests {
             hidden: true,
             ledger: Some(r"C:\ProgramData\moat\acl-ledger".into()),
             runner: Some(r"C:\ProgramData\moat\runner\moat-runner.exe".into()),
+            proxy_ports: vec![47810, 47811, 65535],
         }
     }
 
@@ -229,7 +260,7 @@ mod tests {
     fn bad_or_newer_records_are_refused_by_line() {
         let text = sample().to_text();
         assert_eq!(
-            Record::parse(&text.replace("version = 2", "version = 9")),
+            Record::parse(&text.replace(&format!("version = {}", VERSION), "version = 9")),
             Err(RecordError::Newer(9))
         );
         assert_eq!(
@@ -243,6 +274,11 @@ mod tests {
             ("version = 1\nhidden = maybe\n", 2),
             ("version = 1\nsecrets = a\\qb\n", 2),
             ("version = 1\njust words\n", 2),
+            ("version = 3\nproxy_ports = 80 0\n", 2),
+            ("version = 3\nproxy_ports = 80  81\n", 2),
+            ("version = 3\nproxy_ports = 65536\n", 2),
+            ("version = 3\nproxy_ports = \n", 2),
+            ("version = 3\nproxy_ports = http\n", 2),
         ] {
             let got = Record::parse(bad);
             assert!(
@@ -256,6 +292,7 @@ mod tests {
         let mut v1 = sample();
         v1.version = 1;
         v1.runner = None;
+        v1.proxy_ports.clear();
         assert_eq!(Record::parse(&v1.to_text()), Ok(v1.clone()));
         let mut with_runner = v1.to_text();
         with_runner.push_str("runner = C:/x/moat-runner.exe\n");
@@ -265,6 +302,22 @@ mod tests {
             "{:?}",
             got
         );
+        // Version 2 is read too, without the proxy ports.
+        let mut v2 = sample();
+        v2.version = 2;
+        v2.proxy_ports.clear();
+        assert_eq!(Record::parse(&v2.to_text()), Ok(v2.clone()));
+        let mut with_ports = v2.to_text();
+        with_ports.push_str("proxy_ports = 47810\n");
+        let got = Record::parse(&with_ports);
+        assert!(
+            matches!(&got, Err(RecordError::Line(_, why)) if why.contains("proxy_ports")),
+            "{:?}",
+            got
+        );
+        assert!(sample()
+            .to_text()
+            .contains("\nproxy_ports = 47810 47811 65535\n"));
         let mut up = v1;
         assert!(up.upgrade());
         assert_eq!(up.version, VERSION);

@@ -15,11 +15,13 @@
 //! [`Outcome`], which collects what the runner sends back.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::cmdline;
 use crate::envblock;
 use crate::errors;
 use crate::framing::{self, Frame, Kind, SpawnRequest, MAX_FRAME};
+use crate::limits::{self, Wanted};
 use crate::offline_env;
 use crate::sid::Sid;
 
@@ -46,6 +48,10 @@ pub struct Launch {
     /// The capability SIDs for the command's token, as the request gave
     /// them (each one known to parse).
     pub capability_sids: Vec<String>,
+    /// The limits for the command's job, none of them 0; the Windows layer
+    /// turns them into the job's settings with the machine's processor
+    /// count (`crate::limits::settings`) and kills the job at the timeout.
+    pub limits: Wanted,
 }
 
 /// Checks a spawn request and builds what starting it takes.
@@ -54,8 +60,9 @@ pub struct Launch {
 /// Windows path (`C:\...`, `\\server\share\...`, or either behind the
 /// verbatim prefix `\\?\`), a Microsoft Store program (it cannot run as
 /// another account), a capability SID that does not parse, a pseudo
-/// console of zero size (`CreatePseudoConsole` refuses one), and anything
-/// [`cmdline::join`] or [`envblock::build`] refuses. The environment gains
+/// console of zero size (`CreatePseudoConsole` refuses one), a limit of 0
+/// (`crate::limits::check`), and anything [`cmdline::join`] or
+/// [`envblock::build`] refuses. The environment gains
 /// git's `safe.directory` for the working directory, since the sandbox
 /// account does not own the repository it works in.
 pub fn prepare(req: &SpawnRequest) -> Result<Launch, String> {
@@ -76,6 +83,7 @@ pub fn prepare(req: &SpawnRequest) -> Result<Launch, String> {
             return Err(format!("capability SID {text:?} is not a valid SID: {err}"));
         }
     }
+    limits::check(&req.limits).map_err(|err| err.to_string())?;
     let pty = if req.pty {
         if req.cols == 0 || req.rows == 0 {
             return Err(format!(
@@ -105,6 +113,7 @@ pub fn prepare(req: &SpawnRequest) -> Result<Launch, String> {
         cwd: req.cwd.clone(),
         pty,
         capability_sids: req.capability_sids.clone(),
+        limits: req.limits,
     })
 }
 
@@ -178,6 +187,9 @@ pub enum Event {
     ChildStderr(Vec<u8>),
     /// The command exited with this code.
     ChildExited(u32),
+    /// The command ran out of its timeout: the Windows layer killed its
+    /// job, and its output was relayed.
+    ChildTimedOut(Duration),
     /// moat's pipe ended: moat exited or was killed.
     PipeClosed,
 }
@@ -193,6 +205,8 @@ pub enum Action {
     CloseStdin,
     /// Kill the command's job.
     Terminate,
+    /// Resize the command's pseudoconsole to `(cols, rows)`.
+    Resize(u16, u16),
     /// Send this frame to moat.
     Send(Frame),
     /// Exit the runner with this code. Always the last action.
@@ -208,6 +222,8 @@ enum State {
     Running {
         /// Whether moat may still send standard input.
         stdin_open: bool,
+        /// Whether the command has a pseudoconsole to resize.
+        pty: bool,
     },
     /// The runner exits: nothing more is done.
     Finished,
@@ -243,7 +259,7 @@ impl Session {
         match self.state {
             State::Finished => Vec::new(),
             State::AwaitingSpawn => self.before_start(event),
-            State::Running { stdin_open } => self.running(event, stdin_open),
+            State::Running { stdin_open, pty } => self.running(event, stdin_open, pty),
         }
     }
 
@@ -268,7 +284,10 @@ impl Session {
                 };
                 match prepare(&req) {
                     Ok(launch) => {
-                        self.state = State::Running { stdin_open: true };
+                        self.state = State::Running {
+                            stdin_open: true,
+                            pty: launch.pty.is_some(),
+                        };
                         vec![Action::Start(launch)]
                     }
                     Err(err) => self.refuse(&format!("spawn request refused: {err}")),
@@ -283,15 +302,18 @@ impl Session {
             Event::PipeClosed => self.exit_now(),
             // The Windows layer reports a command it never started: a bug
             // there, so stop rather than guess.
-            Event::ChildStdout(_) | Event::ChildStderr(_) | Event::ChildExited(_) => {
+            Event::ChildStdout(_)
+            | Event::ChildStderr(_)
+            | Event::ChildExited(_)
+            | Event::ChildTimedOut(_) => {
                 self.refuse("internal error: command output or exit before it was started")
             }
         }
     }
 
-    fn running(&mut self, event: Event, stdin_open: bool) -> Vec<Action> {
+    fn running(&mut self, event: Event, stdin_open: bool, pty: bool) -> Vec<Action> {
         match event {
-            Event::Frame(frame) => self.frame_while_running(frame, stdin_open),
+            Event::Frame(frame) => self.frame_while_running(frame, stdin_open, pty),
             Event::ChildStdout(bytes) => chunks(Kind::Stdout, &bytes),
             Event::ChildStderr(bytes) => chunks(Kind::Stderr, &bytes),
             Event::ChildExited(code) => {
@@ -301,6 +323,21 @@ impl Session {
                     Action::Exit(code),
                 ]
             }
+            // Reported as moat reports it on Linux: a line on standard
+            // error, then exit code 124. Killing again is harmless, and
+            // fails closed should the Windows layer have missed something.
+            Event::ChildTimedOut(timeout) => {
+                self.state = State::Finished;
+                let message = format!("moat: {}\n", limits::timeout_message(timeout));
+                let mut actions = vec![Action::Terminate];
+                actions.extend(chunks(Kind::Stderr, message.as_bytes()));
+                actions.push(Action::Send(Frame::new(
+                    Kind::Exit,
+                    framing::exit_payload(limits::TIMEOUT_EXIT),
+                )));
+                actions.push(Action::Exit(limits::TIMEOUT_EXIT));
+                actions
+            }
             // No one is left to supervise the command: kill it.
             Event::PipeClosed => {
                 self.state = State::Finished;
@@ -309,7 +346,7 @@ impl Session {
         }
     }
 
-    fn frame_while_running(&mut self, frame: Frame, stdin_open: bool) -> Vec<Action> {
+    fn frame_while_running(&mut self, frame: Frame, stdin_open: bool, pty: bool) -> Vec<Action> {
         match frame.kind {
             Kind::Stdin if !stdin_open => {
                 self.abort("protocol error: Stdin frame after CloseStdin")
@@ -319,9 +356,20 @@ impl Session {
             // Closing twice changes nothing, so it is no error.
             Kind::CloseStdin if !stdin_open => Vec::new(),
             Kind::CloseStdin => {
-                self.state = State::Running { stdin_open: false };
+                self.state = State::Running {
+                    stdin_open: false,
+                    pty,
+                };
                 vec![Action::CloseStdin]
             }
+            // A malformed size is a protocol error like any other; a
+            // well-formed one for a command without a pseudoconsole has
+            // nothing to resize.
+            Kind::Resize => match framing::parse_resize(&frame.payload) {
+                Err(err) => self.abort(&format!("protocol error: {err}")),
+                Ok(_) if !pty => Vec::new(),
+                Ok((cols, rows)) => vec![Action::Resize(cols, rows)],
+            },
             // The command's exit follows as ChildExited, which reports the
             // code to moat as usual. Killing twice is harmless.
             Kind::Terminate => vec![Action::Terminate],
@@ -434,10 +482,12 @@ impl Outcome {
                 Ok(Some(code))
             }
             Kind::Error => Err(format!("runner: {}", framing::parse_error(&frame.payload))),
-            Kind::Spawn | Kind::Stdin | Kind::CloseStdin | Kind::Terminate => Err(format!(
-                "runner sent a {:?} frame, which only moat sends",
-                frame.kind
-            )),
+            Kind::Spawn | Kind::Stdin | Kind::CloseStdin | Kind::Terminate | Kind::Resize => {
+                Err(format!(
+                    "runner sent a {:?} frame, which only moat sends",
+                    frame.kind
+                ))
+            }
         }
     }
 
@@ -476,6 +526,7 @@ mod tests {
             pty: false,
             cols: 0,
             rows: 0,
+            limits: Wanted::default(),
         }
     }
 
@@ -682,6 +733,90 @@ mod tests {
     }
 
     #[test]
+    fn prepare_carries_and_checks_the_limits() {
+        let mut req = request();
+        req.limits = Wanted {
+            timeout_ms: Some(30_000),
+            processes: Some(10),
+            memory: Some(1 << 30),
+            cpu_millis: Some(500),
+        };
+        assert_eq!(prepare(&req).unwrap().limits, req.limits);
+        req.limits.memory = Some(0);
+        let err = prepare(&req).unwrap_err();
+        assert!(err.contains("memory is 0"), "{err}");
+        // Refused by the runner as by moat, before anything starts.
+        let mut session = Session::new();
+        let actions = session.handle(spawn(&req));
+        assert!(error_text(&actions[0]).contains("memory is 0"));
+        assert_eq!(actions[1], Action::Exit(1));
+        assert!(spawn_frame(&req).unwrap_err().contains("memory is 0"));
+    }
+
+    #[test]
+    fn a_timeout_is_reported_with_exit_code_124() {
+        let mut session = started();
+        session.handle(Event::ChildStdout(b"partial".to_vec()));
+        let actions = session.handle(Event::ChildTimedOut(Duration::from_secs(30)));
+        assert_eq!(actions.len(), 4, "{actions:?}");
+        assert_eq!(actions[0], Action::Terminate);
+        assert_eq!(
+            actions[1],
+            Action::Send(Frame::new(
+                Kind::Stderr,
+                b"moat: timed out after 30s: killed the command and everything it started\n"
+                    .to_vec()
+            ))
+        );
+        assert_eq!(
+            actions[2],
+            Action::Send(Frame::new(Kind::Exit, framing::exit_payload(124)))
+        );
+        assert_eq!(actions[3], Action::Exit(124));
+        assert!(session.finished());
+        assert_eq!(session.handle(Event::ChildExited(1)), []);
+    }
+
+    #[test]
+    fn resize_reaches_a_pseudoconsole_only() {
+        let mut req = request();
+        req.pty = true;
+        req.cols = 80;
+        req.rows = 24;
+        let mut session = Session::new();
+        assert!(matches!(
+            session.handle(spawn(&req)).as_slice(),
+            [Action::Start(_)]
+        ));
+        let resize = |c, r| frame(Kind::Resize, &framing::resize_payload(c, r));
+        assert_eq!(session.handle(resize(132, 43)), [Action::Resize(132, 43)]);
+        // Still after standard input closed.
+        session.handle(frame(Kind::CloseStdin, b""));
+        assert_eq!(session.handle(resize(100, 30)), [Action::Resize(100, 30)]);
+        assert!(!session.finished());
+
+        // Without a pseudoconsole there is nothing to resize.
+        let mut session = started();
+        assert_eq!(session.handle(resize(132, 43)), []);
+        assert!(!session.finished());
+    }
+
+    #[test]
+    fn a_malformed_resize_kills_the_command() {
+        for payload in [&b"\x50\x00\x18"[..], &framing::resize_payload(0, 24)] {
+            let mut session = started();
+            let actions = session.handle(frame(Kind::Resize, payload));
+            assert_eq!(actions[0], Action::Terminate);
+            assert!(error_text(&actions[1]).contains("protocol error"));
+            assert_eq!(actions[2], Action::Exit(1));
+        }
+        // Before the spawn it is a wrong first frame.
+        let mut session = Session::new();
+        let actions = session.handle(frame(Kind::Resize, &framing::resize_payload(80, 24)));
+        assert!(error_text(&actions[0]).contains("first frame must be Spawn"));
+    }
+
+    #[test]
     fn whole_session() {
         let mut session = Session::new();
         assert!(!session.finished());
@@ -857,6 +992,7 @@ mod tests {
             Event::ChildStdout(b"x".to_vec()),
             Event::ChildStderr(b"x".to_vec()),
             Event::ChildExited(0),
+            Event::ChildTimedOut(Duration::from_secs(1)),
         ] {
             let mut session = Session::new();
             let actions = session.handle(event);
@@ -1024,7 +1160,13 @@ mod tests {
 
     #[test]
     fn outcome_refuses_what_the_runner_must_not_send() {
-        for kind in [Kind::Spawn, Kind::Stdin, Kind::CloseStdin, Kind::Terminate] {
+        for kind in [
+            Kind::Spawn,
+            Kind::Stdin,
+            Kind::CloseStdin,
+            Kind::Terminate,
+            Kind::Resize,
+        ] {
             let err = Outcome::new()
                 .absorb(&Frame::new(kind, Vec::new()))
                 .unwrap_err();

@@ -96,6 +96,8 @@ pub trait Host {
     fn close_stdin(&mut self);
     /// Kills every process of the command's job, if it was started.
     fn terminate(&mut self);
+    /// Resizes the command's pseudoconsole, if it has one still open.
+    fn resize(&mut self, cols: u16, rows: u16);
     /// Writes a frame to moat.
     fn send(&mut self, frame: &Frame) -> Result<(), String>;
 }
@@ -142,6 +144,7 @@ impl Driver {
                     Action::WriteStdin(bytes) => host.write_stdin(bytes),
                     Action::CloseStdin => host.close_stdin(),
                     Action::Terminate => host.terminate(),
+                    Action::Resize(cols, rows) => host.resize(cols, rows),
                     Action::Send(frame) => {
                         if !self.moat_gone && host.send(&frame).is_err() {
                             self.moat_gone = true;
@@ -176,6 +179,7 @@ mod tests {
         WriteStdin(Vec<u8>),
         CloseStdin,
         Terminate,
+        Resize(u16, u16),
         Send(Kind, Vec<u8>),
     }
 
@@ -206,6 +210,9 @@ mod tests {
         fn terminate(&mut self) {
             self.calls.push(Call::Terminate);
         }
+        fn resize(&mut self, cols: u16, rows: u16) {
+            self.calls.push(Call::Resize(cols, rows));
+        }
         fn send(&mut self, frame: &Frame) -> Result<(), String> {
             self.sends += 1;
             if let Some(at) = self.fail_send_at {
@@ -230,6 +237,7 @@ mod tests {
             pty: false,
             cols: 0,
             rows: 0,
+            limits: crate::limits::Wanted::default(),
         }
     }
 
@@ -277,6 +285,32 @@ mod tests {
                 Call::Send(Kind::Exit, framing::exit_payload(3)),
             ]
         );
+    }
+
+    #[test]
+    fn a_resize_and_a_timeout() {
+        let mut req = request();
+        req.pty = true;
+        req.cols = 80;
+        req.rows = 24;
+        req.limits.timeout_ms = Some(2_000);
+        let mut host = Fake::default();
+        let mut driver = Driver::new();
+        let spawn = Input::Event(Event::Frame(Frame::new(Kind::Spawn, req.encode())));
+        assert_eq!(driver.step(&mut host, spawn), None);
+        let resize = frame(Kind::Resize, &framing::resize_payload(120, 40));
+        assert_eq!(driver.step(&mut host, resize), None);
+        assert_eq!(host.calls[1], Call::Resize(120, 40));
+        let timed_out = Input::Event(Event::ChildTimedOut(std::time::Duration::from_secs(2)));
+        assert_eq!(driver.step(&mut host, timed_out), Some(124));
+        assert_eq!(host.calls[2], Call::Terminate);
+        assert!(matches!(&host.calls[3], Call::Send(Kind::Stderr, text)
+            if String::from_utf8_lossy(text).contains("timed out after 2s")));
+        assert_eq!(
+            host.calls[4],
+            Call::Send(Kind::Exit, framing::exit_payload(124))
+        );
+        assert_eq!(host.calls.len(), 5);
     }
 
     #[test]

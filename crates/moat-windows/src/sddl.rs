@@ -93,6 +93,17 @@ pub const DENY_WRITE_MASK: u32 = FILE_WRITE_DATA
     | WRITE_DAC
     | WRITE_OWNER;
 
+/// Granted to the elevated tier's sandbox group on what it may read in the
+/// person's profile: read and run, nothing that changes anything.
+pub const READ_GRANT_MASK: u32 = FILE_GENERIC_READ | FILE_GENERIC_EXECUTE;
+
+/// Denied to the sandbox group on a secret inside a directory it may read:
+/// the contents (of a directory, its listing), extended attributes and
+/// running it. Attributes, READ_CONTROL and SYNCHRONIZE stay: the parent's
+/// listing shows the attributes anyway, and a denied SYNCHRONIZE breaks
+/// waits on handles that have nothing to do with reading.
+pub const DENY_READ_MASK: u32 = FILE_READ_DATA | FILE_READ_EA | FILE_EXECUTE;
+
 /// The firewall's "this user may" right in a `LocalUserAuthorizedList`
 /// (`CC`, which is bit 0).
 pub const CREATE_CHILD: u32 = 0x0000_0001;
@@ -252,6 +263,11 @@ impl Ace {
     /// directories, `NONE` for files).
     pub fn deny_write(sid: Sid, flags: AceFlags) -> Ace {
         Ace::deny(sid, DENY_WRITE_MASK, flags)
+    }
+
+    /// A deny-read ACE ([`DENY_READ_MASK`]).
+    pub fn deny_read(sid: Sid, flags: AceFlags) -> Ace {
+        Ace::deny(sid, DENY_READ_MASK, flags)
     }
 
     /// The SDDL text, e.g. `(A;OICI;0x1301ff;;;S-1-5-21-1-2-3-4)`.

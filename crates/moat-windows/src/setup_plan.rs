@@ -17,6 +17,11 @@
 //! step ([`SetupError::Taken`]), as the Linux setup does: moat never adopts
 //! or changes an account someone else owns.
 //!
+//! # The plan is also the check
+//! `moat setup --check` plans setup from the machine as found and reports
+//! each step still planned as what is missing ([`plan_problems`]), so the
+//! check and setup cannot disagree about what a complete setup is.
+//!
 //! # Rounds: a plan never guesses a SID
 //! The secrets directory's DACL needs the group's SID and the firewall
 //! rules need the offline account's, but a principal has no SID before it
@@ -51,6 +56,7 @@ use std::fmt;
 
 use crate::acl_plan::WinPath;
 use crate::firewall::{self, Action, Direction, FirewallError, Protocol, Rule};
+use crate::logon::Password;
 use crate::record::{self, Record};
 use crate::sddl::{
     dacl_string, Ace, AceFlags, Dacl, FILE_ALL_ACCESS, FILE_GENERIC_EXECUTE, FILE_GENERIC_READ,
@@ -142,18 +148,21 @@ fn pick(class: &[u8], random: &mut dyn FnMut() -> u32) -> u8 {
 /// never starts with punctuation a shell could read as an option. The
 /// caller supplies the randomness (`BCryptGenRandom` on Windows), so the
 /// same source gives the same password.
-pub fn password(random: &mut dyn FnMut() -> u32) -> String {
+///
+/// The characters are drawn into one buffer of exactly [`PASSWORD_LEN`]
+/// bytes (never reallocated, so no copy is left in freed memory), which
+/// [`Password::from_utf8`] wipes once it holds the password.
+pub fn password(random: &mut dyn FnMut() -> u32) -> Result<Password, String> {
     let mut all: Vec<u8> = Vec::new();
     all.extend_from_slice(UPPER);
     all.extend_from_slice(LOWER);
     all.extend_from_slice(DIGITS);
     all.extend_from_slice(PASSWORD_PUNCTUATION.as_bytes());
-    let mut out = vec![
-        pick(UPPER, random),
-        pick(LOWER, random),
-        pick(DIGITS, random),
-        pick(PASSWORD_PUNCTUATION.as_bytes(), random),
-    ];
+    let mut out: Vec<u8> = Vec::with_capacity(PASSWORD_LEN);
+    out.push(pick(UPPER, random));
+    out.push(pick(LOWER, random));
+    out.push(pick(DIGITS, random));
+    out.push(pick(PASSWORD_PUNCTUATION.as_bytes(), random));
     while out.len() < PASSWORD_LEN {
         out.push(pick(&all, random));
     }
@@ -164,7 +173,9 @@ pub fn password(random: &mut dyn FnMut() -> u32) -> String {
     if let Some(first_letter) = out.iter().position(|c| c.is_ascii_alphabetic()) {
         out.swap(0, first_letter);
     }
-    out.into_iter().map(char::from).collect()
+    // ASCII and never empty, so this does not fail; if it did, the error
+    // names it rather than a panic.
+    Password::from_utf8(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -193,6 +204,10 @@ pub enum Secret {
     /// A logon with the stored password failed (1326, 1330, 1907, 1909):
     /// changed by someone, expired, or locked out.
     Rejected,
+    /// Stored, but the file has permissions of its own instead of only
+    /// the secrets directory's ([`secret_file_exposed`]): someone may have
+    /// read it, so it is replaced like a rejected one.
+    Exposed,
 }
 
 /// A local account named [`OFFLINE`] or [`ONLINE`], as found.
@@ -219,7 +234,8 @@ pub struct Group {
     pub comment: String,
 }
 
-/// The secrets directory, as found.
+/// A directory's owner and DACL, as found: the secrets directory, and
+/// moat's directory and the runner's, which setup protects the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretsDir {
     pub path: String,
@@ -249,6 +265,11 @@ pub struct State {
     /// setup is given (its accounts' [`Secret`]s are read there too); for
     /// removal, the one the record names.
     pub secrets_dir: Option<SecretsDir>,
+    /// moat's own directory (`%ProgramData%\moat`), if it exists: the
+    /// record's, above the secrets and the runner (see [`base_sddl`]).
+    pub base_dir: Option<SecretsDir>,
+    /// The runner's directory, if it exists (`setup_run::runner_sddl`).
+    pub runner_dir: Option<SecretsDir>,
     /// The rules whose name starts with [`firewall::OFFLINE_PREFIX`], as
     /// [`read_back_command`] prints them.
     pub rules: Vec<Rule>,
@@ -546,10 +567,41 @@ pub fn secrets_sddl(group: &Sid, person: &Sid) -> String {
     format!("O:BA{}", dacl_string(true, &secrets_aces(group, person)))
 }
 
-/// Whether a directory found matches the descriptor setup writes: owner
-/// Administrators or SYSTEM, protected, exactly the expected ACEs in any
-/// order (Windows may print the masks and SIDs with their codes).
+/// Whether a stored password's file, whose DACL reads back as `dacl`, may
+/// be readable by more than the secrets directory allows: setup writes
+/// each secret as a new file in the protected directory, so its DACL holds
+/// only ACEs inherited from there. A protected DACL, an ACE of its own (a
+/// grant someone added) or one that does not parse means exposed.
+pub fn secret_file_exposed(dacl: &str) -> bool {
+    match Dacl::parse(dacl) {
+        Ok(d) => {
+            d.protected
+                || d.aces.is_empty()
+                || d.aces
+                    .iter()
+                    .any(|a| !a.flags.contains(AceFlags::INHERITED))
+        }
+        Err(_) => true,
+    }
+}
+
+/// Whether the secrets directory found has the descriptor setup writes.
 fn secrets_dir_right(found: &SecretsDir, group: &Sid, person: &Sid) -> bool {
+    dir_matches(found, &secrets_sddl(group, person))
+}
+
+/// Whether a directory found matches `sddl`, a descriptor setup writes
+/// (`O:BA` and a DACL, as [`secrets_sddl`], [`base_sddl`] and
+/// `setup_run::runner_sddl` make them): owner Administrators (or SYSTEM,
+/// which owns what it makes), the DACL protected, exactly the expected
+/// ACEs in any order (Windows may print the masks and SIDs with their
+/// codes). An ACE more (someone's grant), one less, or one inherited from
+/// above makes it wrong.
+pub fn dir_matches(found: &SecretsDir, sddl: &str) -> bool {
+    let want = match sddl.strip_prefix("O:BA").map(Dacl::parse) {
+        Some(Ok(d)) => d,
+        _ => return false,
+    };
     let owner_ok =
         found.owner == Some(sid::ADMINISTRATORS) || found.owner == Some(sid::LOCAL_SYSTEM);
     let dacl = match Dacl::parse(&found.dacl) {
@@ -558,9 +610,50 @@ fn secrets_dir_right(found: &SecretsDir, group: &Sid, person: &Sid) -> bool {
     };
     let mut got = dacl.aces;
     got.sort();
-    let mut want = secrets_aces(group, person);
-    want.sort();
-    owner_ok && dacl.protected && got == want
+    let mut want_aces = want.aces;
+    want_aces.sort();
+    owner_ok && dacl.protected == want.protected && got == want_aces
+}
+
+/// The ACEs of moat's own directory (`%ProgramData%\moat`, which holds
+/// the setup record, the secrets directory and the runner's directory):
+///
+/// - **SYSTEM and Administrators: full control**, inherited by what setup
+///   writes there (the record);
+/// - **the person: read and list**, on the directory and inherited by its
+///   files (`OI`): moat, unelevated, reads the setup record there. Not by
+///   subdirectories: the secrets and the runner have protected DACLs of
+///   their own;
+/// - **Users: traverse only**, on the directory itself, not inherited:
+///   the sandbox accounts (members of Users) pass through it to the
+///   runner's directory, which grants them read and execute. They cannot
+///   list it, read the record or create anything in it.
+///
+/// Nothing else: the DACL is protected, so `%ProgramData%`'s own ACEs,
+/// which let Users create files and folders, do not reach it.
+pub fn base_aces(person: &Sid) -> Vec<Ace> {
+    vec![
+        Ace::allow(sid::LOCAL_SYSTEM, FILE_ALL_ACCESS, AceFlags::SUBTREE),
+        Ace::allow(sid::ADMINISTRATORS, FILE_ALL_ACCESS, AceFlags::SUBTREE),
+        Ace::allow(
+            *person,
+            FILE_GENERIC_READ | FILE_GENERIC_EXECUTE,
+            AceFlags::OBJECT_INHERIT,
+        ),
+        Ace::allow(sid::USERS, FILE_GENERIC_EXECUTE, AceFlags::NONE),
+    ]
+}
+
+/// The security descriptor of moat's own directory: owner Administrators
+/// and the protected DACL of [`base_aces`].
+pub fn base_sddl(person: &Sid) -> String {
+    format!("O:BA{}", dacl_string(true, &base_aces(person)))
+}
+
+/// The person's SID from its text, refused unless it is a user
+/// account's (see `setup_steps`).
+pub fn person_sid(text: &str) -> Result<Sid, SetupError> {
+    check_person(text)
 }
 
 fn same_path(a: &str, b: &str) -> bool {
@@ -939,11 +1032,197 @@ pub fn setup_steps(
         ledger: existing.record.as_ref().and_then(|r| r.ledger.clone()),
         // Nor is the runner: the executor installs it (`setup_run`).
         runner: existing.record.as_ref().and_then(|r| r.runner.clone()),
+        // What the rules above leave open, for runs to listen on.
+        proxy_ports: proxy_ports.to_vec(),
     };
     if existing.record.as_ref() != Some(&wanted) {
         steps.push(Step::WriteRecord(wanted));
     }
     Ok(steps)
+}
+
+// ---------------------------------------------------------------------------
+// Checking
+
+fn push_once(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// What a setup plan says is missing or wrong, one description each, for
+/// `moat setup --check`. `steps` is what [`setup_steps`] planned from
+/// `existing` (the machine as read) with `sids`; so the check reports
+/// exactly what setup would change, and cannot drift from it: a setup
+/// that leaves nothing to do checks clean, and anything setup would redo
+/// is named.
+///
+/// Steps that only carry out a change add nothing of their own: looking
+/// up a SID, storing the password just set, closing the offline account
+/// while its rules change. The firewall steps are described by
+/// [`firewall::verify`] against the rules read back. A principal that
+/// exists with another SID than the record's (deleted and made again) is
+/// named too. Empty when `steps` is.
+pub fn plan_problems(steps: &[Step], existing: &State, sids: &Sids) -> Vec<String> {
+    let mut out = Vec::new();
+    if steps.is_empty() {
+        return out;
+    }
+    let record = existing.record.as_ref();
+    for name in [GROUP, OFFLINE, ONLINE] {
+        let exists = if name == GROUP {
+            existing.group.is_some()
+        } else {
+            existing.account(name).is_some()
+        };
+        if let (true, Some(recorded), Some(now)) =
+            (exists, recorded_sid(record, name), sids.get(name))
+        {
+            if recorded != now {
+                out.push(format!(
+                    "{} has the SID {}, but the setup record names {}: it was deleted and made \
+                     again",
+                    name, now, recorded
+                ));
+            }
+        }
+    }
+    let default_account = Account::default();
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::CreateGroup { name, .. } => {
+                out.push(format!("the local group {} is missing", name))
+            }
+            Step::CreateAccount { name, .. } => {
+                out.push(format!("the local account {} is missing", name))
+            }
+            Step::ProtectSecrets { dir, deny, .. } => {
+                let found = existing
+                    .secrets_dir
+                    .as_ref()
+                    .map_or(false, |d| same_path(&d.path, dir));
+                out.push(if found {
+                    format!(
+                        "the secrets directory {} does not have the permissions setup sets \
+                         (owner Administrators; SYSTEM and Administrators full control, you \
+                         read, {} denied, nothing else)",
+                        dir, deny
+                    )
+                } else {
+                    format!("the secrets directory {} is missing", dir)
+                });
+            }
+            Step::NeverExpire { name } => out.push(format!("the password of {} can expire", name)),
+            Step::SetPassword { name } => {
+                let a = existing.account(name).unwrap_or(&default_account);
+                let store = match steps.get(i + 1) {
+                    Some(Step::StoreSecret { path, .. }) => path.clone(),
+                    _ => String::from("the secrets directory"),
+                };
+                let dir_exposed = existing.secrets_dir.is_some()
+                    && steps
+                        .iter()
+                        .any(|s| matches!(s, Step::ProtectSecrets { .. }));
+                let why = if a.secret == Secret::Missing {
+                    format!(
+                        "the password of {} is not stored in {} (or does not decrypt)",
+                        name, store
+                    )
+                } else if a.secret == Secret::Rejected {
+                    format!(
+                        "the stored password of {} is refused at logon (changed by someone)",
+                        name
+                    )
+                } else if a.secret == Secret::Exposed {
+                    format!(
+                        "the stored password of {} has permissions of its own, not only the \
+                         secrets directory's: someone may have read it",
+                        name
+                    )
+                } else if a.password_expired {
+                    format!("the password of {} has expired", name)
+                } else if a.locked_out {
+                    format!("{} is locked out", name)
+                } else if dir_exposed {
+                    format!(
+                        "the password of {} may have been read: its directory was not protected",
+                        name
+                    )
+                } else {
+                    format!("the password of {} must be set again", name)
+                };
+                push_once(&mut out, why);
+            }
+            Step::AddToGroup { account, group } => {
+                out.push(format!("{} is not in {}", account, group))
+            }
+            Step::HideAccount { name } => {
+                out.push(format!("{} is not hidden from the sign-in screen", name))
+            }
+            Step::RemoveSecrets { dir } => out.push(format!(
+                "the old secrets directory {} that the record names is still there",
+                dir
+            )),
+            Step::AddFirewallRule(rule) => {
+                let checked = steps
+                    .iter()
+                    .any(|s| matches!(s, Step::VerifyFirewall { .. }));
+                if !checked {
+                    out.push(format!(
+                        "the firewall rule {} is missing or wrong",
+                        rule.name
+                    ));
+                }
+            }
+            Step::VerifyFirewall { expected } => {
+                let found = firewall::verify(expected, &existing.rules);
+                if found.is_empty() {
+                    out.push(
+                        "the firewall rules are not exactly the ones setup writes".to_string(),
+                    );
+                }
+                for problem in found {
+                    out.push(format!("firewall: {}", problem));
+                }
+            }
+            Step::Unlock { name } => push_once(&mut out, format!("{} is locked out", name)),
+            Step::Enable { name } => {
+                // Also planned to reopen the offline account after its rules
+                // change; then the rules are what is wrong.
+                if existing.account(name).map_or(true, |a| a.disabled) {
+                    out.push(format!("{} is disabled", name));
+                }
+            }
+            Step::RemoveProfile { name } => out.push(format!(
+                "the profile of {} is broken (its folder is gone: error 1168 at logon)",
+                name
+            )),
+            Step::CreateProfile { name } => {
+                let a = existing.account(name).unwrap_or(&default_account);
+                if a.profile == Profile::Missing {
+                    out.push(format!("{} has no profile yet", name));
+                }
+            }
+            Step::WriteRecord(_) => out.push(match record {
+                None => "the setup record is missing".to_string(),
+                Some(_) => "the setup record does not say what setup would write (out of date \
+                            or edited)"
+                    .to_string(),
+            }),
+            Step::ResolveSid { .. }
+            | Step::StoreSecret { .. }
+            | Step::RemoveFirewallRule { .. }
+            | Step::Disable { .. } => {}
+        }
+    }
+    if needs_another_round(steps) {
+        out.push(
+            "the rest of setup (passwords, firewall rules, profiles) cannot be checked before \
+             these exist"
+                .to_string(),
+        );
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -2023,6 +2302,11 @@ pub(crate) mod tests {
 
     // -- Passwords
 
+    /// A password's text, for checking what was drawn.
+    fn text(p: &Password) -> String {
+        String::from_utf16(p.units()).unwrap()
+    }
+
     /// A deterministic source (xorshift), different per seed.
     fn source(seed: u32) -> impl FnMut() -> u32 {
         let mut x = seed.wrapping_mul(2_654_435_761) | 1;
@@ -2039,7 +2323,7 @@ pub(crate) mod tests {
         let forbidden = "\"' ^%&|<>`$!()[]{};,=*?#~\\/";
         for seed in 0..2000 {
             let mut random = source(seed);
-            let p = password(&mut random);
+            let p = text(&password(&mut random).unwrap());
             assert_eq!(p.len(), PASSWORD_LEN, "{}", p);
             assert!(p.chars().any(|c| c.is_ascii_uppercase()), "{}", p);
             assert!(p.chars().any(|c| c.is_ascii_lowercase()), "{}", p);
@@ -2059,12 +2343,14 @@ pub(crate) mod tests {
 
     #[test]
     fn passwords_are_deterministic_per_source_and_differ_across_sources() {
-        let a = password(&mut source(7));
-        let b = password(&mut source(7));
-        let c = password(&mut source(8));
+        let a = text(&password(&mut source(7)).unwrap());
+        let b = text(&password(&mut source(7)).unwrap());
+        let c = text(&password(&mut source(8)).unwrap());
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let mut seen: Vec<String> = (0..200).map(|n| password(&mut source(n))).collect();
+        let mut seen: Vec<String> = (0..200)
+            .map(|n| text(&password(&mut source(n)).unwrap()))
+            .collect();
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 200);
@@ -2086,9 +2372,9 @@ pub(crate) mod tests {
         assert_eq!(below(68, &mut tail_then_zero), 0);
         assert_eq!(below(68, &mut || 4_294_967_243), 4_294_967_243 % 68);
         // A source stuck in the tail still ends.
-        let p = password(&mut || u32::MAX);
+        let p = text(&password(&mut || u32::MAX).unwrap());
         assert_eq!(p.len(), PASSWORD_LEN);
-        let p = password(&mut || 0);
+        let p = text(&password(&mut || 0).unwrap());
         assert_eq!(p.len(), PASSWORD_LEN);
         assert!(p.starts_with(|c: char| c.is_ascii_alphabetic()));
         // Over many draws every symbol of a class turns up.
@@ -2187,6 +2473,7 @@ pub(crate) mod tests {
             hidden: true,
             ledger: None,
             runner: None,
+            proxy_ports: PORTS.to_vec(),
         }));
         assert_eq!(rounds[1], want);
         // Every step describes itself.
@@ -2482,6 +2769,211 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn moat_directory_descriptor() {
+        let text = base_sddl(&person());
+        assert_eq!(
+            text,
+            "O:BAD:P(A;OICI;0x1f01ff;;;S-1-5-18)(A;OICI;0x1f01ff;;;S-1-5-32-544)\
+             (A;OI;0x1200a9;;;S-1-5-21-7-8-9-1001)(A;;0x1200a0;;;S-1-5-32-545)"
+        );
+        let dacl = Dacl::parse(text.strip_prefix("O:BA").unwrap()).unwrap();
+        // Nothing inherited from %ProgramData%, whose ACEs let Users create.
+        assert!(dacl.protected);
+        assert_eq!(dacl.aces.len(), 4);
+        let write = crate::sddl::FILE_WRITE_DATA
+            | crate::sddl::FILE_APPEND_DATA
+            | crate::sddl::DELETE
+            | crate::sddl::FILE_DELETE_CHILD
+            | crate::sddl::WRITE_DAC
+            | crate::sddl::WRITE_OWNER;
+        for ace in &dacl.aces {
+            assert_eq!(ace.kind, crate::sddl::AceKind::Allow);
+            let admin = ace.sid == sid::LOCAL_SYSTEM || ace.sid == sid::ADMINISTRATORS;
+            if admin {
+                assert_eq!(ace.mask, FILE_ALL_ACCESS);
+                assert_eq!(ace.flags, AceFlags::SUBTREE);
+            } else {
+                // Only SYSTEM and Administrators may change anything.
+                assert_eq!(ace.mask & write, 0, "{}", ace);
+            }
+        }
+        // The person reads the record: this directory and its files, not
+        // the subdirectories (which have DACLs of their own anyway).
+        let mine = dacl.explicit_for(&person());
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].flags, AceFlags::OBJECT_INHERIT);
+        assert_ne!(mine[0].mask & crate::sddl::FILE_READ_DATA, 0);
+        // Users (the sandbox accounts) only pass through to the runner:
+        // no listing, no reading, and nothing inherited below.
+        let users = dacl.explicit_for(&sid::USERS);
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].flags, AceFlags::NONE);
+        assert_eq!(users[0].mask, FILE_GENERIC_EXECUTE);
+        assert_eq!(users[0].mask & crate::sddl::FILE_READ_DATA, 0);
+        // Nobody else, the sandbox group included.
+        assert!(dacl.aces.iter().all(|a| [
+            sid::LOCAL_SYSTEM,
+            sid::ADMINISTRATORS,
+            sid::USERS,
+            person()
+        ]
+        .contains(&a.sid)));
+        // A person who is not a user is refused, as by setup.
+        assert!(person_sid("S-1-1-0").is_err());
+        assert_eq!(person_sid(PERSON).unwrap(), person());
+    }
+
+    #[test]
+    fn a_secret_with_permissions_of_its_own_is_exposed() {
+        // What a secret written in the protected directory reads back as:
+        // the directory's ACEs, inherited.
+        let inherited = "D:AI(D;ID;FA;;;S-1-5-21-1-2-3-1100)(A;ID;FA;;;SY)(A;ID;FA;;;BA)\
+                         (A;ID;0x1200a9;;;S-1-5-21-7-8-9-1001)";
+        assert!(!secret_file_exposed(inherited));
+        for bad in [
+            // Someone's grant on the file itself.
+            format!("{}(A;;FR;;;BU)", inherited),
+            // Cut off from the directory's ACEs.
+            inherited.replacen("D:AI", "D:PAI", 1),
+            // No ACE at all (everyone denied, but not setup's file).
+            s("D:AI"),
+            s("not a DACL"),
+        ] {
+            assert!(secret_file_exposed(&bad), "{}", bad);
+        }
+        // Exposed secrets are replaced, as rejected ones are.
+        let mut m = done_machine();
+        m.state.accounts[1].secret = Secret::Exposed;
+        let name = m.state.accounts[1].name.clone();
+        let steps = setup_steps(&m.state, PERSON, PORTS, DIR, &m.sids).unwrap();
+        assert_eq!(steps[0], Step::SetPassword { name: name.clone() });
+        let problems = plan_problems(&steps, &m.state, &m.sids);
+        // Named once, for what it is (not as a missing password).
+        assert_eq!(problems.len(), 1, "{:?}", problems);
+        assert!(
+            problems[0].starts_with(&format!(
+                "the stored password of {} has permissions of its own",
+                name
+            )),
+            "{:?}",
+            problems
+        );
+    }
+
+    #[test]
+    fn directories_match_their_descriptor_exactly() {
+        let want = base_sddl(&person());
+        let dacl = want.strip_prefix("O:BA").unwrap().to_string();
+        let found = |owner: Sid, dacl: &str| SecretsDir {
+            path: s(r"C:\ProgramData\moat"),
+            owner: Some(owner),
+            dacl: dacl.to_string(),
+        };
+        assert!(dir_matches(&found(sid::ADMINISTRATORS, &dacl), &want));
+        assert!(dir_matches(&found(sid::LOCAL_SYSTEM, &dacl), &want));
+        // Windows prints well-known masks and SIDs with their codes, in
+        // its own order.
+        let coded = "D:PAI(A;;0x1200a0;;;BU)(A;OI;0x1200a9;;;S-1-5-21-7-8-9-1001)\
+                     (A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
+        assert!(dir_matches(&found(sid::ADMINISTRATORS, coded), &want));
+        // Wrong: another owner, no protection, an ACE more, one less, an
+        // inherited one, a broader grant, garbage.
+        assert!(!dir_matches(&found(person(), &dacl), &want));
+        let mut none = found(sid::ADMINISTRATORS, &dacl);
+        none.owner = None;
+        assert!(!dir_matches(&none, &want));
+        for bad in [
+            dacl.replacen("D:P", "D:", 1),
+            format!("{}(A;OICI;0x1301bf;;;S-1-5-32-545)", dacl),
+            dacl.replace("(A;;0x1200a0;;;S-1-5-32-545)", ""),
+            format!("{}(A;OICIID;0x1200a9;;;S-1-5-32-545)", dacl),
+            dacl.replace(
+                "(A;;0x1200a0;;;S-1-5-32-545)",
+                "(A;OICI;0x1200a9;;;S-1-5-32-545)",
+            ),
+            s("garbage"),
+            s(""),
+        ] {
+            assert!(
+                !dir_matches(&found(sid::ADMINISTRATORS, &bad), &want),
+                "{}",
+                bad
+            );
+        }
+        // A descriptor not in setup's form matches nothing.
+        assert!(!dir_matches(&found(sid::ADMINISTRATORS, &dacl), "O:SYD:P"));
+        assert!(!dir_matches(&found(sid::ADMINISTRATORS, &dacl), "nonsense"));
+    }
+
+    #[test]
+    fn a_converged_machine_has_no_problems_and_each_gap_is_named() {
+        let m = done_machine();
+        let steps = setup_steps(&m.state, PERSON, PORTS, DIR, &m.sids).unwrap();
+        assert!(steps.is_empty());
+        assert!(plan_problems(&steps, &m.state, &m.sids).is_empty());
+
+        // A fresh machine: the principals, and a note that the rest waits.
+        let fresh = State::default();
+        let steps = setup_steps(&fresh, PERSON, PORTS, DIR, &Sids::default()).unwrap();
+        let problems = plan_problems(&steps, &fresh, &Sids::default());
+        assert_eq!(
+            problems,
+            vec![
+                s("the local group MoatSandboxUsers is missing"),
+                s("the local account MoatSandboxOffline is missing"),
+                s("the local account MoatSandboxOnline is missing"),
+                s(
+                    "the rest of setup (passwords, firewall rules, profiles) cannot be checked \
+                   before these exist"
+                ),
+            ]
+        );
+
+        // A changed proxy port: the rule's difference is named, and the
+        // offline account closed meanwhile is not called disabled.
+        let steps = setup_steps(&m.state, PERSON, &[8080], DIR, &m.sids).unwrap();
+        assert!(steps.contains(&Step::Enable { name: s(OFFLINE) }));
+        let problems = plan_problems(&steps, &m.state, &m.sids);
+        assert!(
+            !problems.iter().any(|p| p.contains("disabled")),
+            "{:?}",
+            problems
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("firewall: rule moat-offline-block-loopback-tcp: ")),
+            "{:?}",
+            problems
+        );
+
+        // An exposed secrets directory: its permissions, and why the
+        // passwords are set again.
+        let mut exposed = done_machine();
+        exposed.state.secrets_dir.as_mut().unwrap().dacl = s("D:AI(A;OICI;FA;;;SY)");
+        let steps = setup_steps(&exposed.state, PERSON, PORTS, DIR, &exposed.sids).unwrap();
+        let problems = plan_problems(&steps, &exposed.state, &exposed.sids);
+        assert!(
+            problems[0].contains("does not have the permissions"),
+            "{:?}",
+            problems
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("may have been read")),
+            "{:?}",
+            problems
+        );
+
+        // A broken profile is named once, not also as a missing one.
+        let mut broken = done_machine();
+        broken.state.accounts[0].profile = Profile::Broken;
+        let steps = setup_steps(&broken.state, PERSON, PORTS, DIR, &broken.sids).unwrap();
+        let problems = plan_problems(&steps, &broken.state, &broken.sids);
+        assert_eq!(problems.len(), 1, "{:?}", problems);
+        assert!(problems[0].contains("error 1168"), "{:?}", problems);
+    }
+
+    #[test]
     fn firewall_drift_is_repaired_narrowly() {
         // The proxy moved: only the TCP rule is replaced, remove then add.
         let mut m = done_machine();
@@ -2490,7 +2982,9 @@ pub(crate) mod tests {
         let steps = setup_steps(&m.state, PERSON, &new_ports, DIR, &m.sids).unwrap();
         let tcp = offline_rules(&offline, &new_ports).unwrap()[2].clone();
         let rules = offline_rules(&offline, &new_ports).unwrap();
-        // Same rule names: the record stays as it is.
+        // Same rule names; the record names the new ports last.
+        let mut record = m.state.record.clone().unwrap();
+        record.proxy_ports = new_ports.to_vec();
         // The offline account is closed while it happens.
         assert_eq!(
             steps,
@@ -2506,6 +3000,7 @@ pub(crate) mod tests {
                 Step::Enable {
                     name: OFFLINE.to_string()
                 },
+                Step::WriteRecord(record),
             ]
         );
 

@@ -11,6 +11,29 @@
 //! the machine as found: rules read back and compared, accounts hidden,
 //! enabled and in the group, passwords stored, the runner in place.
 //!
+//! # moat's directory
+//! Before anything is written in `%ProgramData%\moat` (the record, the
+//! secrets, the runner), setup gives it owner Administrators and a
+//! protected DACL (`setup_plan::base_sddl`): `%ProgramData%`'s own ACEs let
+//! Users create files and folders in anything below it, which would let a
+//! sandbox account plant files beside the record. Removal deletes it last,
+//! only when empty.
+//!
+//! # Checking: `moat setup --check`
+//! [`check`] reads the machine exactly as setup does and plans setup from
+//! it; every step the plan would take is reported as what is missing
+//! (`setup_plan::plan_problems`), with moat's directory and the runner,
+//! which setup handles outside the plan. So the check cannot drift from
+//! setup: the tests damage a set-up fake machine in each way they know,
+//! check that the damage is named, and that setup then makes the check
+//! clean again. It changes nothing and needs no administrator.
+//!
+//! # Profiles of accounts already gone
+//! `NetUserDel` leaves an account's profile. Removal deletes the profiles
+//! of every SID the record names whose account is gone (or was made again
+//! with another SID), by SID (`DeleteProfileW`), and the leftovers check
+//! reads the ProfileList again for those SIDs and names any still there.
+//!
 //! # The record is saved after every step
 //! Whatever a run makes that removal can find only through the record is
 //! noted there *before* it is made (the secrets directory, the runner), and
@@ -49,11 +72,12 @@ use crate::acl_plan::{Ledger, WinPath};
 use crate::apply;
 use crate::errors;
 use crate::firewall::{self, Rule};
+use crate::logon::Password;
 use crate::record::{self, Record};
 use crate::sddl::{
     dacl_string, Ace, AceFlags, FILE_ALL_ACCESS, FILE_GENERIC_EXECUTE, FILE_GENERIC_READ,
 };
-use crate::setup_plan::{self, RemovalStep, Secret, SetupError, Sids, State, Step};
+use crate::setup_plan::{self, RemovalStep, Secret, SecretsDir, SetupError, Sids, State, Step};
 use crate::sid::{self, Sid};
 
 /// The runner's file name (the same as the elevated tier looks for).
@@ -91,14 +115,22 @@ pub trait SetupHost {
 
     fn create_group(&mut self, name: &str, comment: &str) -> Result<(), String>;
     /// Creates `name` disabled, with `password` (which nobody keeps).
-    fn create_account(&mut self, name: &str, comment: &str, password: &str) -> Result<(), String>;
+    fn create_account(
+        &mut self,
+        name: &str,
+        comment: &str,
+        password: &Password,
+    ) -> Result<(), String>;
     /// Creates `dir` if needed and sets its owner and protected DACL.
     fn protect_dir(&mut self, dir: &str, sddl: &str) -> Result<(), String>;
+    /// The owner and DACL of the directory `dir`, `None` if it does not
+    /// exist.
+    fn dir_security(&mut self, dir: &str) -> Result<Option<SecretsDir>, String>;
     fn never_expire(&mut self, name: &str) -> Result<(), String>;
-    fn set_password(&mut self, name: &str, password: &str) -> Result<(), String>;
+    fn set_password(&mut self, name: &str, password: &Password) -> Result<(), String>;
     /// Encrypts `password` with DPAPI (machine scope) and writes it to
     /// `path`.
-    fn store_secret(&mut self, path: &str, password: &str) -> Result<(), String>;
+    fn store_secret(&mut self, path: &str, password: &Password) -> Result<(), String>;
     fn add_to_group(&mut self, account: &str, group: &str) -> Result<(), String>;
     fn set_hidden(&mut self, name: &str, hidden: bool) -> Result<(), String>;
     fn unlock(&mut self, name: &str) -> Result<(), String>;
@@ -146,6 +178,10 @@ pub struct SetupConfig {
     pub runner_source: Option<String>,
     /// Where setup installs the runner (`%ProgramData%\moat\runner`).
     pub runner_dir: String,
+    /// moat's own directory (`%ProgramData%\moat`: the record, and above
+    /// the secrets and the runner), protected with
+    /// `setup_plan::base_sddl` before anything is written in it.
+    pub base_dir: String,
 }
 
 /// What removal looks at besides what the record names: the default
@@ -154,6 +190,9 @@ pub struct SetupConfig {
 pub struct RemovalConfig {
     pub secrets_dir: Option<String>,
     pub runner_dir: Option<String>,
+    /// moat's own directory, removed last if it is empty (never
+    /// recursively: a file someone left there keeps it, and is named).
+    pub base_dir: Option<String>,
 }
 
 /// Why setup or removal stopped.
@@ -180,6 +219,8 @@ pub enum RunError {
     Verify(Vec<String>),
     /// Removal finished but these are still there.
     Leftovers(Vec<String>),
+    /// `moat setup --check`: what is missing or wrong, each with its fix.
+    Incomplete(Vec<String>),
 }
 
 impl fmt::Display for RunError {
@@ -211,6 +252,11 @@ impl fmt::Display for RunError {
                 "removal finished but these are still there: {} (remove them by hand, or run \
                  `moat setup --remove` again)",
                 left.join("; ")
+            ),
+            RunError::Incomplete(problems) => write!(
+                f,
+                "setup is not complete on this machine: {}",
+                problems.join("; ")
             ),
         }
     }
@@ -269,8 +315,9 @@ fn push_path(list: &mut Vec<String>, path: &str) {
     }
 }
 
-/// A password from the host's random source.
-fn new_password(host: &mut dyn SetupHost) -> Result<String, String> {
+/// A password from the host's random source; the random bytes are wiped
+/// once drawn from.
+fn new_password(host: &mut dyn SetupHost) -> Result<Password, String> {
     // A password takes about 70 draws; 1024 leave room for every rejection
     // `setup_plan::password` could plausibly make.
     let mut bytes = vec![0u8; 4096];
@@ -289,10 +336,11 @@ fn new_password(host: &mut dyn SetupHost) -> Result<String, String> {
         }
     };
     let password = setup_plan::password(&mut draw);
+    crate::logon::wipe(&mut bytes);
     if short {
         return Err("the random source ran out while making a password".to_string());
     }
-    Ok(password)
+    password
 }
 
 /// The record as read, refused when unreadable or newer.
@@ -317,12 +365,20 @@ fn read_back(host: &mut dyn SetupHost) -> Result<Vec<Rule>, String> {
     setup_plan::parse_read_back(&out).map_err(|e| e.to_string())
 }
 
+/// moat's own directories, whose owner and DACL are read with the rest.
+#[derive(Clone, Copy, Debug, Default)]
+struct Places<'a> {
+    base_dir: Option<&'a str>,
+    runner_dir: Option<&'a str>,
+}
+
 /// The machine as it is now. `hint` stands in for a record that is gone
 /// (after removal), so that profiles of its SIDs are still looked for.
 fn observe(
     host: &mut dyn SetupHost,
     secrets_dirs: &[String],
     hint: Option<&Record>,
+    places: Places<'_>,
 ) -> Result<State, RunError> {
     let record = read_record(host)?;
     let mut state = host
@@ -330,6 +386,12 @@ fn observe(
         .map_err(RunError::Host)?;
     state.rules = read_back(host)
         .map_err(|e| RunError::Host(format!("reading the firewall rules back: {}", e)))?;
+    if let Some(dir) = places.base_dir {
+        state.base_dir = host.dir_security(dir).map_err(RunError::Host)?;
+    }
+    if let Some(dir) = places.runner_dir {
+        state.runner_dir = host.dir_security(dir).map_err(RunError::Host)?;
+    }
     state.record = record;
     Ok(state)
 }
@@ -406,8 +468,9 @@ struct SetupRun<'a> {
     config: &'a SetupConfig,
     sids: Sids,
     progress: Progress,
-    /// The password just set, for the `StoreSecret` that follows.
-    pending: Option<(String, String)>,
+    /// The password just set, for the `StoreSecret` that follows (wiped
+    /// when it is replaced or the run ends).
+    pending: Option<(String, Password)>,
     done: Vec<String>,
 }
 
@@ -540,9 +603,44 @@ impl SetupRun<'_> {
         }
     }
 
+    /// Protects moat's own directory (`setup_plan::base_sddl`) unless it
+    /// already is, before anything is written in it: creating the record
+    /// would otherwise make it with `%ProgramData%`'s ACEs, which let
+    /// Users create files there.
+    fn protect_base(
+        &mut self,
+        host: &mut dyn SetupHost,
+        found: Option<&SecretsDir>,
+        person: &Sid,
+    ) -> Result<(), RunError> {
+        let dir = &self.config.base_dir;
+        let sddl = setup_plan::base_sddl(person);
+        if found.map_or(false, |d| setup_plan::dir_matches(d, &sddl)) {
+            return Ok(());
+        }
+        let step = format!(
+            "protect moat's directory {} (administrators only; you read the record; Users \
+             traverse to the runner)",
+            dir
+        );
+        host.protect_dir(dir, &sddl)
+            .map_err(|reason| RunError::Step {
+                step: step.clone(),
+                reason,
+                done: self.done.len(),
+            })?;
+        self.done.push(step);
+        Ok(())
+    }
+
     /// Installs the runner when the copy is missing, stale or not the
-    /// recorded one; noted in the record first.
-    fn install_runner(&mut self, host: &mut dyn SetupHost) -> Result<(), RunError> {
+    /// recorded one, or its directory's descriptor is not `runner_sddl`;
+    /// noted in the record first.
+    fn install_runner(
+        &mut self,
+        host: &mut dyn SetupHost,
+        found_dir: Option<&SecretsDir>,
+    ) -> Result<(), RunError> {
         let source = match &self.config.runner_source {
             Some(s) => s.clone(),
             None => return Ok(()),
@@ -564,7 +662,8 @@ impl SetupRun<'_> {
         let current = host
             .runner_current(&source, &target)
             .map_err(|e| fail(e, n))?;
-        if recorded && current {
+        let protected = found_dir.map_or(false, |d| setup_plan::dir_matches(d, &runner_sddl()));
+        if recorded && current && protected {
             return Ok(());
         }
         let old = self.progress.record.runner.clone();
@@ -606,6 +705,7 @@ fn check_setup(
     config: &SetupConfig,
     state: &State,
     sids: &Sids,
+    person: &Sid,
 ) -> Result<Vec<String>, RunError> {
     let mut problems = Vec::new();
     match sids.offline {
@@ -637,23 +737,153 @@ fn check_setup(
             problems.push(format!("{} is not in {}", name, setup_plan::GROUP));
         }
     }
-    if let Some(source) = &config.runner_source {
-        let target = runner_target(&config.runner_dir);
-        if !host
-            .runner_current(source, &target)
-            .map_err(RunError::Host)?
-        {
-            problems.push(format!(
-                "the runner at {} is not the one moat ships",
-                target
-            ));
+    let require_runner = config.runner_source.is_some();
+    problems.extend(place_problems(host, config, state, person, require_runner)?);
+    Ok(problems)
+}
+
+/// What is wrong with moat's places, which the plan does not cover: its
+/// directory's descriptor, and the runner (present, the one moat ships
+/// when that is known, recorded, in a protected directory). Without
+/// `require_runner` a setup given no runner to install (none beside moat)
+/// is not faulted for it.
+fn place_problems(
+    host: &mut dyn SetupHost,
+    config: &SetupConfig,
+    state: &State,
+    person: &Sid,
+    require_runner: bool,
+) -> Result<Vec<String>, RunError> {
+    let mut problems = Vec::new();
+    match &state.base_dir {
+        None => problems.push(format!("moat's directory {} is missing", config.base_dir)),
+        Some(found) if !setup_plan::dir_matches(found, &setup_plan::base_sddl(person)) => problems
+            .push(format!(
+                "moat's directory {} does not have the permissions setup sets (owner \
+                 Administrators; SYSTEM and Administrators full control, you read, Users \
+                 traverse only, nothing inherited)",
+                config.base_dir
+            )),
+        Some(_) => {}
+    }
+    if !require_runner {
+        return Ok(problems);
+    }
+    let target = runner_target(&config.runner_dir);
+    let recorded = state.record.as_ref().and_then(|r| r.runner.clone());
+    match &config.runner_source {
+        Some(source) => {
+            if !host
+                .runner_current(source, &target)
+                .map_err(RunError::Host)?
+            {
+                let what = if host.exists(&target).map_err(RunError::Host)? {
+                    "is not the one moat ships (moat was upgraded?)"
+                } else {
+                    "is missing"
+                };
+                problems.push(format!("the runner {} {}", target, what));
+            }
+            if !recorded.as_ref().map_or(false, |r| same_path(r, &target)) {
+                problems.push("the setup record does not name the runner".to_string());
+            }
         }
-        let recorded = state.record.as_ref().and_then(|r| r.runner.as_ref());
-        if !recorded.map_or(false, |r| same_path(r, &target)) {
-            problems.push("the setup record does not name the runner".to_string());
+        // No runner beside moat to compare with: the recorded one must be
+        // there.
+        None => match &recorded {
+            Some(runner) => {
+                if !host.exists(runner).map_err(RunError::Host)? {
+                    problems.push(format!("the runner {} is missing", runner));
+                }
+            }
+            None => problems.push("the setup record does not name the runner".to_string()),
+        },
+    }
+    let runner_dir = recorded
+        .as_deref()
+        .and_then(parent_dir)
+        .unwrap_or_else(|| config.runner_dir.clone());
+    if same_path(&runner_dir, &config.runner_dir) {
+        match &state.runner_dir {
+            Some(found) if !setup_plan::dir_matches(found, &runner_sddl()) => {
+                problems.push(format!(
+                    "the runner's directory {} does not have the permissions setup sets \
+                     (owner Administrators; SYSTEM and Administrators full control, Users read \
+                     and execute, nothing inherited)",
+                    config.runner_dir
+                ))
+            }
+            // Missing: named above with the runner.
+            _ => {}
         }
     }
     Ok(problems)
+}
+
+/// The fix `moat setup --check` names for what setup repairs.
+pub const CHECK_FIX: &str = "run `moat setup` from an elevated prompt";
+
+/// `moat setup --check`: reads the machine as setup does (no change is
+/// made, and no administrator's token is needed) and plans setup from
+/// it. Every step the plan would still take is a problem
+/// (`setup_plan::plan_problems`), so the check reports what setup would
+/// repair and cannot drift from it; so are moat's directory's
+/// descriptor and the runner (`place_problems`), which setup handles
+/// outside the plan. A plan setup would refuse (a name taken by someone
+/// else's account, say) is a problem with its own fix.
+///
+/// `Ok` holds what was checked, when nothing is wrong;
+/// [`RunError::Incomplete`] each problem with its fix. Other errors mean
+/// the machine could not be read.
+pub fn check(config: &SetupConfig, host: &mut dyn SetupHost) -> Result<Vec<String>, RunError> {
+    let person = setup_plan::person_sid(&config.person)?;
+    let dirs = [config.secrets_dir.clone()];
+    let places = Places {
+        base_dir: Some(&config.base_dir),
+        runner_dir: Some(&config.runner_dir),
+    };
+    let state = observe(host, &dirs, None, places)?;
+    let sids = sids_of(host, &state)?;
+    let mut problems: Vec<String> = Vec::new();
+    match setup_plan::setup_steps(
+        &state,
+        &config.person,
+        &config.proxy_ports,
+        &config.secrets_dir,
+        &sids,
+    ) {
+        Ok(steps) => {
+            for problem in setup_plan::plan_problems(&steps, &state, &sids) {
+                problems.push(format!("{}: {}", problem, CHECK_FIX));
+            }
+        }
+        Err(refused) => problems.push(refused.to_string()),
+    }
+    for problem in place_problems(host, config, &state, &person, true)? {
+        problems.push(format!("{}: {}", problem, CHECK_FIX));
+    }
+    if !problems.is_empty() {
+        return Err(RunError::Incomplete(problems));
+    }
+    Ok(vec![
+        format!(
+            "{} and {} exist with the SIDs the record names, enabled, hidden, in {}, passwords \
+             stored in {}",
+            setup_plan::OFFLINE,
+            setup_plan::ONLINE,
+            setup_plan::GROUP,
+            config.secrets_dir
+        ),
+        format!(
+            "{} firewall rules read back as setup writes them",
+            state.rules.len()
+        ),
+        format!(
+            "{} and the runner {} protected as setup sets them",
+            config.base_dir,
+            runner_target(&config.runner_dir)
+        ),
+    ])
 }
 
 /// `moat setup`: what it did, one line a step, then what it checked.
@@ -662,8 +892,12 @@ pub fn setup(config: &SetupConfig, host: &mut dyn SetupHost) -> Result<Vec<Strin
         return Err(RunError::NotElevated);
     }
     let dirs = [config.secrets_dir.clone()];
+    let places = Places {
+        base_dir: Some(&config.base_dir),
+        runner_dir: Some(&config.runner_dir),
+    };
     // Every refusal before any change.
-    let state = observe(host, &dirs, None)?;
+    let state = observe(host, &dirs, None, places)?;
     let sids = sids_of(host, &state)?;
     setup_plan::setup_steps(
         &state,
@@ -672,6 +906,7 @@ pub fn setup(config: &SetupConfig, host: &mut dyn SetupHost) -> Result<Vec<Strin
         &config.secrets_dir,
         &sids,
     )?;
+    let person = setup_plan::person_sid(&config.person)?;
     let mut run = SetupRun {
         config,
         sids,
@@ -679,12 +914,13 @@ pub fn setup(config: &SetupConfig, host: &mut dyn SetupHost) -> Result<Vec<Strin
         pending: None,
         done: Vec::new(),
     };
-    run.install_runner(host)?;
+    run.protect_base(host, state.base_dir.as_ref(), &person)?;
+    run.install_runner(host, state.runner_dir.as_ref())?;
 
     let mut last: Vec<String> = Vec::new();
     let mut settled = None;
     for _ in 0..setup_plan::MAX_ROUNDS {
-        let state = observe(host, &dirs, None)?;
+        let state = observe(host, &dirs, None, places)?;
         run.sids = sids_of(host, &state)?;
         run.progress = Progress::new(state.record.as_ref());
         let steps = setup_plan::setup_steps(
@@ -707,7 +943,7 @@ pub fn setup(config: &SetupConfig, host: &mut dyn SetupHost) -> Result<Vec<Strin
         Some(state) => state,
         None => return Err(RunError::NoConvergence(last)),
     };
-    let problems = check_setup(host, config, &state, &run.sids)?;
+    let problems = check_setup(host, config, &state, &run.sids, &person)?;
     if !problems.is_empty() {
         return Err(RunError::Verify(problems));
     }
@@ -717,11 +953,12 @@ pub fn setup(config: &SetupConfig, host: &mut dyn SetupHost) -> Result<Vec<Strin
     }
     report.push(format!(
         "checked: {} firewall rules read back as written; {} and {} hidden, enabled, in {}, \
-         passwords stored",
+         passwords stored; {} and the runner protected",
         state.rules.len(),
         setup_plan::OFFLINE,
         setup_plan::ONLINE,
-        setup_plan::GROUP
+        setup_plan::GROUP,
+        config.base_dir
     ));
     Ok(report)
 }
@@ -821,7 +1058,11 @@ pub fn remove(config: &RemovalConfig, host: &mut dyn SetupHost) -> Result<Vec<St
     for runner in record.runner.iter().chain(configured.iter()) {
         push_path(&mut runners, runner);
     }
-    let state = observe(host, &dirs, None)?;
+    let places = Places {
+        base_dir: None,
+        runner_dir: None,
+    };
+    let state = observe(host, &dirs, None, places)?;
     let steps = setup_plan::removal_steps(&record, &state);
     let mut report = Vec::new();
     for (n, step) in steps.iter().enumerate() {
@@ -846,11 +1087,38 @@ pub fn remove(config: &RemovalConfig, host: &mut dyn SetupHost) -> Result<Vec<St
         }
     }
 
-    let after = observe(host, &dirs, found.as_ref())?;
+    // moat's own directory last, once the record, the secrets and the
+    // runner are out of it; never recursively.
+    if let Some(base) = &config.base_dir {
+        if host.exists(base).map_err(RunError::Host)? {
+            let step = format!("remove moat's directory {}", base);
+            let gone = host
+                .remove_empty_dir(base)
+                .map_err(|reason| RunError::Step {
+                    step: step.clone(),
+                    reason,
+                    done: report.len(),
+                })?;
+            if gone {
+                report.push(step);
+            }
+        }
+    }
+
+    let after = observe(host, &dirs, found.as_ref(), places)?;
     let mut left = setup_plan::leftovers(&after);
     for runner in &runners {
         if host.exists(runner).map_err(RunError::Host)? {
             left.push(format!("the runner {}", runner));
+        }
+    }
+    if let Some(base) = &config.base_dir {
+        if host.exists(base).map_err(RunError::Host)? {
+            left.push(format!(
+                "moat's directory {} (not empty: what is in it is not moat's, or was not \
+                 removed)",
+                base
+            ));
         }
     }
     if !left.is_empty() {
@@ -874,6 +1142,10 @@ mod tests {
     const RUNNER_DIR: &str = r"C:\ProgramData\moat\runner";
     const SOURCE: &str = r"C:\Users\ana\.cargo\bin\moat-runner.exe";
     const LEDGER: &str = r"C:\ProgramData\moat\acl-ledger";
+    const BASE: &str = r"C:\ProgramData\moat";
+    /// Where the record is on a real machine: in moat's directory, which
+    /// it keeps from being removed.
+    const RECORD: &str = r"C:\ProgramData\moat\setup-record";
     const PORTS: &[u16] = &[3128];
 
     #[derive(Debug, Clone)]
@@ -935,6 +1207,12 @@ mod tests {
         calls: usize,
         fail_at: Option<usize>,
         log: Vec<String>,
+        /// `delete_profile` reports success but the profile stays (a
+        /// ProfileList entry Windows would not let go of).
+        stuck_profiles: bool,
+        /// Stored secrets whose file someone gave an ACE of its own; a
+        /// secret stored again is a new file, without it.
+        exposed: Vec<String>,
     }
 
     fn key(path: &str) -> String {
@@ -1023,6 +1301,15 @@ mod tests {
 
     use crate::setup_plan::tests::render;
 
+    /// A password's text, as the fake machine keeps it.
+    fn text(p: &Password) -> String {
+        String::from_utf16(p.units()).unwrap()
+    }
+
+    fn text_of(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     impl SetupHost for Fake {
         fn is_admin(&mut self) -> Result<bool, String> {
             Ok(self.admin)
@@ -1062,10 +1349,12 @@ mod tests {
             let first = secrets_dirs.first().cloned().unwrap_or_default();
             for u in &self.users {
                 let stored = self.file(&setup_plan::secret_path(&first, &u.name));
+                let path = key(&setup_plan::secret_path(&first, &u.name));
                 let secret = match stored {
                     None => Secret::Missing,
-                    Some(s) if *s == format!("sealed:{}", u.password) => Secret::Stored,
-                    Some(_) => Secret::Rejected,
+                    Some(s) if *s != format!("sealed:{}", u.password) => Secret::Rejected,
+                    Some(_) if self.exposed.contains(&path) => Secret::Exposed,
+                    Some(_) => Secret::Stored,
                 };
                 state.accounts.push(Account {
                     name: u.name.clone(),
@@ -1157,9 +1446,15 @@ mod tests {
             self.group = Some((comment.to_string(), sid));
             Ok(())
         }
-        fn create_account(&mut self, name: &str, comment: &str, pw: &str) -> Result<(), String> {
+        fn create_account(
+            &mut self,
+            name: &str,
+            comment: &str,
+            pw: &Password,
+        ) -> Result<(), String> {
             self.change("create account")?;
             assert_eq!(pw.len(), setup_plan::PASSWORD_LEN);
+            let pw = &text(pw);
             self.next_rid += 1;
             self.users.push(User {
                 name: name.to_string(),
@@ -1175,28 +1470,45 @@ mod tests {
         }
         fn protect_dir(&mut self, dir: &str, sddl: &str) -> Result<(), String> {
             self.change("protect dir")?;
-            // Removal can only find it through the record.
-            let record = Record::parse(self.record.as_deref().unwrap()).unwrap();
-            assert!(record.secrets.is_some());
+            if !same_path(dir, BASE) {
+                // Removal can only find it through the record.
+                let record = Record::parse(self.record.as_deref().unwrap()).unwrap();
+                assert!(record.secrets.is_some());
+                // Protected before anything is written in moat's directory.
+                assert!(self.dirs.iter().any(|(p, _)| *p == key(BASE)));
+            }
             self.dirs.retain(|(p, _)| *p != key(dir));
             self.dirs.push((key(dir), sddl.to_string()));
             Ok(())
+        }
+        fn dir_security(&mut self, dir: &str) -> Result<Option<SecretsDir>, String> {
+            Ok(self
+                .dirs
+                .iter()
+                .find(|(p, _)| *p == key(dir))
+                .map(|(p, sddl)| SecretsDir {
+                    path: p.clone(),
+                    owner: Some(sid::ADMINISTRATORS),
+                    dacl: sddl.trim_start_matches("O:BA").to_string(),
+                }))
         }
         fn never_expire(&mut self, name: &str) -> Result<(), String> {
             self.change("never expire")?;
             self.user(name)?.never_expires = true;
             Ok(())
         }
-        fn set_password(&mut self, name: &str, password: &str) -> Result<(), String> {
+        fn set_password(&mut self, name: &str, password: &Password) -> Result<(), String> {
             self.change("set password")?;
-            self.user(name)?.password = password.to_string();
+            self.user(name)?.password = text(password);
             Ok(())
         }
-        fn store_secret(&mut self, path: &str, password: &str) -> Result<(), String> {
+        fn store_secret(&mut self, path: &str, password: &Password) -> Result<(), String> {
             self.change("store secret")?;
             let dir = parent_dir(path).unwrap();
             assert!(self.dirs.iter().any(|(p, _)| *p == key(&dir)), "{}", dir);
-            self.put(path, &format!("sealed:{}", password));
+            let sealed = password.with_utf8(|bytes| format!("sealed:{}", text_of(bytes)));
+            self.put(path, &sealed);
+            self.exposed.retain(|p| *p != key(path));
             Ok(())
         }
         fn add_to_group(&mut self, account: &str, _group: &str) -> Result<(), String> {
@@ -1238,7 +1550,9 @@ mod tests {
         }
         fn delete_profile(&mut self, sid: &Sid) -> Result<(), String> {
             self.change("delete profile")?;
-            self.profiles.retain(|p| p != sid);
+            if !self.stuck_profiles {
+                self.profiles.retain(|p| p != sid);
+            }
             Ok(())
         }
         fn end_processes(&mut self, _name: &str) -> Result<usize, String> {
@@ -1272,7 +1586,11 @@ mod tests {
         fn remove_empty_dir(&mut self, dir: &str) -> Result<bool, String> {
             self.change("remove dir")?;
             let inside = format!("{}\\", key(dir));
-            if self.files.iter().any(|(p, _)| p.starts_with(&inside)) {
+            let record_inside = self.record.is_some() && key(RECORD).starts_with(&inside);
+            if self.files.iter().any(|(p, _)| p.starts_with(&inside))
+                || self.dirs.iter().any(|(p, _)| p.starts_with(&inside))
+                || record_inside
+            {
                 return Ok(false);
             }
             self.dirs.retain(|(p, _)| *p != key(dir));
@@ -1306,6 +1624,7 @@ mod tests {
             secrets_dir: SECRETS.to_string(),
             runner_source: Some(SOURCE.to_string()),
             runner_dir: RUNNER_DIR.to_string(),
+            base_dir: BASE.to_string(),
         }
     }
 
@@ -1313,6 +1632,16 @@ mod tests {
         RemovalConfig {
             secrets_dir: Some(SECRETS.to_string()),
             runner_dir: Some(RUNNER_DIR.to_string()),
+            base_dir: Some(BASE.to_string()),
+        }
+    }
+
+    /// What removal is always given: moat's directory is a fixed place,
+    /// not something the record names.
+    fn base_only() -> RemovalConfig {
+        RemovalConfig {
+            base_dir: Some(BASE.to_string()),
+            ..RemovalConfig::default()
         }
     }
 
@@ -1373,6 +1702,7 @@ mod tests {
             writable_roots: vec![],
             network: moat_policy::NetworkMode::Off,
             pty: None,
+            limits: crate::limits::Wanted::default(),
         };
         let ctx = crate::elevated::Context {
             record: Some(&text),
@@ -1477,11 +1807,14 @@ mod tests {
         let mut old = Record::parse(fake.record.as_deref().unwrap()).unwrap();
         old.version = 1;
         old.runner = None;
+        old.proxy_ports.clear();
         fake.record = Some(old.to_text());
         let report = setup(&config(), &mut fake).unwrap();
         let record = Record::parse(fake.record.as_deref().unwrap()).unwrap();
         assert_eq!(record.version, record::VERSION);
         assert_eq!(record.runner, Some(runner_target(RUNNER_DIR)));
+        // The proxy ports, which version 1 lacked, are recorded too.
+        assert_eq!(record.proxy_ports, config().proxy_ports);
         // Recorded when the runner went in, before anything else.
         assert!(report[0].contains("install the runner"), "{:?}", report);
     }
@@ -1502,8 +1835,8 @@ mod tests {
             }
             assert!(err.to_string().contains("moat setup --remove"));
             fake.fail_at = None;
-            // Only the record leads removal to the directories.
-            let report = remove(&RemovalConfig::default(), &mut fake)
+            // Only the record leads removal to the secrets and the runner.
+            let report = remove(&base_only(), &mut fake)
                 .unwrap_or_else(|e| panic!("at {} ({:?}): {}", fail_at, fake.log.last(), e));
             assert!(!report.is_empty());
             fake.is_clean()
@@ -1555,14 +1888,374 @@ mod tests {
         let err = remove(&defaults(), &mut fake).unwrap_err();
         match &err {
             RunError::Leftovers(left) => {
-                assert_eq!(left.len(), 1, "{:?}", left);
+                // The secrets directory, and moat's directory above it.
+                assert_eq!(left.len(), 2, "{:?}", left);
                 assert!(left[0].contains("secrets directory"), "{:?}", left);
+                assert!(left[1].contains("moat's directory"), "{:?}", left);
             }
             other => panic!("{:?}", other),
         }
         assert!(err.to_string().contains("still there"));
-        // Their file is kept.
+        // Their file is kept, and so are the directories holding it.
         assert!(fake.file(&format!(r"{}\notes.txt", SECRETS)).is_some());
+        assert!(fake.dirs.iter().any(|(p, _)| *p == key(SECRETS)));
+        assert!(fake.dirs.iter().any(|(p, _)| *p == key(BASE)));
+        // Once it is gone, removal finishes.
+        fake.files.retain(|(p, _)| !p.ends_with("notes.txt"));
+        remove(&defaults(), &mut fake).unwrap();
+        fake.is_clean().unwrap();
+    }
+
+    // -- setup --check
+
+    /// The problems `check` reports, which must each carry a fix.
+    fn problems(fake: &mut Fake) -> Vec<String> {
+        let calls = fake.calls;
+        let result = check(&config(), fake);
+        // A check reads; it never changes anything.
+        assert_eq!(fake.calls, calls, "the check changed the machine");
+        match result {
+            Err(RunError::Incomplete(problems)) => {
+                assert!(!problems.is_empty());
+                problems
+            }
+            other => panic!("{:?}", other),
+        }
+    }
+
+    fn assert_named(problems: &[String], words: &str) {
+        assert!(
+            problems.iter().any(|p| p.contains(words)),
+            "{:?} does not name {:?}",
+            problems,
+            words
+        );
+        for p in problems {
+            assert!(p.ends_with(CHECK_FIX), "{:?} has no fix", p);
+        }
+    }
+
+    #[test]
+    fn a_complete_setup_checks_clean_without_an_administrator() {
+        let mut fake = Fake::new();
+        setup(&config(), &mut fake).unwrap();
+        fake.admin = false;
+        let calls = fake.calls;
+        let lines = check(&config(), &mut fake).unwrap();
+        assert_eq!(fake.calls, calls);
+        assert!(lines[1].starts_with("3 firewall rules"), "{:?}", lines);
+    }
+
+    #[test]
+    fn a_machine_never_set_up_fails_the_check() {
+        let mut fake = Fake::new();
+        let problems = problems(&mut fake);
+        assert_named(&problems, "the local group MoatSandboxUsers is missing");
+        assert_named(&problems, "the local account MoatSandboxOffline is missing");
+        assert_named(&problems, "the local account MoatSandboxOnline is missing");
+        assert_named(&problems, "cannot be checked before these exist");
+        assert_named(
+            &problems,
+            r"moat's directory C:\ProgramData\moat is missing",
+        );
+        assert_named(&problems, "is missing");
+        assert_named(&problems, "the setup record does not name the runner");
+        assert!(RunError::Incomplete(problems)
+            .to_string()
+            .starts_with("setup is not complete on this machine: "));
+    }
+
+    /// Damage done to a set-up machine, and what the check must say.
+    type Damage = fn(&mut Fake);
+
+    fn damages() -> Vec<(&'static str, Damage, &'static str)> {
+        vec![
+            (
+                "a deleted account",
+                |f| f.users.retain(|u| u.name != setup_plan::ONLINE),
+                "the local account MoatSandboxOnline is missing",
+            ),
+            (
+                "an account made again with another SID",
+                |f| {
+                    f.next_rid += 1;
+                    let u = f
+                        .users
+                        .iter_mut()
+                        .find(|u| u.name == setup_plan::ONLINE)
+                        .unwrap();
+                    u.sid = format!("S-1-5-21-1-2-3-{}", f.next_rid).parse().unwrap();
+                },
+                "but the setup record names",
+            ),
+            (
+                "a removed firewall rule",
+                |f| f.rules.retain(|r| r.name != "moat-offline-block-remote"),
+                "firewall: rule moat-offline-block-remote is missing",
+            ),
+            (
+                "an edited firewall rule",
+                |f| {
+                    let rule = f
+                        .rules
+                        .iter_mut()
+                        .find(|r| r.name == "moat-offline-block-loopback-tcp")
+                        .unwrap();
+                    rule.remote_ports = "1-3127,3129-65535,3128".to_string();
+                },
+                "firewall: rule moat-offline-block-loopback-tcp: ",
+            ),
+            (
+                "a disabled firewall rule",
+                |f| f.rules[1].enabled = false,
+                "firewall: rule moat-offline-block-loopback-udp: ",
+            ),
+            (
+                "a stray firewall rule",
+                |f| {
+                    let mut extra = f.rules[0].clone();
+                    extra.name = "moat-offline-extra".to_string();
+                    f.rules.push(extra);
+                },
+                "firewall: rule moat-offline-extra is not expected",
+            ),
+            (
+                "a missing secret",
+                |f| {
+                    let path = setup_plan::secret_path(SECRETS, setup_plan::OFFLINE);
+                    f.files.retain(|(p, _)| *p != key(&path));
+                },
+                r"the password of MoatSandboxOffline is not stored in C:\ProgramData\moat\secrets\MoatSandboxOffline.secret",
+            ),
+            (
+                "a secret someone granted Users read on",
+                |f| {
+                    let path = setup_plan::secret_path(SECRETS, setup_plan::ONLINE);
+                    f.exposed.push(key(&path));
+                },
+                "the stored password of MoatSandboxOnline has permissions of its own",
+            ),
+            (
+                "a password changed by someone",
+                |f| f.users[0].password = "changed".to_string(),
+                "is refused at logon",
+            ),
+            (
+                "a secrets directory opened to Users",
+                |f| {
+                    let (_, sddl) = f.dirs.iter_mut().find(|(p, _)| *p == key(SECRETS)).unwrap();
+                    sddl.push_str("(A;OICI;0x1200a9;;;S-1-5-32-545)");
+                },
+                r"the secrets directory C:\ProgramData\moat\secrets does not have the permissions",
+            ),
+            (
+                "a missing runner",
+                |f| {
+                    let runner = runner_target(RUNNER_DIR);
+                    f.files.retain(|(p, _)| *p != key(&runner));
+                },
+                r"the runner C:\ProgramData\moat\runner\moat-runner.exe is missing",
+            ),
+            (
+                "a stale runner",
+                |f| f.put(SOURCE, "runner v2"),
+                "is not the one moat ships",
+            ),
+            (
+                "a runner directory others may write",
+                |f| {
+                    let (_, sddl) = f
+                        .dirs
+                        .iter_mut()
+                        .find(|(p, _)| *p == key(RUNNER_DIR))
+                        .unwrap();
+                    sddl.push_str("(A;OICI;0x1301bf;;;S-1-5-32-545)");
+                },
+                "the runner's directory",
+            ),
+            (
+                "moat's directory inheriting from ProgramData",
+                |f| {
+                    let (_, sddl) = f.dirs.iter_mut().find(|(p, _)| *p == key(BASE)).unwrap();
+                    *sddl = sddl.replacen("D:P", "D:", 1);
+                },
+                r"moat's directory C:\ProgramData\moat does not have the permissions",
+            ),
+            (
+                "moat's directory removed",
+                |f| f.dirs.retain(|(p, _)| *p != key(BASE)),
+                r"moat's directory C:\ProgramData\moat is missing",
+            ),
+            (
+                "a disabled account",
+                |f| f.users[1].disabled = true,
+                "is disabled",
+            ),
+            (
+                "a locked-out account",
+                |f| f.users[1].locked = true,
+                "is locked out",
+            ),
+            (
+                "an account shown on the sign-in screen",
+                |f| f.hidden.retain(|h| h != setup_plan::OFFLINE),
+                "MoatSandboxOffline is not hidden from the sign-in screen",
+            ),
+            (
+                "an account out of the group",
+                |f| f.users[0].in_group = false,
+                "is not in MoatSandboxUsers",
+            ),
+            (
+                "a deleted profile",
+                |f| f.profiles.clear(),
+                "has no profile yet",
+            ),
+            (
+                "a deleted group",
+                |f| f.group = None,
+                "the local group MoatSandboxUsers is missing",
+            ),
+            (
+                "a deleted record",
+                |f| f.record = None,
+                "the setup record is missing",
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_kind_of_damage_is_reported_and_setup_repairs_it() {
+        for (what, damage, words) in damages() {
+            let mut fake = Fake::new();
+            setup(&config(), &mut fake).unwrap();
+            check(&config(), &mut fake).unwrap();
+            damage(&mut fake);
+            let found = problems(&mut fake);
+            assert_named(&found, words);
+            // What the check reports is what setup repairs: afterwards the
+            // check is clean again.
+            setup(&config(), &mut fake).unwrap_or_else(|e| panic!("{}: {}", what, e));
+            check(&config(), &mut fake).unwrap_or_else(|e| panic!("{}: {}", what, e));
+        }
+    }
+
+    #[test]
+    fn the_check_names_principals_moat_will_not_take_over() {
+        let mut fake = Fake::new();
+        fake.users.push(User {
+            name: setup_plan::ONLINE.to_string(),
+            comment: "someone's".to_string(),
+            sid: "S-1-5-21-1-2-3-1500".parse().unwrap(),
+            disabled: false,
+            locked: false,
+            never_expires: true,
+            in_group: false,
+            password: String::new(),
+        });
+        let problems = match check(&config(), &mut fake) {
+            Err(RunError::Incomplete(p)) => p,
+            other => panic!("{:?}", other),
+        };
+        // Its own fix, not "run moat setup", which would refuse.
+        assert!(
+            problems[0].contains("will not take it over"),
+            "{:?}",
+            problems
+        );
+        assert!(
+            problems[0].contains("rename or delete it"),
+            "{:?}",
+            problems
+        );
+        assert!(!problems[0].ends_with(CHECK_FIX));
+    }
+
+    #[test]
+    fn the_check_refuses_a_person_that_is_not_a_user() {
+        let mut bad = config();
+        bad.person = "S-1-1-0".to_string();
+        let err = check(&bad, &mut Fake::new()).unwrap_err();
+        assert!(
+            matches!(err, RunError::Plan(SetupError::Person { .. })),
+            "{:?}",
+            err
+        );
+    }
+
+    // -- Orphaned profiles
+
+    fn sid_of_user(fake: &Fake, name: &str) -> Sid {
+        fake.users.iter().find(|u| u.name == name).unwrap().sid
+    }
+
+    #[test]
+    fn profiles_of_accounts_already_gone_are_removed_by_their_recorded_sid() {
+        let mut fake = Fake::new();
+        setup(&config(), &mut fake).unwrap();
+        let offline = sid_of_user(&fake, setup_plan::OFFLINE);
+        let online = sid_of_user(&fake, setup_plan::ONLINE);
+        assert!(fake.profiles.contains(&offline) && fake.profiles.contains(&online));
+        // An earlier removal was interrupted after the accounts went (or
+        // someone deleted them by hand): NetUserDel leaves profiles.
+        fake.users.clear();
+        let report = remove(&defaults(), &mut fake).unwrap();
+        for (name, sid) in [(setup_plan::OFFLINE, offline), (setup_plan::ONLINE, online)] {
+            let line = format!("delete the profile of {} ({})", name, sid);
+            assert!(report.contains(&line), "{:?}", report);
+        }
+        assert!(fake.profiles.is_empty(), "{:?}", fake.profiles);
+        fake.is_clean().unwrap();
+    }
+
+    #[test]
+    fn the_profile_of_an_earlier_incarnation_goes_with_the_current_one() {
+        let mut fake = Fake::new();
+        setup(&config(), &mut fake).unwrap();
+        let old = sid_of_user(&fake, setup_plan::ONLINE);
+        // Deleted and made again by a setup whose record was lost: the
+        // record still names the old SID, whose profile is left.
+        fake.users.retain(|u| u.name != setup_plan::ONLINE);
+        let text = fake.record.clone().unwrap();
+        fake.record = None;
+        setup(&config(), &mut fake).unwrap();
+        let new = sid_of_user(&fake, setup_plan::ONLINE);
+        assert_ne!(old, new);
+        let mut record = Record::parse(fake.record.as_deref().unwrap()).unwrap();
+        let stale = Record::parse(&text).unwrap();
+        // Removal is given a record naming the old SID.
+        record.accounts = stale.accounts.clone();
+        fake.record = Some(record.to_text());
+        assert!(fake.profiles.contains(&old) && fake.profiles.contains(&new));
+        remove(&defaults(), &mut fake).unwrap();
+        assert!(fake.profiles.is_empty(), "{:?}", fake.profiles);
+        fake.is_clean().unwrap();
+    }
+
+    #[test]
+    fn a_profile_that_stays_is_named_by_the_leftovers_check() {
+        let mut fake = Fake::new();
+        setup(&config(), &mut fake).unwrap();
+        let offline = sid_of_user(&fake, setup_plan::OFFLINE);
+        fake.users.retain(|u| u.name != setup_plan::ONLINE);
+        fake.stuck_profiles = true;
+        let err = remove(&defaults(), &mut fake).unwrap_err();
+        match &err {
+            RunError::Leftovers(left) => {
+                // Both profiles, by SID: the account that was already gone
+                // and the one removal deleted, which left it behind.
+                assert_eq!(left.len(), 2, "{:?}", left);
+                assert!(left
+                    .iter()
+                    .all(|l| l.starts_with("the profile of S-1-5-21-")));
+                assert!(left.contains(&format!("the profile of {}", offline)));
+            }
+            other => panic!("{:?}", other),
+        }
+        // The record is gone, but the leftovers check still knew the SIDs;
+        // once Windows lets go, a removal without a record has nothing to
+        // find, so the profile must be deleted by hand (as the message says).
+        assert!(err.to_string().contains("remove them by hand"));
     }
 
     #[test]
@@ -1607,19 +2300,22 @@ mod tests {
         fn create_group(&mut self, n: &str, c: &str) -> Result<(), String> {
             self.0.create_group(n, c)
         }
-        fn create_account(&mut self, n: &str, c: &str, p: &str) -> Result<(), String> {
+        fn create_account(&mut self, n: &str, c: &str, p: &Password) -> Result<(), String> {
             self.0.create_account(n, c, p)
         }
         fn protect_dir(&mut self, d: &str, s: &str) -> Result<(), String> {
             self.0.protect_dir(d, s)
         }
+        fn dir_security(&mut self, d: &str) -> Result<Option<SecretsDir>, String> {
+            self.0.dir_security(d)
+        }
         fn never_expire(&mut self, n: &str) -> Result<(), String> {
             self.0.never_expire(n)
         }
-        fn set_password(&mut self, n: &str, p: &str) -> Result<(), String> {
+        fn set_password(&mut self, n: &str, p: &Password) -> Result<(), String> {
             self.0.set_password(n, p)
         }
-        fn store_secret(&mut self, path: &str, p: &str) -> Result<(), String> {
+        fn store_secret(&mut self, path: &str, p: &Password) -> Result<(), String> {
             self.0.store_secret(path, p)
         }
         fn add_to_group(&mut self, a: &str, g: &str) -> Result<(), String> {

@@ -42,7 +42,9 @@ use crate::audit::{AuditInput, AuditReport};
 use crate::cmdline;
 use crate::envblock;
 use crate::errors;
+use crate::limits::{self, Wanted};
 use crate::offline_env::{self, NetEnforcement};
+use crate::read_grants::ReadPlan;
 use crate::sid::Sid;
 
 /// The SID book's file in moat's state directory.
@@ -98,6 +100,10 @@ pub struct Context<'a> {
     /// when the elevated tier runs the command (see
     /// `acl_plan::PlanInput::principals`); none in this tier.
     pub principals: &'a [Sid],
+    /// The sandbox group's reads of the person's profile
+    /// (`read_grants`), when the elevated tier runs the command: applied
+    /// and recorded with the rest of the plan.
+    pub reads: Option<&'a ReadPlan>,
 }
 
 /// One layer of the run and how far it holds, for stderr and `--json`.
@@ -180,6 +186,9 @@ pub struct RunPlan {
     pub lost: Vec<String>,
     /// Things worth knowing (the audit's summary, inputs left alone).
     pub notes: Vec<String>,
+    /// The policy's limits for the command's job (checked: none is 0),
+    /// also what the elevated tier sends its runner.
+    pub limits: Wanted,
 }
 
 /// Why a run in the unelevated tier does not happen.
@@ -486,7 +495,11 @@ pub fn plan(
     let saved = parse_state(ctx.book, BOOK_FILE, SidBook::from_text, SidBook::new())?;
     let ledger = parse_state(ctx.ledger, LEDGER_FILE, Ledger::from_text, Ledger::new())?;
     let mut book = saved.clone();
-    let acl = plan_acl(&mut acl_input, &mut book, random, &mut lost)?;
+    let mut acl = plan_acl(&mut acl_input, &mut book, random, &mut lost)?;
+    if let Some(reads) = ctx.reads {
+        acl.steps.extend(reads.steps.iter().cloned());
+        acl.notes.extend(reads.notes.iter().cloned());
+    }
     let pending = acl.pending(&ledger);
     let create_first = pending
         .iter()
@@ -584,29 +597,10 @@ pub fn plan(
                 .to_string(),
         );
     }
-    let limits = &policy.limits;
-    let mut unlimited: Vec<&str> = Vec::new();
-    if limits.timeout.is_some() {
-        unlimited.push("timeout");
-    }
-    if limits.processes.is_some() {
-        unlimited.push("processes");
-    }
-    if limits.memory.is_some() {
-        unlimited.push("memory");
-    }
-    if limits.file_size.is_some() {
-        unlimited.push("file_size");
-    }
-    if limits.cpu.is_some() {
-        unlimited.push("cpu");
-    }
-    if !unlimited.is_empty() {
-        lost.push(format!(
-            "limits ({}) are not enforced by the Windows backend yet",
-            unlimited.join(", ")
-        ));
-    }
+    // The job enforces the limits in both tiers; file_size is lost.
+    let limits =
+        limits::plan(&policy.limits).map_err(|err| UnelevatedError::Policy(err.to_string()))?;
+    lost.extend(limits.lost.iter().cloned());
 
     let capability_sids = acl.token_sids();
     let write_lost = !absent_files.is_empty()
@@ -649,6 +643,12 @@ pub fn plan(
         layer: "network",
         state: network.as_str(),
         detail: match network {
+            NetEnforcement::Advisory if policy.network.value == moat_policy::NetworkMode::Allow => {
+                "network = allow: programs that honour the proxy variables go through moat's \
+                 proxy, which lets through only the allowlist; one that opens sockets itself \
+                 is not stopped (the elevated tier enforces it: `moat setup` as administrator)"
+                    .to_string()
+            }
             NetEnforcement::Advisory => format!(
                 "network = {}: programs are pointed at a dead proxy and told to stay offline; \
                  one that opens sockets itself is not stopped (the elevated tier enforces it: \
@@ -665,6 +665,7 @@ pub fn plan(
         detail: "kill-on-close job object, private desktop, only the standard handles inherited"
             .to_string(),
     });
+    layers.extend(limits.layer);
 
     let book_changed = book != saved;
     Ok(RunPlan {
@@ -685,6 +686,7 @@ pub fn plan(
         layers,
         lost,
         notes,
+        limits: limits.wanted,
     })
 }
 
@@ -815,7 +817,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::apply::{self, Host};
-    use crate::sddl::Ace;
+    use crate::sddl::{Ace, AceFlags};
     use moat_policy::view::{Denied, Protected, Writable};
     use moat_policy::{EntryKind, NetworkMode, Source};
     use std::path::PathBuf;
@@ -1043,6 +1045,7 @@ mod tests {
                 ledger: Some(&ledger_text),
                 audit: Some(&found),
                 principals: &[],
+                reads: None,
             },
             &mut || panic!("no new SID for a known root"),
         )
@@ -1084,6 +1087,7 @@ mod tests {
             ledger: Some(&ledger_text),
             audit: None,
             principals: &[],
+            reads: None,
         };
         let mut second = plan(&f.request(), &ctx, &mut counter()).unwrap();
         assert!(second.pending.is_empty());
@@ -1102,6 +1106,56 @@ mod tests {
         );
         assert_eq!(second.pending.len(), 3, "{:?}", second.pending);
         assert!(second.pending.iter().all(gone));
+    }
+
+    #[test]
+    fn the_sandbox_groups_reads_are_applied_once_and_rechecked() {
+        let f = Fixture::new(NetworkMode::Off);
+        let group: Sid = "S-1-5-21-7-8-9-1001".parse().unwrap();
+        let secret = WinPath::parse(r"C:\Users\ada\.config\gh").unwrap();
+        let reads = ReadPlan {
+            steps: vec![
+                AclStep::DenyRead {
+                    path: secret.clone(),
+                    sid: group,
+                    inherit: AceFlags::SUBTREE,
+                },
+                AclStep::Allow {
+                    path: WinPath::parse(r"C:\Users\ada\.config").unwrap(),
+                    sid: group,
+                    mask: crate::sddl::READ_GRANT_MASK,
+                    inherit: AceFlags::SUBTREE,
+                },
+            ],
+            granted: 1,
+            denied: 1,
+            notes: vec!["a note from the read plan".to_string()],
+        };
+        let principals = [group];
+        let ctx = Context {
+            principals: &principals,
+            reads: Some(&reads),
+            ..Context::default()
+        };
+        let first = plan(&f.request(), &ctx, &mut counter()).unwrap();
+        // After the write plan's steps, denies before grants.
+        let n = first.pending.len();
+        assert_eq!(first.pending[n - 2..], reads.steps[..]);
+        assert!(first.notes.iter().any(|n| n == "a note from the read plan"));
+        let mut ledger = first.ledger.clone();
+        apply::apply(&first.acl, &mut ledger, &mut Fake::default()).unwrap();
+        let (book, ledger_text) = (first.book.to_text(), ledger.to_text());
+        let ctx = Context {
+            book: Some(&book),
+            ledger: Some(&ledger_text),
+            ..ctx
+        };
+        let mut second = plan(&f.request(), &ctx, &mut counter()).unwrap();
+        assert!(second.pending.is_empty(), "{:?}", second.pending);
+        // The person's tool rewrote the secret's directory: its deny is
+        // applied again before the command starts.
+        assert_eq!(second.recheck(&mut |s| *s.path() != secret), 1);
+        assert_eq!(second.pending, reads.steps[..1]);
     }
 
     #[test]
@@ -1129,6 +1183,14 @@ mod tests {
         let p = plan(&allow.request(), &Context::default(), &mut counter()).unwrap();
         assert_eq!(p.network, NetEnforcement::Advisory);
         assert!(env_get(&p, "HTTPS_PROXY").is_some());
+        // The proxy's variables replace the dead proxy once it runs
+        // (`offline_env::use_proxy`); the report already says which.
+        let net = p.layers.iter().find(|l| l.layer == "network").unwrap();
+        assert!(
+            net.detail.contains("moat's proxy") && !net.detail.contains("dead proxy"),
+            "{}",
+            net.detail
+        );
     }
 
     #[test]
@@ -1266,5 +1328,45 @@ mod tests {
     #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+    }
+
+    #[test]
+    fn limits_are_a_layer_and_file_size_is_lost() {
+        use moat_policy::Sourced;
+        use std::time::Duration;
+        let mut f = Fixture::new(NetworkMode::Off);
+        // No limits: no layer claims any, none is lost.
+        let p = plan(&f.request(), &Context::default(), &mut counter()).unwrap();
+        assert!(p.layers.iter().all(|l| l.layer != "limits"));
+        assert!(!p.lost.iter().any(|l| l.contains("limit")), "{:?}", p.lost);
+        assert!(p.limits.is_empty());
+
+        f.policy.limits.timeout = Some(Sourced::new(Duration::from_secs(90), Source::Api));
+        f.policy.limits.memory = Some(Sourced::new(1 << 30, Source::Api));
+        f.policy.limits.file_size = Some(Sourced::new(1 << 20, Source::Api));
+        let p = plan(&f.request(), &Context::default(), &mut counter()).unwrap();
+        let layer = p.layers.iter().find(|l| l.layer == "limits").unwrap();
+        assert_eq!(layer.state, "partial");
+        assert!(
+            layer.detail.contains("timeout 90s") && layer.detail.contains("memory 1 GiB"),
+            "{}",
+            layer.detail
+        );
+        assert_eq!(p.limits.timeout_ms, Some(90_000));
+        assert_eq!(p.limits.memory, Some(1 << 30));
+        let file_size: Vec<&String> = p.lost.iter().filter(|l| l.contains("file_size")).collect();
+        assert_eq!(file_size.len(), 1, "{:?}", p.lost);
+        assert!(file_size[0].contains("1 MiB"));
+        assert!(!p.lost.iter().any(
+            |l| l.contains("timeout") || l.contains("not enforced by the Windows backend yet")
+        ));
+
+        // A limit of 0 refuses the run before anything changes.
+        f.policy.limits.processes = Some(Sourced::new(0, Source::Api));
+        let err = plan(&f.request(), &Context::default(), &mut counter()).unwrap_err();
+        assert!(
+            matches!(&err, UnelevatedError::Policy(why) if why.contains("processes is 0")),
+            "{err:?}"
+        );
     }
 }

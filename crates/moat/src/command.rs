@@ -429,10 +429,20 @@ impl Command {
         let mut child = backend::spawn(&req)?;
         drop(stdio);
         let proxy = (resolved.policy.network.value == moat_policy::NetworkMode::Allow).then(|| {
+            let mut hooks = self.net_hooks.clone();
+            // The listeners are in the sandbox's namespace: poll them, since
+            // moat cannot connect to them to end a blocking accept.
+            hooks.readable = Some(std::sync::Arc::new(
+                |l: &std::net::TcpListener, wait: Duration| {
+                    use std::os::fd::AsFd;
+                    let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+                    backend::wait_readable(l.as_fd(), ms)
+                },
+            ));
             crate::proxy::Proxy::start(
-                child.take_proxy_listeners(),
+                proxy_listeners(child.take_proxy_listeners()),
                 resolved.policy.domain_rules(),
-                self.net_hooks.clone(),
+                hooks,
             )
         });
         let e = child.enforcement();
@@ -485,6 +495,25 @@ impl Command {
     ) -> Result<Child, Error> {
         Err(Error::Unsupported)
     }
+}
+
+/// The proxy's listeners as `moat_linux` hands them over: HTTP and
+/// SOCKS5, then the transparent ports 80 and 443 (TCP), then the DNS
+/// stub's (UDP).
+#[cfg(target_os = "linux")]
+fn proxy_listeners(fds: Vec<OwnedFd>) -> Vec<crate::proxy::Listener> {
+    use crate::proxy::Listener;
+    use std::net::{TcpListener, UdpSocket};
+    fds.into_iter()
+        .enumerate()
+        .map(|(i, fd)| match i {
+            0 => Listener::Http(TcpListener::from(fd)),
+            1 => Listener::Socks(TcpListener::from(fd)),
+            2 => Listener::Plain(TcpListener::from(fd)),
+            3 => Listener::Tls(TcpListener::from(fd)),
+            _ => Listener::Dns(UdpSocket::from(fd)),
+        })
+        .collect()
 }
 
 /// The child's ends (descriptors it gets) and this process's ends.

@@ -35,9 +35,10 @@
 mod command;
 mod error;
 mod policy;
-/// The allowlist proxy; its parsers are public for fuzzing.
+/// The allowlist proxy (the `moat-proxy` crate); its parsers are public
+/// for fuzzing.
 #[cfg(target_os = "linux")]
-pub mod proxy;
+pub use moat_proxy as proxy;
 mod report;
 
 pub use command::{Child, Command, Exit, Outcome, Output, Stdio, Tier};

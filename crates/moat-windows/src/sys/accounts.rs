@@ -19,6 +19,7 @@ use windows_sys::Win32::System::Registry::{
 };
 
 use super::{last_error, wide};
+use crate::logon::Password;
 use crate::sid::Sid;
 
 /// NERR codes and Win32 errors alike come back as numbers.
@@ -32,13 +33,15 @@ pub(super) fn net(code: u32) -> io::Result<()> {
 
 /// A local account: a normal user, password never expires and cannot be
 /// changed by the account, with `comment` marking it as moat's.
-pub fn create_user(name: &str, password: &str, comment: &str) -> io::Result<()> {
+pub fn create_user(name: &str, password: &Password, comment: &str) -> io::Result<()> {
     let mut n = wide(name);
-    let mut p = wide(password);
     let mut c = wide(comment);
     let info = USER_INFO_1 {
         usri1_name: n.as_mut_ptr(),
-        usri1_password: p.as_mut_ptr(),
+        // NetUserAdd only reads the password; the structure's field is
+        // mutable by C convention. No copy is made, so the only copy is
+        // the one `Password` wipes.
+        usri1_password: password.as_ptr() as *mut u16,
         usri1_password_age: 0,
         usri1_priv: USER_PRIV_USER,
         usri1_home_dir: std::ptr::null_mut(),
@@ -77,12 +80,13 @@ pub(super) fn set_user_info<T>(name: &str, level: u32, info: &T) -> io::Result<(
 }
 
 /// Sets a new password (lockout and expiry recovery).
-pub fn set_password(name: &str, password: &str) -> io::Result<()> {
-    let mut p = wide(password);
+pub fn set_password(name: &str, password: &Password) -> io::Result<()> {
+    // NetUserSetInfo only reads the password (the field is mutable by C
+    // convention); `password` outlives the call that reads it through
+    // `info`, and no unwiped copy is made.
     let info = USER_INFO_1003 {
-        usri1003_password: p.as_mut_ptr(),
+        usri1003_password: password.as_ptr() as *mut u16,
     };
-    // `p` outlives the call that reads it through `info`.
     set_user_info(name, 1003, &info)
 }
 

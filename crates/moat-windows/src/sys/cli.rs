@@ -12,21 +12,18 @@ use std::path::{Path, PathBuf};
 
 use moat_policy::host::{HostFacts, StdFs};
 use moat_policy::{NetworkMode, Policy};
-use windows_sys::Win32::System::Console::{
-    GetConsoleScreenBufferInfo, GetStdHandle, CONSOLE_SCREEN_BUFFER_INFO, STD_OUTPUT_HANDLE,
-};
 
+use super::console::console_size;
 use super::setup_host::{self, Machine};
 use super::{accounts, elevated as sys_elevated, unelevated as sys_unelevated};
 use crate::cli_args::{self, Command, RunArgs, SetupArgs, Tier, REFUSED, USAGE, USAGE_TEXT};
 use crate::elevated::{self, ElevatedError, WritableRoot};
 use crate::envblock;
+use crate::firewall;
+use crate::net_proxy;
 use crate::offline_env::{self, NetEnforcement};
 use crate::setup_run::{self, RemovalConfig, SetupConfig};
 use crate::unelevated::{LayerReport, Request};
-
-/// The pseudoconsole's size when moat's output is not a console.
-const DEFAULT_PTY: (u16, u16) = (80, 24);
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -102,32 +99,23 @@ fn report(json: bool, tier: Tier, layers: &[LayerReport], lost: &[String], notes
 
 /// The setup record's text, `None` when there is none.
 fn read_record(path: &str) -> Result<Option<String>, String> {
-    super::read_if_present(Path::new(path))
-        .map_err(|err| format!("reading the setup record {path}: {err}"))
+    super::read_if_present(Path::new(path)).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::PermissionDenied {
+            // Setup lets only the person it was made for read the record.
+            format!(
+                "the setup record {path} is not yours to read: the elevated tier was set up \
+                 for someone else; an administrator can run `moat setup --user <you>`"
+            )
+        } else {
+            format!("reading the setup record {path}: {err}")
+        }
+    })
 }
 
 /// Whether setup is complete for a run in `mode`.
 fn setup_state(places: &Places, mode: NetworkMode) -> Result<(), ElevatedError> {
     let text = read_record(&places.record).map_err(ElevatedError::System)?;
     elevated::check_setup(text.as_deref(), &places.record, mode)
-}
-
-fn console_size() -> (u16, u16) {
-    // SAFETY: GetStdHandle takes no pointer; `info` is a plain structure
-    // Windows fills, as large as the call expects.
-    unsafe {
-        let out = GetStdHandle(STD_OUTPUT_HANDLE);
-        let mut info: CONSOLE_SCREEN_BUFFER_INFO = std::mem::zeroed();
-        if GetConsoleScreenBufferInfo(out, &mut info) == 0 {
-            return DEFAULT_PTY;
-        }
-        let cols = info.srWindow.Right - info.srWindow.Left + 1;
-        let rows = info.srWindow.Bottom - info.srWindow.Top + 1;
-        if cols < 1 || rows < 1 {
-            return DEFAULT_PTY;
-        }
-        (cols as u16, rows as u16)
-    }
 }
 
 fn text(path: &Path, what: &str) -> Result<String, String> {
@@ -157,7 +145,13 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
         cwd: cwd.clone(),
         env,
     };
-    let policy = cli_args::resolve(args, &facts)?;
+    let mut config = Vec::new();
+    for (path, source) in cli_args::config_files(args, &facts) {
+        if let Some(layer) = moat_config::load(&path, source).map_err(|e| e.to_string())? {
+            config.push(layer);
+        }
+    }
+    let policy = cli_args::resolve(args, &facts, &config)?;
     let view = cli_args::view(&policy, &StdFs)?;
     let command_env = cli_args::command_env(&facts.env, &policy);
 
@@ -217,10 +211,43 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
         state_dir: &state_dir,
         audit: true,
         principals: &principals,
+        read_group: principals.first().copied(),
     };
-    let plan = sys_unelevated::prepare(&req, &options).map_err(|e| e.to_string())?;
+    let mut plan = sys_unelevated::prepare(&req, &options).map_err(|e| e.to_string())?;
     let mut notes = plan.notes.clone();
-    notes.extend(cli_args::allow_note(&policy));
+    // --network allow: moat's proxy on loopback, in either tier, and the
+    // command pointed at it. Stopped when `proxy` is dropped, whichever way
+    // the run ends.
+    let proxy = if policy.network.value == NetworkMode::Allow {
+        let listener = match tier {
+            // Only the ports setup opened to the offline account.
+            Tier::Elevated => {
+                let text = read_record(&places.record)?;
+                let ports = elevated::proxy_ports(text.as_deref(), &places.record)
+                    .map_err(|e| e.to_string())?;
+                net_proxy::bind_first_free(&ports)?
+            }
+            Tier::Unelevated => net_proxy::bind_any()?,
+        };
+        // The run's own password: loopback is open to every program here,
+        // and to `--network off` runs of the offline account too.
+        let mut random = [0u8; 16];
+        super::random_bytes(&mut random).map_err(|status| {
+            format!("no random password for moat's proxy (NTSTATUS 0x{status:08X})")
+        })?;
+        let password = net_proxy::password(&random);
+        let running = net_proxy::Running::start(listener, policy.domain_rules(), &password)?;
+        notes.push(offline_env::proxy_note(
+            running.port(),
+            tier == Tier::Elevated,
+        ));
+        offline_env::use_proxy(&mut plan.env, running.port(), &password);
+        plan.environment =
+            envblock::build(&plan.env).map_err(|err| format!("environment: {err}"))?;
+        Some(running)
+    } else {
+        None
+    };
 
     match tier {
         Tier::Unelevated => {
@@ -229,6 +256,7 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
                 return Err(why);
             }
             let code = sys_unelevated::execute(&plan).map_err(|e| e.to_string())?;
+            end_proxy(args.json, proxy);
             // An NTSTATUS (0xC000....) comes out negative, as cmd shows it.
             Ok(code as i32)
         }
@@ -252,7 +280,11 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
                 elevated::account_for(mode),
                 network,
                 writable_roots.len(),
+                cli_args::ReadCounts::of(&plan.acl.steps),
             );
+            // The runner's job enforces the limits as moat's would.
+            let mut layers = layers;
+            layers.extend(plan.layers.iter().filter(|l| l.layer == "limits").cloned());
             let lost = cli_args::elevated_lost(&policy, &view, &profile, &plan.lost);
             report(args.json, tier, &layers, &lost, &notes);
             if let Some(why) = cli_args::degraded_refusal(tier, &lost, args.allow_degraded) {
@@ -266,6 +298,7 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
                 writable_roots,
                 network: mode,
                 pty,
+                limits: plan.limits,
             };
             let code = sys_elevated::run(
                 &ereq,
@@ -276,7 +309,106 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
                 },
             )
             .map_err(|e| e.to_string())?;
+            end_proxy(args.json, proxy);
             Ok(code as i32)
+        }
+    }
+}
+
+/// Stops the run's proxy, if it had one, and says what it refused.
+fn end_proxy(json: bool, proxy: Option<net_proxy::Running>) {
+    if let Some(line) = proxy.and_then(|p| net_proxy::denied_summary(&p.stop())) {
+        say(json, "network", &line);
+    }
+}
+
+/// moat's own directory, `%ProgramData%\moat`: the record's.
+fn moat_dir(places: &Places) -> String {
+    match places.record.rsplit_once('\\') {
+        Some((dir, _)) => dir.to_string(),
+        None => places.record.clone(),
+    }
+}
+
+/// What `moat setup` and `moat setup --check` are given: the same, so
+/// that the check plans exactly what setup would.
+fn setup_config(args: &SetupArgs, places: &Places) -> Result<SetupConfig, String> {
+    let name = args
+        .user
+        .clone()
+        .or_else(current_user)
+        .ok_or("USERNAME is not set: name the person with --user NAME")?;
+    let person = accounts::lookup_sid(&name)
+        .map_err(|err| format!("looking up {name}: {err}"))?
+        .to_string();
+    let runner_source = std::env::current_exe().ok().and_then(|exe| {
+        let runner = exe.with_file_name(setup_run::RUNNER_EXE);
+        if runner.is_file() {
+            runner.to_str().map(str::to_string)
+        } else {
+            None
+        }
+    });
+    Ok(SetupConfig {
+        person,
+        // The offline account may reach these loopback ports, where runs
+        // with --network allow serve moat's proxy.
+        proxy_ports: firewall::proxy_ports(),
+        secrets_dir: places.secrets.clone(),
+        runner_source,
+        runner_dir: places.runner_dir.clone(),
+        base_dir: moat_dir(places),
+    })
+}
+
+/// `moat setup --check`: the machine read as setup reads it, every
+/// problem on its own line with its fix; 1 when anything is wrong.
+fn setup_check(args: &SetupArgs, places: &Places) -> i32 {
+    let config = match setup_config(args, places) {
+        Ok(config) => config,
+        Err(why) => {
+            eprintln!("moat: setup --check: {why}");
+            return 1;
+        }
+    };
+    let mut machine = Machine::new(&places.record);
+    match setup_run::check(&config, &mut machine) {
+        Ok(lines) => {
+            // The machine is as setup leaves it; the tiers read the record
+            // too, and must accept it.
+            let mut ok = true;
+            for mode in [NetworkMode::Off, NetworkMode::On] {
+                if let Err(err) = setup_state(places, mode) {
+                    ok = false;
+                    println!(
+                        "moat: setup --check: {}: {err}",
+                        elevated::account_for(mode)
+                    );
+                }
+            }
+            if !ok {
+                return 1;
+            }
+            for line in lines {
+                println!("moat: setup --check: ok: {line}");
+            }
+            0
+        }
+        Err(setup_run::RunError::Incomplete(problems)) => {
+            for problem in problems {
+                println!("moat: setup --check: {problem}");
+            }
+            1
+        }
+        Err(err) => {
+            eprintln!("moat: setup --check: {err}");
+            if setup_host::is_elevated().ok() == Some(false) {
+                eprintln!(
+                    "moat: setup --check: some of the machine may only be readable by an \
+                     administrator: run `moat setup --check` from an elevated prompt"
+                );
+            }
+            1
         }
     }
 }
@@ -284,66 +416,34 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
 fn setup(args: &SetupArgs) -> i32 {
     let places = Places::new();
     if args.check {
-        let mut ok = true;
-        for mode in [NetworkMode::Off, NetworkMode::On] {
-            match setup_state(&places, mode) {
-                Ok(()) => println!(
-                    "moat: setup: {} ready (record {})",
-                    elevated::account_for(mode),
-                    places.record
-                ),
-                Err(err) => {
-                    ok = false;
-                    println!("moat: setup: {}: {err}", elevated::account_for(mode));
-                }
-            }
-        }
-        return if ok { 0 } else { 1 };
+        return setup_check(args, &places);
     }
     let mut machine = Machine::new(&places.record);
     let result = if args.remove {
+        // The runs' grants to the sandbox group are in the person's own
+        // ledger, which setup's record does not name: taken off first,
+        // while the group still has a name.
+        if let Err(why) = remove_group_aces(&places) {
+            eprintln!("moat: setup --remove: {why}");
+            return 1;
+        }
         setup_run::remove(
             &RemovalConfig {
                 secrets_dir: Some(places.secrets.clone()),
                 runner_dir: Some(places.runner_dir.clone()),
+                base_dir: Some(moat_dir(&places)),
             },
             &mut machine,
         )
     } else {
-        let name = match args.user.clone().or_else(current_user) {
-            Some(name) => name,
-            None => {
-                eprintln!("moat: setup: USERNAME is not set: name the person with --user NAME");
+        let config = match setup_config(args, &places) {
+            Ok(config) => config,
+            Err(why) => {
+                eprintln!("moat: setup: {why}");
                 return 1;
             }
         };
-        let person = match accounts::lookup_sid(&name) {
-            Ok(sid) => sid.to_string(),
-            Err(err) => {
-                eprintln!("moat: setup: looking up {name}: {err}");
-                return 1;
-            }
-        };
-        let runner_source = std::env::current_exe().ok().and_then(|exe| {
-            let runner = exe.with_file_name(setup_run::RUNNER_EXE);
-            if runner.is_file() {
-                runner.to_str().map(str::to_string)
-            } else {
-                None
-            }
-        });
-        setup_run::setup(
-            &SetupConfig {
-                person,
-                // moat on Windows has no proxy yet: the offline account
-                // reaches no port.
-                proxy_ports: Vec::new(),
-                secrets_dir: places.secrets.clone(),
-                runner_source,
-                runner_dir: places.runner_dir.clone(),
-            },
-            &mut machine,
-        )
+        setup_run::setup(&config, &mut machine)
     };
     match result {
         Ok(lines) => {
@@ -357,6 +457,32 @@ fn setup(args: &SetupArgs) -> i32 {
             1
         }
     }
+}
+
+/// Takes the sandbox group's ACEs off the paths the ledger of the person
+/// running moat records (their writable roots and profile), saying how
+/// many there were. Another person's ledger is theirs: its entries name a
+/// SID that no longer resolves, and their next run reports them.
+fn remove_group_aces(places: &Places) -> Result<(), String> {
+    let record = match read_record(&places.record)? {
+        Some(text) => text,
+        None => return Ok(()),
+    };
+    let group = match elevated::group_sid(Some(&record), &places.record) {
+        Ok(sid) => sid,
+        // A record without the group: nothing was granted to it.
+        Err(_) => return Ok(()),
+    };
+    let local = match var("LOCALAPPDATA") {
+        Some(local) => local,
+        None => return Ok(()),
+    };
+    let state_dir = PathBuf::from(format!("{}\\moat", local.trim_end_matches('\\')));
+    let n = sys_unelevated::remove_aces_of(&state_dir, &group).map_err(|e| e.to_string())?;
+    if n > 0 {
+        println!("moat: setup: took the sandbox group's ACEs off {n} path(s) you ran commands in");
+    }
+    Ok(())
 }
 
 /// `DOMAIN\name` of the person running moat.

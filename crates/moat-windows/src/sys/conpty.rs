@@ -5,7 +5,9 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, OwnedHandle};
 
 use windows_sys::Win32::Foundation::HANDLE;
-use windows_sys::Win32::System::Console::{ClosePseudoConsole, CreatePseudoConsole, COORD, HPCON};
+use windows_sys::Win32::System::Console::{
+    ClosePseudoConsole, CreatePseudoConsole, ResizePseudoConsole, COORD, HPCON,
+};
 
 /// An open pseudoconsole, closed on drop.
 #[derive(Debug)]
@@ -20,6 +22,13 @@ impl Drop for PseudoConsole {
     }
 }
 
+fn coord(cols: u16, rows: u16) -> COORD {
+    COORD {
+        X: cols.min(i16::MAX as u16) as i16,
+        Y: rows.min(i16::MAX as u16) as i16,
+    }
+}
+
 /// A pseudoconsole of `cols` x `rows` reading `input` and writing `output`
 /// (the console's ends of two pipes).
 pub fn create(
@@ -28,10 +37,7 @@ pub fn create(
     input: &OwnedHandle,
     output: &OwnedHandle,
 ) -> io::Result<PseudoConsole> {
-    let size = COORD {
-        X: cols.min(i16::MAX as u16) as i16,
-        Y: rows.min(i16::MAX as u16) as i16,
-    };
+    let size = coord(cols, rows);
     let mut handle: HPCON = 0;
     // SAFETY: both handles are live pipe ends; `handle` is a live
     // out-parameter.
@@ -48,4 +54,16 @@ pub fn create(
         return Err(io::Error::from_raw_os_error(hr & 0xffff));
     }
     Ok(PseudoConsole { handle })
+}
+
+/// Gives `console` a new size (the terminal it is drawn on was resized);
+/// the command sees a window-size change.
+pub fn resize(console: &PseudoConsole, cols: u16, rows: u16) -> io::Result<()> {
+    // SAFETY: `console.handle` came from CreatePseudoConsole and is open
+    // until `console` drops, which borrowing it here prevents.
+    let hr = unsafe { ResizePseudoConsole(console.handle, coord(cols, rows)) };
+    if hr < 0 {
+        return Err(io::Error::from_raw_os_error(hr & 0xffff));
+    }
+    Ok(())
 }

@@ -12,10 +12,17 @@
 //! started ends the job, so nothing of the run outlives the error; moat
 //! exiting ends it too (kill-on-close).
 //!
+//! With `--pty`, moat's console is in raw mode for the run
+//! (`super::console::RawMode`, put back however the run ends) and its
+//! window size is followed: a Resize frame goes to the runner each time it
+//! changes.
+//!
 //! Threads: one accepts the pipes (`ConnectNamedPipe` blocks and takes no
 //! timeout without overlapped I/O, so the calling thread keeps the clock
-//! and cancels it); one reads moat's standard input. The latter may stay
-//! blocked in its read after the run returns, holding its end of the
+//! and cancels it); one reads moat's standard input; with `--pty`, one
+//! polls the console's size. The last two share moat's end of the input
+//! pipe behind a lock, so that their frames never interleave. The standard
+//! input thread may stay blocked in its read after the run returns, holding its end of the
 //! input pipe until moat exits: there is no portable way to interrupt a
 //! read of moat's own standard input, and the runner is gone by then.
 
@@ -23,8 +30,9 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -32,11 +40,13 @@ use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Threading::{GetExitCodeProcess, WaitForSingleObject};
 use windows_sys::Win32::System::IO::CancelSynchronousIo;
 
+use super::console::{self, RawMode};
 use super::logon::{self, Password, Runner, RunnerLaunch};
 use super::{accounts, dpapi, job, pipe};
 use crate::elevated::{self, Context, ElevatedError, Output, Plan, Relay, Request};
 use crate::errors;
 use crate::framing::Frame;
+use crate::terminal::{SizeWatch, RESIZE_POLL};
 
 /// One read from a pipe or from standard input.
 const READ_SIZE: usize = 64 * 1024;
@@ -133,7 +143,31 @@ pub fn run(req: &Request, options: &Options<'_>) -> Result<u32, ElevatedError> {
     // Wiped now rather than held for the rest of the run.
     drop(password);
 
-    let result = supervise(&plan, &runner, input, output, options.forward_stdin);
+    // Raw for the run's length: put back when `raw` drops, at the end of
+    // this function whatever happened.
+    let raw = match req.pty {
+        Some(_) => match RawMode::enable() {
+            Ok(raw) => raw,
+            Err(err) => {
+                // The command still runs, on a line-buffered console.
+                let _ = writeln!(
+                    io::stderr(),
+                    "moat: note: {}",
+                    failure("putting the console in raw mode", &err)
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    // A raw console is read key by key, Ctrl+Z included.
+    let stdin: Option<Box<dyn Read + Send>> = match (options.forward_stdin, &raw) {
+        (false, _) => None,
+        (true, Some(raw)) => Some(Box::new(raw.input())),
+        (true, None) => Some(Box::new(io::stdin())),
+    };
+    let result = supervise(&plan, &runner, input, output, stdin, req.pty);
+    drop(raw);
     if result.is_err() {
         // Failing means nothing was left to end.
         let _ = job::terminate(&job, KILLED);
@@ -200,26 +234,54 @@ fn supervise(
     runner: &Runner,
     input: OwnedHandle,
     output: OwnedHandle,
-    forward_stdin: bool,
+    stdin: Option<Box<dyn Read + Send>>,
+    pty: Option<(u16, u16)>,
 ) -> Result<u32, ElevatedError> {
     let (input, output) = connect(plan, runner, input, output)?;
-    // Shared with the standard input thread, and held here until the end:
-    // the runner takes its pipe closing as moat gone, and kills the
-    // command.
-    let to_runner = Arc::new(File::from(input));
+    // Shared with the standard input thread (and the size thread), and
+    // held here until the end: the runner takes its pipe closing as moat
+    // gone, and kills the command.
+    let to_runner: ToRunner = Arc::new(Mutex::new(File::from(input)));
     send(&to_runner, &plan.spawn).map_err(|err| {
         ElevatedError::Run(failure("sending the spawn request to the runner", &err))
     })?;
-    if forward_stdin {
-        forward_stdin_thread(Arc::clone(&to_runner));
+    if let Some(stdin) = stdin {
+        forward_stdin_thread(stdin, Arc::clone(&to_runner));
     } else {
         send(&to_runner, &elevated::close_stdin_frame()).map_err(|err| {
             ElevatedError::Run(failure("closing the command's standard input", &err))
         })?;
     }
+    let sizes = pty.map(|size| follow_size_thread(Arc::clone(&to_runner), size));
     let result = relay(File::from(output), runner);
+    // Not waited for: it ends within one poll, or at once should a write
+    // fail, and the run is over either way.
+    if let Some(stop) = sizes {
+        stop.store(true, Ordering::Relaxed);
+    }
     drop(to_runner);
     result
+}
+
+/// A thread that polls moat's console size every
+/// `crate::terminal::RESIZE_POLL` and sends the runner a Resize frame when
+/// it changed from `initial` (the pseudoconsole's size) or the last one
+/// sent; it stops when told or when the runner's pipe fails.
+fn follow_size_thread(to_runner: ToRunner, initial: (u16, u16)) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    thread::spawn(move || {
+        let mut watch = SizeWatch::new(initial);
+        while !stopped.load(Ordering::Relaxed) {
+            thread::sleep(RESIZE_POLL);
+            if let Some((cols, rows)) = watch.changed(console::size()) {
+                if send(&to_runner, &elevated::resize_frame(cols, rows)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    stop
 }
 
 /// Waits for the runner to open both pipes, at most
@@ -297,21 +359,33 @@ fn stop_accepting<T>(acceptor: &JoinHandle<()>, rx: &Receiver<T>) {
     }
 }
 
-/// Writes one frame to the runner.
-fn send(to_runner: &File, frame: &Frame) -> io::Result<()> {
+/// moat's end of the runner's input pipe, which more than one thread
+/// writes frames to.
+type ToRunner = Arc<Mutex<File>>;
+
+/// Writes one frame to the runner, whole: the lock keeps another thread's
+/// frame from landing inside it.
+fn send(to_runner: &Mutex<File>, frame: &Frame) -> io::Result<()> {
     let bytes = frame
         .encode()
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
-    let mut writer = to_runner;
+    let mut writer = match to_runner.lock() {
+        Ok(writer) => writer,
+        // A thread that panicked mid-frame left the stream out of sync.
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                "a thread writing to the runner failed mid-frame",
+            ))
+        }
+    };
     writer.write_all(&bytes)
 }
 
 /// A thread that sends moat's standard input to the runner as frames and
 /// says when it ended; it stops early when the runner's pipe fails.
-fn forward_stdin_thread(to_runner: Arc<File>) {
+fn forward_stdin_thread(mut stdin: Box<dyn Read + Send>, to_runner: ToRunner) {
     thread::spawn(move || {
-        let stdin = io::stdin();
-        let mut stdin = stdin.lock();
         let mut buf = vec![0u8; READ_SIZE];
         loop {
             match stdin.read(&mut buf) {

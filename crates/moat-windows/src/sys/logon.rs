@@ -17,58 +17,11 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::{job, last_error, wide};
-use crate::logon::{self as neutral, LogonError, Step};
+use crate::logon::{LogonError, Step};
 
-/// A sandbox account's password as `CreateProcessWithLogonW` takes it,
-/// overwritten with zeros when dropped.
-pub struct Password(Vec<u16>);
-
-// No Debug derive: a password must not end up in a log by accident.
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(..)")
-    }
-}
-
-impl Password {
-    pub fn new(password: &str) -> Result<Password, String> {
-        neutral::wide_secret(password).map(Password)
-    }
-
-    /// The NUL-terminated UTF-16 password, for a logon call; valid while
-    /// `self` lives.
-    pub fn as_ptr(&self) -> *const u16 {
-        self.0.as_ptr()
-    }
-
-    /// From the bytes DPAPI decrypted, which are wiped too, whether or
-    /// not they are a valid password.
-    pub fn from_utf8(mut bytes: Vec<u8>) -> Result<Password, String> {
-        let result = match std::str::from_utf8(&bytes) {
-            Ok(text) => Password::new(text),
-            Err(_) => Err("the stored password is not UTF-8: run `moat setup`".to_string()),
-        };
-        wipe(&mut bytes);
-        result
-    }
-}
-
-impl Drop for Password {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
-
-/// Zeroes `buf` with volatile writes, which the optimiser may not drop as
-/// dead stores before the buffer is freed.
-fn wipe<T: Copy + Default>(buf: &mut [T]) {
-    for item in buf.iter_mut() {
-        // SAFETY: `item` is a valid, aligned, exclusive reference into
-        // `buf`.
-        unsafe { std::ptr::write_volatile(item, T::default()) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-}
+/// The password type is the crate's one (`crate::logon::Password`),
+/// zeroed when dropped.
+pub use crate::logon::Password;
 
 /// What to start.
 #[derive(Debug)]
@@ -125,7 +78,7 @@ pub fn start(
         CreateProcessWithLogonW(
             user.as_ptr(),
             domain.as_ptr(),
-            launch.password.0.as_ptr(),
+            launch.password.as_ptr(),
             LOGON_WITH_PROFILE,
             program.as_ptr(),
             cmd.as_mut_ptr(),

@@ -13,6 +13,7 @@ pub mod acl;
 pub mod anon_pipe;
 pub mod cli;
 pub mod conpty;
+pub mod console;
 pub mod descriptor;
 pub mod desktop;
 pub mod dpapi;

@@ -7,8 +7,9 @@
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0};
+use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT};
 use windows_sys::Win32::System::Console::HPCON;
 use windows_sys::Win32::System::Threading::{
     CreateProcessAsUserW, DeleteProcThreadAttributeList, GetExitCodeProcess,
@@ -178,6 +179,42 @@ pub fn wait(process: &OwnedHandle) -> io::Result<u32> {
     {
         return Err(last_error());
     }
+    exit_code(process)
+}
+
+/// The longest single wait: one below INFINITE, which would wait for good.
+const LONGEST_WAIT: u32 = INFINITE - 1;
+
+/// Waits at most `timeout` for `process` to end: its exit code, or `None`
+/// when it still runs. A timeout longer than one wait can take (about 49
+/// days) is waited out in several.
+pub fn wait_for(process: &OwnedHandle, timeout: Duration) -> io::Result<Option<u32>> {
+    // A timeout past what the clock holds is no timeout.
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let left = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::from_millis(u64::from(LONGEST_WAIT)),
+        };
+        // Rounded up, so that the wait never ends before the deadline.
+        let ms = u32::try_from((left.as_nanos() + 999_999) / 1_000_000)
+            .unwrap_or(LONGEST_WAIT)
+            .min(LONGEST_WAIT);
+        // SAFETY: the handle is live for the call.
+        match unsafe { WaitForSingleObject(process.as_raw_handle() as HANDLE, ms) } {
+            WAIT_OBJECT_0 => return exit_code(process).map(Some),
+            WAIT_TIMEOUT => {
+                if deadline.map_or(false, |d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+            }
+            _ => return Err(last_error()),
+        }
+    }
+}
+
+/// The exit code of `process`, which has ended.
+fn exit_code(process: &OwnedHandle) -> io::Result<u32> {
     let mut code = 0u32;
     // SAFETY: the handle is live; `code` is a live out-parameter.
     if unsafe { GetExitCodeProcess(process.as_raw_handle() as HANDLE, &mut code) } == 0 {

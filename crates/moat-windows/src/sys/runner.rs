@@ -7,10 +7,12 @@
 //! - one reads moat's pipe and turns the bytes into frames;
 //! - one per output pipe of the command (one for a pseudoconsole) relays
 //!   what it reads;
-//! - one waits for the command, then ends its job (nothing the command
-//!   left behind outlives it, or holds its output open), closes the
-//!   pseudoconsole, waits for the output to be relayed and only then
-//!   reports the exit, so that no output comes after it;
+//! - one waits for the command (at most its timeout, after which it
+//!   kills the job and reports the timeout instead of an exit), then ends
+//!   its job (nothing the command left behind outlives it, or holds its
+//!   output open), closes the pseudoconsole, waits for the output to be
+//!   relayed and only then reports the exit, so that no output comes after
+//!   it;
 //! - one writes standard input, so that a command that does not read it
 //!   cannot stall the main thread, which must stay free to act on
 //!   Terminate or on moat going away.
@@ -20,15 +22,19 @@
 //! limit. Standard input is not bounded: it is what moat chose to send.
 //!
 //! The job is the runner's own and kill-on-close: when the runner exits,
-//! for whatever reason, whatever is left of the command dies with it.
+//! for whatever reason, whatever is left of the command dies with it. It
+//! carries the request's limits (`crate::limits`), set before the command
+//! resumes. moat's Resize frames resize the pseudoconsole, which the
+//! waiting thread closes once the command is gone.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::str::FromStr;
 use std::sync::mpsc::{self, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use super::anon_pipe::{self, ChildEnd};
 use super::pipe::{self, Direction};
@@ -36,6 +42,7 @@ use super::process::{self, Stdio};
 use super::{conpty, job, token};
 use crate::errors;
 use crate::framing::Frame;
+use crate::limits;
 use crate::runner::{Event, Launch};
 use crate::runner_args::{self, RunnerArgs};
 use crate::runner_loop::{Driver, Host, Inbound, Input};
@@ -119,6 +126,7 @@ fn run(args: &RunnerArgs, from_moat: File, to_moat: File) -> u32 {
         desktop: args.desktop.clone(),
         job: None,
         stdin: None,
+        console: None,
     };
     let mut driver = Driver::new();
     loop {
@@ -175,7 +183,13 @@ struct WinHost {
     job: Option<Arc<OwnedHandle>>,
     /// Dropped to close the command's standard input.
     stdin: Option<Sender<Vec<u8>>>,
+    /// The command's pseudoconsole, shared with the thread that waits for
+    /// the command, which takes it out and closes it.
+    console: Option<SharedConsole>,
 }
+
+/// A pseudoconsole that one thread resizes and another closes.
+type SharedConsole = Arc<Mutex<Option<conpty::PseudoConsole>>>;
 
 impl Host for WinHost {
     fn start(&mut self, launch: &Launch) -> Result<(), String> {
@@ -185,6 +199,10 @@ impl Host for WinHost {
                 Sid::from_str(text).map_err(|err| format!("capability SID {text:?}: {err}"))?;
             sids.push(sid);
         }
+        // Refused before anything is made: a CPU share this machine cannot
+        // cap (moat checked everything else, and so did `prepare`).
+        let settings = limits::settings(&launch.limits, job::processor_count())
+            .map_err(|err| err.to_string())?;
         // The runner's own token is the sandbox account's: restricted as in
         // the unelevated tier, its writes also need a capability SID.
         let token = token::write_restricted(&sids)
@@ -194,9 +212,14 @@ impl Host for WinHost {
         // Kept before the start, so that Terminate reaches whatever a start
         // that fails halfway leaves in the job.
         self.job = Some(Arc::clone(&job));
+        // On the job before the command is started in it (suspended).
+        job::apply_limits(&job, &settings)
+            .map_err(|err| failure("putting the limits on the job object", &err))?;
         let stdin = match launch.pty {
-            None => self.start_piped(launch, &token, job)?,
-            Some((cols, rows)) => self.start_console(launch, &token, job, cols, rows)?,
+            None => self.start_piped(launch, &token, job, settings.timeout)?,
+            Some((cols, rows)) => {
+                self.start_console(launch, &token, job, (cols, rows), settings.timeout)?
+            }
         };
         self.stdin = Some(stdin);
         Ok(())
@@ -221,6 +244,19 @@ impl Host for WinHost {
         }
     }
 
+    fn resize(&mut self, cols: u16, rows: u16) {
+        if let Some(shared) = &self.console {
+            let console = match shared.lock() {
+                Ok(console) => console,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(console) = console.as_ref() {
+                // A console that cannot be resized keeps its old size.
+                let _ = conpty::resize(console, cols, rows);
+            }
+        }
+    }
+
     fn send(&mut self, frame: &Frame) -> Result<(), String> {
         let bytes = frame.encode().map_err(|err| err.to_string())?;
         self.to_moat
@@ -237,6 +273,7 @@ impl WinHost {
         launch: &Launch,
         token: &OwnedHandle,
         job: Arc<OwnedHandle>,
+        timeout: Option<Duration>,
     ) -> Result<Sender<Vec<u8>>, String> {
         let make = |end| {
             anon_pipe::create(end).map_err(|err| failure("creating the command's pipes", &err))
@@ -269,19 +306,26 @@ impl WinHost {
             relay(stdout.read, self.tx.clone(), Event::ChildStdout),
             relay(stderr.read, self.tx.clone(), Event::ChildStderr),
         ];
-        watch(started.process, job, None, readers, self.tx.clone());
+        watch(
+            started.process,
+            job,
+            None,
+            readers,
+            self.tx.clone(),
+            timeout,
+        );
         Ok(feed(stdin.write))
     }
 
     /// The command on a pseudoconsole, whose output is the terminal's
     /// (standard error included); the writer of its input.
     fn start_console(
-        &self,
+        &mut self,
         launch: &Launch,
         token: &OwnedHandle,
         job: Arc<OwnedHandle>,
-        cols: u16,
-        rows: u16,
+        (cols, rows): (u16, u16),
+        timeout: Option<Duration>,
     ) -> Result<Sender<Vec<u8>>, String> {
         let make = |end| {
             anon_pipe::create(end).map_err(|err| failure("creating the console's pipes", &err))
@@ -309,12 +353,15 @@ impl WinHost {
         drop(input.read);
         drop(output.write);
         let readers = vec![relay(output.read, self.tx.clone(), Event::ChildStdout)];
+        let console: SharedConsole = Arc::new(Mutex::new(Some(console)));
+        self.console = Some(Arc::clone(&console));
         watch(
             started.process,
             job,
             Some(console),
             readers,
             self.tx.clone(),
+            timeout,
         );
         Ok(feed(input.write))
     }
@@ -355,26 +402,48 @@ fn feed(end: OwnedHandle) -> Sender<Vec<u8>> {
     tx
 }
 
-/// A thread that waits for the command, ends the rest of its job, lets the
-/// output drain and then reports the exit.
+/// A thread that waits for the command (at most `timeout`), ends the rest
+/// of its job, lets the output drain and then reports the exit, or the
+/// timeout.
 fn watch(
     process: OwnedHandle,
     job: Arc<OwnedHandle>,
-    console: Option<conpty::PseudoConsole>,
+    console: Option<SharedConsole>,
     readers: Vec<JoinHandle<()>>,
     tx: SyncSender<Input>,
+    timeout: Option<Duration>,
 ) {
     thread::spawn(move || {
-        let result = process::wait(&process);
+        // `Ok(None)`: the timeout ran out with the command still running.
+        let result = match timeout {
+            None => process::wait(&process).map(Some),
+            Some(timeout) => process::wait_for(&process, timeout),
+        };
         let _ = job::terminate(&job, KILLED);
-        // Closing the pseudoconsole flushes it and ends its output.
-        drop(console);
+        if let Ok(None) = result {
+            // Killed just now: gone before its output is drained.
+            let _ = process::wait(&process);
+        }
+        // Closing the pseudoconsole flushes it and ends its output; taken
+        // out first, so that no resize reaches a closed one.
+        if let Some(shared) = console {
+            let taken = match shared.lock() {
+                Ok(mut console) => console.take(),
+                Err(poisoned) => poisoned.into_inner().take(),
+            };
+            drop(taken);
+        }
         for reader in readers {
             let _ = reader.join();
         }
-        let input = match result {
-            Ok(code) => Input::Event(Event::ChildExited(code)),
-            Err(err) => Input::Fail(failure("waiting for the command", &err)),
+        let input = match (result, timeout) {
+            (Ok(Some(code)), _) => Input::Event(Event::ChildExited(code)),
+            (Ok(None), Some(timeout)) => Input::Event(Event::ChildTimedOut(timeout)),
+            (Ok(None), None) => Input::Fail(
+                "internal error: the wait for the command ended without an exit or a timeout"
+                    .to_string(),
+            ),
+            (Err(err), _) => Input::Fail(failure("waiting for the command", &err)),
         };
         let _ = tx.send(input);
     });

@@ -29,6 +29,7 @@ use windows_sys::Win32::Security::{
     LOGON32_PROVIDER_DEFAULT, OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION,
     PSECURITY_DESCRIPTOR, PSID, TOKEN_ELEVATION, TOKEN_QUERY, TOKEN_USER,
 };
+use windows_sys::Win32::Storage::FileSystem::CreateDirectoryW;
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
 };
@@ -343,6 +344,32 @@ fn set_descriptor(path: &str, sddl: &str) -> io::Result<()> {
     }
 }
 
+/// Creates the directory `dir` (its parents as usual) with the owner and
+/// protected DACL `sddl` from the start, so that nobody can put anything in
+/// it between its creation and its protection. One that exists is left to
+/// the caller.
+fn create_protected(dir: &str, sddl: &str) -> io::Result<()> {
+    if let Some(parent) = Path::new(dir).parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let descriptor = Descriptor::from_sddl(sddl)?;
+    let attributes = descriptor.attributes();
+    let name = wide(dir);
+    // SAFETY: `name` is NUL-terminated; `attributes` points to a
+    // descriptor that `descriptor` keeps alive for the call.
+    let ok = unsafe { CreateDirectoryW(name.as_ptr(), &attributes) };
+    if ok != 0 {
+        return Ok(());
+    }
+    let err = last_error();
+    // ERROR_ALREADY_EXISTS: the caller checks what it is and protects it.
+    if err.raw_os_error() == Some(183) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
 /// The owner and the DACL (as SDDL) of `path`.
 fn descriptor(path: &str) -> io::Result<(Option<Sid>, String)> {
     let name = wide(path);
@@ -425,10 +452,17 @@ impl Machine {
             secret: Secret::Missing,
         };
         if let Some(dir) = secrets_dir {
-            if let Ok(password) = read_password(&setup_plan::secret_path(dir, name)) {
+            let path = setup_plan::secret_path(dir, name);
+            if let Ok(password) = read_password(&path) {
                 let testable = !a.disabled && !a.locked_out && !a.password_expired;
+                // Its own DACL, read back: only what the directory passes
+                // down, or it may have been read (unreadable counts too).
+                let exposed = descriptor(&path)
+                    .map_or(true, |(_, dacl)| setup_plan::secret_file_exposed(&dacl));
                 a.secret = if testable && password_rejected(name, &password) {
                     Secret::Rejected
+                } else if exposed {
+                    Secret::Exposed
                 } else {
                     Secret::Stored
                 };
@@ -469,7 +503,14 @@ impl Machine {
                     Ok(s) => s,
                     Err(_) => continue,
                 };
-                let current = user_info(name).ok().and_then(|i| i.sid);
+                // Gone, or made again with another SID: the recorded SID's
+                // profile is an orphan. Any other failure to read the
+                // account is an error, not a reason to call it gone.
+                let current = match user_info(name) {
+                    Ok(info) => info.sid,
+                    Err(err) if gone(&err) => None,
+                    Err(err) => return Err(err),
+                };
                 if current != Some(recorded) && profile_exists(&recorded) {
                     state.orphan_profiles.push(recorded);
                 }
@@ -668,7 +709,12 @@ impl SetupHost for Machine {
             .map_err(|e| failed(&format!("creating the group {}", name), &e))
     }
 
-    fn create_account(&mut self, name: &str, comment: &str, password: &str) -> Result<(), String> {
+    fn create_account(
+        &mut self,
+        name: &str,
+        comment: &str,
+        password: &Password,
+    ) -> Result<(), String> {
         accounts::create_user(name, password, comment)
             .map_err(|e| failed(&format!("creating the account {}", name), &e))?;
         // NetUserAdd cannot make it disabled; nobody knows its password
@@ -680,8 +726,45 @@ impl SetupHost for Machine {
     }
 
     fn protect_dir(&mut self, dir: &str, sddl: &str) -> Result<(), String> {
-        std::fs::create_dir_all(dir).map_err(|e| failed(&format!("creating {}", dir), &e))?;
+        create_protected(dir, sddl).map_err(|e| failed(&format!("creating {}", dir), &e))?;
+        // Never through a link: Users may create folders and junctions in
+        // %ProgramData%, and one named like moat's directory would turn
+        // this into a change of whatever it points to.
+        let meta =
+            std::fs::symlink_metadata(dir).map_err(|e| failed(&format!("reading {}", dir), &e))?;
+        if meta.file_type().is_symlink() || !meta.is_dir() {
+            return Err(format!(
+                "{} is a link, a junction or a file, not a directory moat made: moat will not \
+                 change the permissions of what it points to; delete it (it is not moat's), \
+                 then run `moat setup` again",
+                dir
+            ));
+        }
         set_descriptor(dir, sddl).map_err(|e| failed(&format!("protecting {}", dir), &e))
+    }
+
+    fn dir_security(&mut self, dir: &str) -> Result<Option<SecretsDir>, String> {
+        match std::fs::symlink_metadata(dir) {
+            Err(err) if gone(&err) => return Ok(None),
+            Err(err) => return Err(failed(&format!("reading {}", dir), &err)),
+            // A link or a file where moat's directory should be is not it:
+            // reported as wrong, never followed.
+            Ok(meta) if !meta.is_dir() => {
+                return Ok(Some(SecretsDir {
+                    path: dir.to_string(),
+                    owner: None,
+                    dacl: String::new(),
+                }))
+            }
+            Ok(_) => {}
+        }
+        let (owner, dacl) =
+            descriptor(dir).map_err(|e| failed(&format!("reading the DACL of {}", dir), &e))?;
+        Ok(Some(SecretsDir {
+            path: dir.to_string(),
+            owner,
+            dacl,
+        }))
     }
 
     fn never_expire(&mut self, name: &str) -> Result<(), String> {
@@ -689,13 +772,15 @@ impl SetupHost for Machine {
             .map_err(|e| failed(&format!("making the password of {} never expire", name), &e))
     }
 
-    fn set_password(&mut self, name: &str, password: &str) -> Result<(), String> {
+    fn set_password(&mut self, name: &str, password: &Password) -> Result<(), String> {
         accounts::set_password(name, password)
             .map_err(|e| failed(&format!("setting the password of {}", name), &e))
     }
 
-    fn store_secret(&mut self, path: &str, password: &str) -> Result<(), String> {
-        let sealed = dpapi::protect(password.as_bytes())
+    fn store_secret(&mut self, path: &str, password: &Password) -> Result<(), String> {
+        // The UTF-8 copy DPAPI reads is wiped as soon as it is sealed.
+        let sealed = password
+            .with_utf8(dpapi::protect)
             .map_err(|e| failed("encrypting a password with DPAPI", &e))?;
         replace_file(Path::new(path), &sealed).map_err(|e| failed(&format!("writing {}", path), &e))
     }

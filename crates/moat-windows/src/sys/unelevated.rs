@@ -8,9 +8,11 @@
 //! reads, one per root and protected path), the book is saved, the pending
 //! steps applied and the ledger saved, whatever happened. The lock is then
 //! released and the command started under the write-restricted token, in a
-//! kill-on-close job, on a private desktop, with only its standard handles
-//! inherited (or on a pseudoconsole); moat waits for it and ends the job,
-//! so nothing it left behind outlives the run.
+//! kill-on-close job that carries the policy's limits (`crate::limits`), on
+//! a private desktop, with only its standard handles inherited (or on a
+//! pseudoconsole, with moat's console raw and its size followed); moat
+//! waits for it, at most the timeout, and ends the job, so nothing it left
+//! behind outlives the run.
 //!
 //! A crash between an ACE landing and the ledger being saved leaves that
 //! ACE unrecorded; the next run finds the step pending and adds it again,
@@ -31,14 +33,18 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::anon_pipe::{self, ChildEnd};
+use super::console::{self, RawMode};
 use super::process::{self, Stdio};
 use super::{acl, conpty, desktop, job, token};
-use crate::acl_plan::{AclStep, WinPath};
+use crate::acl_plan::{AclStep, PathState, WinPath};
 use crate::apply;
 use crate::audit::{self, AuditReport};
 use crate::errors;
+use crate::limits;
+use crate::read_grants::{self, ReadHost, ReadInput, ReadPlan};
 use crate::sddl::{Ace, AceFlags, Dacl, GENERIC_ALL};
 use crate::sid::Sid;
+use crate::terminal::{SizeWatch, RESIZE_POLL};
 use crate::unelevated::{
     self, Context, Removal, Request, RunPlan, UnelevatedError, BOOK_FILE, LEDGER_FILE,
 };
@@ -74,6 +80,9 @@ pub struct Options<'a> {
     /// Who else gets each writable root's allow ACE (the sandbox group,
     /// for the elevated tier); see `crate::unelevated::Context`.
     pub principals: &'a [Sid],
+    /// The sandbox group, when the elevated tier runs the command: it gets
+    /// read access to the person's profile (`crate::read_grants`).
+    pub read_group: Option<Sid>,
 }
 
 /// `what` failed with `err`, explained when the code is known.
@@ -232,6 +241,91 @@ fn on_disk(step: &AclStep) -> bool {
     }
 }
 
+/// The person's profile as `read_grants` sees it.
+struct ProfileDisk;
+
+fn state_of(file_type: std::fs::FileType) -> PathState {
+    // Junctions count as links too: std's `is_symlink` is true for every
+    // name-surrogate reparse point.
+    if file_type.is_symlink() {
+        PathState::Link
+    } else if file_type.is_dir() {
+        PathState::Dir
+    } else {
+        PathState::File
+    }
+}
+
+impl ReadHost for ProfileDisk {
+    fn list(&mut self, dir: &WinPath) -> Result<Vec<(String, PathState)>, String> {
+        let entries = std::fs::read_dir(dir.verbatim()).map_err(|err| err.to_string())?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|err| err.to_string())?;
+            let file_type = entry.file_type().map_err(|err| err.to_string())?;
+            // A name that is not Unicode cannot be put in an ACE's path;
+            // it stays unreadable to the accounts.
+            if let Ok(name) = entry.file_name().into_string() {
+                out.push((name, state_of(file_type)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn kind(&mut self, path: &WinPath) -> PathState {
+        std::fs::symlink_metadata(path.verbatim())
+            .map(|m| state_of(m.file_type()))
+            .unwrap_or(PathState::Absent)
+    }
+}
+
+/// The sandbox group's reads of the profile, for `group`.
+fn read_plan(
+    req: &Request<'_>,
+    options: &Options<'_>,
+    group: Sid,
+) -> Result<ReadPlan, UnelevatedError> {
+    let parse = |path: &Path| path.to_str().and_then(|t| WinPath::parse(t).ok());
+    let denied: Vec<(WinPath, PathState)> = req
+        .view
+        .denied
+        .iter()
+        .filter_map(|d| {
+            let state = match d.kind {
+                moat_policy::EntryKind::Dir => PathState::Dir,
+                moat_policy::EntryKind::Symlink => PathState::Link,
+                _ => PathState::File,
+            };
+            parse(&d.path).map(|p| (p, state))
+        })
+        .collect();
+    let readable: Option<Vec<WinPath>> = req
+        .view
+        .readable
+        .as_ref()
+        .map(|list| list.iter().filter_map(|p| parse(p)).collect());
+    // moat's own state, and the person's TEMP, where other programs leave
+    // what they would not leave in the open.
+    let mut avoid: Vec<WinPath> = parse(options.state_dir).into_iter().collect();
+    for name in ["TEMP", "TMP"] {
+        if let Some(p) = std::env::var_os(name).and_then(|v| parse(Path::new(&v))) {
+            avoid.push(p);
+        }
+    }
+    read_grants::plan(
+        &ReadInput {
+            profiles_root: req.profiles_root,
+            profile_dir: req.profile_dir,
+            group,
+            denied: &denied,
+            readable: readable.as_deref(),
+            avoid: &avoid,
+        },
+        &mut ProfileDisk,
+    )
+    .map_err(|err| UnelevatedError::System(err.to_string()))
+}
+
 fn moat_env() -> Vec<(String, String)> {
     std::env::vars_os()
         .filter_map(|(n, v)| Some((n.into_string().ok()?, v.into_string().ok()?)))
@@ -270,6 +364,10 @@ pub fn prepare(req: &Request<'_>, options: &Options<'_>) -> Result<RunPlan, Unel
         None
     };
 
+    let reads = match options.read_group {
+        Some(group) => Some(read_plan(req, options, group)?),
+        None => None,
+    };
     let mut random = Random { failed: None };
     let mut plan = unelevated::plan(
         req,
@@ -278,6 +376,7 @@ pub fn prepare(req: &Request<'_>, options: &Options<'_>) -> Result<RunPlan, Unel
             ledger: ledger.as_deref(),
             audit: report.as_ref(),
             principals: options.principals,
+            reads: reads.as_ref(),
         },
         &mut || random.next(),
     )?;
@@ -304,13 +403,43 @@ pub fn prepare(req: &Request<'_>, options: &Options<'_>) -> Result<RunPlan, Unel
     Ok(plan)
 }
 
-/// Runs a prepared plan's command; its exit code.
+/// Takes off every ACE the ledger in `state_dir` records for `sid` (the
+/// sandbox group's, when `moat setup --remove` deletes it) and saves the
+/// ledger with what was taken off, whatever happened; how many entries
+/// went.
+pub fn remove_aces_of(state_dir: &Path, sid: &Sid) -> Result<usize, UnelevatedError> {
+    let ledger_path = state_dir.join(LEDGER_FILE);
+    if !ledger_path.exists() {
+        return Ok(0);
+    }
+    let _lock = lock(state_dir)?;
+    let text = read_state(&ledger_path)?.unwrap_or_default();
+    let mut ledger = crate::acl_plan::Ledger::from_text(&text).map_err(|err| {
+        UnelevatedError::State(format!("the ACL ledger {}: {err}", ledger_path.display()))
+    })?;
+    let steps = ledger.removal_plan_for(sid);
+    let removed = apply::remove(&steps, &mut ledger, &mut acl::Disk);
+    write_state(&ledger_path, &ledger.to_text())?;
+    removed.map_err(|err| UnelevatedError::System(err.to_string()))
+}
+
+/// Runs a prepared plan's command; its exit code, or
+/// `crate::limits::TIMEOUT_EXIT` when the plan's timeout ran out (the job
+/// is then killed and moat says so on standard error).
 pub fn execute(plan: &RunPlan) -> Result<u32, UnelevatedError> {
+    // Before anything is made: a CPU share this machine cannot cap is
+    // refused here (the plan checked everything else).
+    let settings = limits::settings(&plan.limits, job::processor_count())
+        .map_err(|err| UnelevatedError::Policy(err.to_string()))?;
     let logon = token::current_logon_sid()
         .map_err(|err| system("finding the session's logon SID", &err))?;
     let token = token::write_restricted(&plan.capability_sids)
         .map_err(|err| system("creating the write-restricted token", &err))?;
     let job = job::kill_on_close().map_err(|err| system("creating the job object", &err))?;
+    // On the job before the command is started in it (suspended), so
+    // before it runs an instruction.
+    job::apply_limits(&job, &settings)
+        .map_err(|err| system("putting the limits on the job object", &err))?;
     let mut words = Random { failed: None };
     let name = format!("moat-{:08x}{:08x}", words.next(), words.next());
     if let Some(why) = words.failed {
@@ -319,8 +448,8 @@ pub fn execute(plan: &RunPlan) -> Result<u32, UnelevatedError> {
     let desk = desktop::create_with_sddl(&name, &format!("D:(A;;GA;;;{logon})(A;;GA;;;SY)"))
         .map_err(|err| system("creating the command's desktop", &err))?;
     let result = match plan.pty {
-        None => run_inherited(plan, &token, &job, &desk.path),
-        Some((cols, rows)) => run_console(plan, &token, &job, &desk.path, cols, rows),
+        None => run_inherited(plan, &token, &job, &desk.path, settings.timeout),
+        Some(size) => run_console(plan, &token, &job, &desk.path, size, settings.timeout),
     };
     // What the command left behind ends with it. Failing means nothing was
     // left to end.
@@ -377,6 +506,66 @@ fn inheritable_std(handle: RawHandle, write: bool) -> Result<OwnedHandle, Unelev
     Ok(unsafe { OwnedHandle::from_raw_handle(dup as RawHandle) })
 }
 
+/// How the wait for the command ended.
+enum Waited {
+    Exited(u32),
+    /// The timeout ran out; the command still runs.
+    TimedOut(Duration),
+}
+
+/// Waits for the command, at most `timeout`. With `tick`, the wait wakes
+/// every `crate::terminal::RESIZE_POLL` to call it.
+fn wait_command(
+    process: &OwnedHandle,
+    timeout: Option<Duration>,
+    mut tick: Option<&mut dyn FnMut()>,
+) -> Result<Waited, UnelevatedError> {
+    let failed = |err: io::Error| system("waiting for the command", &err);
+    let (timeout, deadline) = match timeout {
+        // A timeout past what the clock holds is no timeout.
+        Some(t) => match Instant::now().checked_add(t) {
+            Some(deadline) => (t, Some(deadline)),
+            None => (t, None),
+        },
+        None => (Duration::ZERO, None),
+    };
+    if deadline.is_none() && tick.is_none() {
+        return process::wait(process).map(Waited::Exited).map_err(failed);
+    }
+    loop {
+        let slice = match (deadline, tick.is_some()) {
+            (Some(d), true) => d.saturating_duration_since(Instant::now()).min(RESIZE_POLL),
+            (Some(d), false) => d.saturating_duration_since(Instant::now()),
+            (None, _) => RESIZE_POLL,
+        };
+        if let Some(code) = process::wait_for(process, slice).map_err(failed)? {
+            return Ok(Waited::Exited(code));
+        }
+        if deadline.map_or(false, |d| Instant::now() >= d) {
+            return Ok(Waited::TimedOut(timeout));
+        }
+        if let Some(tick) = tick.as_mut() {
+            tick();
+        }
+    }
+}
+
+/// Kills the job of a command that ran out of time and waits for the
+/// command to be gone.
+fn kill_timed_out(job: &OwnedHandle, process: &OwnedHandle) {
+    // Failing means nothing was left to end.
+    let _ = job::terminate(job, KILLED);
+    let _ = process::wait(process);
+}
+
+/// Says on moat's standard error that the run timed out (as Linux's moat
+/// does); the run's exit code.
+fn timed_out(timeout: Duration) -> u32 {
+    // Unlike `eprintln!`, a failed write does not panic.
+    let _ = writeln!(io::stderr(), "moat: {}", limits::timeout_message(timeout));
+    limits::TIMEOUT_EXIT
+}
+
 /// The command on moat's own standard handles (copies, the only handles
 /// it inherits): nothing to relay.
 fn run_inherited(
@@ -384,6 +573,7 @@ fn run_inherited(
     token: &OwnedHandle,
     job: &OwnedHandle,
     desktop: &str,
+    timeout: Option<Duration>,
 ) -> Result<u32, UnelevatedError> {
     let stdin = inheritable_std(io::stdin().as_raw_handle(), false)?;
     let stdout = inheritable_std(io::stdout().as_raw_handle(), true)?;
@@ -407,19 +597,41 @@ fn run_inherited(
     // The command has its own copies; these inheritable ones must not
     // reach anything else moat starts.
     drop((stdin, stdout, stderr));
-    process::wait(&started.process).map_err(|err| system("waiting for the command", &err))
+    match wait_command(&started.process, timeout, None)? {
+        Waited::Exited(code) => Ok(code),
+        Waited::TimedOut(timeout) => {
+            kill_timed_out(job, &started.process);
+            Ok(timed_out(timeout))
+        }
+    }
 }
 
 /// The command on a pseudoconsole: moat's standard input to the console,
-/// the console's output to moat's standard output.
+/// the console's output to moat's standard output. moat's own console (if
+/// its standard input is one) is in raw mode meanwhile, and the
+/// pseudoconsole follows its window's size.
 fn run_console(
     plan: &RunPlan,
     token: &OwnedHandle,
     job: &OwnedHandle,
     desktop: &str,
-    cols: u16,
-    rows: u16,
+    (cols, rows): (u16, u16),
+    timeout: Option<Duration>,
 ) -> Result<u32, UnelevatedError> {
+    // Raw before the thread below starts reading; put back when `raw`
+    // drops, whichever way this function returns.
+    let raw = match RawMode::enable() {
+        Ok(raw) => raw,
+        Err(err) => {
+            // The command still runs, on a line-buffered console.
+            let _ = writeln!(
+                io::stderr(),
+                "moat: note: {}",
+                failure("putting the console in raw mode", &err)
+            );
+            None
+        }
+    };
     let make =
         |end| anon_pipe::create(end).map_err(|err| system("creating the console's pipes", &err));
     // The console reads `input.read` and writes `output.write`; it
@@ -450,11 +662,14 @@ fn run_console(
     // the run (there is no portable way to interrupt that read); it ends
     // with moat.
     let mut to_console = File::from(input.write);
+    // A raw console is read key by key, Ctrl+Z included.
+    let mut keys: Box<dyn Read + Send> = match &raw {
+        Some(raw) => Box::new(raw.input()),
+        None => Box::new(io::stdin()),
+    };
     thread::spawn(move || {
         let mut buf = vec![0u8; READ_SIZE];
-        let stdin = io::stdin();
-        let mut stdin = stdin.lock();
-        while let Ok(n) = stdin.read(&mut buf) {
+        while let Ok(n) = keys.read(&mut buf) {
             if n == 0 || to_console.write_all(&buf[..n]).is_err() {
                 break;
             }
@@ -472,15 +687,31 @@ fn run_console(
         },
     )
     .map_err(|err| system("starting the command (CreateProcessAsUserW)", &err));
-    let code = started.and_then(|started| {
-        process::wait(&started.process).map_err(|err| system("waiting for the command", &err))
+    let mut watch = SizeWatch::new((cols, rows));
+    let mut follow_size = || {
+        if let Some((cols, rows)) = watch.changed(console::size()) {
+            // A console that cannot be resized keeps its old size.
+            let _ = conpty::resize(&console, cols, rows);
+        }
+    };
+    let waited = started.and_then(|started| {
+        let waited = wait_command(&started.process, timeout, Some(&mut follow_size));
+        if let Ok(Waited::TimedOut(_)) = waited {
+            kill_timed_out(job, &started.process);
+        }
+        waited
     });
     // Ending the job first, so nothing keeps the console open; closing
     // the console then ends its output, and the reader with it.
     let _ = job::terminate(job, KILLED);
     drop(console);
     let _ = reader.join();
-    code
+    // The person's console as it was, before moat says anything more.
+    drop(raw);
+    match waited? {
+        Waited::Exited(code) => Ok(code),
+        Waited::TimedOut(timeout) => Ok(timed_out(timeout)),
+    }
 }
 
 /// What a removal did.

@@ -98,8 +98,9 @@ pub fn reply(query: &[u8], answer: &mut dyn FnMut(&str) -> Answer) -> Option<Vec
     if qdcount != 1 {
         return Some(header(query, RCODE_FORMERR, 0, 0));
     }
-    let Some((name, qtype, qclass, end)) = question(query) else {
-        return Some(header(query, RCODE_FORMERR, 0, 0));
+    let (name, qtype, qclass, end) = match question(query) {
+        Some(q) => q,
+        None => return Some(header(query, RCODE_FORMERR, 0, 0)),
     };
     let asked = &query[12..end];
     if qclass != CLASS_IN || name.is_empty() {

@@ -1,21 +1,26 @@
 //! The filtering proxy of `network = allow`, served by moat itself.
 //!
-//! Its listeners were opened inside the sandbox's network namespace (which
-//! has nothing but loopback), so they are the sandbox's only way out; moat
-//! accepts on them and connects out from the host's network for the
-//! destinations the rules allow. HTTP (CONNECT, and plain requests with an
-//! absolute URI, one per connection) and SOCKS5 (CONNECT, names resolved
-//! here, never inside). A denied name is never resolved. Every decision is
-//! recorded. Bounded: request heads, handshake time, idle time, and the
-//! number of connections at once.
+//! On Linux its listeners were opened inside the sandbox's network
+//! namespace (which has nothing but loopback), so they are the sandbox's
+//! only way out; moat accepts on them and connects out from the host's
+//! network for the destinations the rules allow. On Windows moat listens
+//! on its own loopback and the proxy variables send the command there; in
+//! the elevated tier the firewall lets the command reach nothing else.
 //!
-//! Transparent mode, for programs that ignore the proxy variables: inside
-//! the namespace every address is local, so a connection to any address
-//! on port 80 or 443 arrives at moat's listeners there, which decide by
-//! the HTTP `Host` header or the TLS server name ([`tls`]); the DNS stub
-//! ([`dns`]) gives allowed names synthetic addresses it maps back and
-//! refuses the rest. Other ports are refused by the kernel at once, and
-//! UDP goes nowhere.
+//! HTTP (CONNECT, and plain requests with an absolute URI, one per
+//! connection) and SOCKS5 (CONNECT, names resolved here, never inside). A
+//! denied name is never resolved. Every decision is recorded. Bounded:
+//! request heads, handshake time, idle time, and the number of
+//! connections at once. Std threads and sockets only, so that it builds
+//! for Windows with Rust 1.63 too.
+//!
+//! Transparent mode (Linux), for programs that ignore the proxy
+//! variables: inside the namespace every address is local, so a
+//! connection to any address on port 80 or 443 arrives at moat's
+//! listeners there, which decide by the HTTP `Host` header or the TLS
+//! server name ([`tls`]); the DNS stub ([`dns`]) gives allowed names
+//! synthetic addresses it maps back and refuses the rest. Other ports are
+//! refused by the kernel at once, and UDP goes nowhere.
 
 use std::io::{self, Read, Write};
 pub mod dns;
@@ -25,14 +30,12 @@ use std::collections::HashMap;
 use std::net::{
     IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
 };
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moat_policy::domains::{Decision as RuleDecision, DomainRules};
-use serde::Serialize;
 
 const MAX_HEAD: usize = 16 * 1024;
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -41,7 +44,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 1024;
 
 /// One decision of the proxy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct NetDecision {
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,
@@ -61,11 +65,38 @@ pub type AskFn = dyn Fn(&str, u16) -> bool + Send + Sync;
 /// Told about every decision as it is made.
 pub type DecisionFn = dyn Fn(&NetDecision) + Send + Sync;
 
-/// What the proxy calls back into its host program.
+/// Waits up to the given time for a connection to accept on a listener;
+/// whether one is there.
+pub type ReadableFn = dyn Fn(&TcpListener, Duration) -> bool + Send + Sync;
+
+/// The user name of the HTTP proxy's Basic authentication, when it
+/// requires a password ([`Hooks::password`]).
+pub const PROXY_USER: &str = "moat";
+
+/// What the proxy calls back into its host program, and how it guards
+/// its listeners.
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub ask: Option<Arc<AskFn>>,
     pub on_decision: Option<Arc<DecisionFn>>,
+    /// How the accept loops notice [`Proxy::stop`]. With this hook they
+    /// accept without blocking and wait on it for up to 100 ms at a time.
+    /// Without it they block in `accept`, and [`Proxy::stop`] wakes each
+    /// one with a connection to its own address, which reaches it only
+    /// where the listeners are on this process's own network: moat on
+    /// Linux, whose listeners are inside the sandbox's namespace, passes
+    /// a `poll(2)` here.
+    pub readable: Option<Arc<ReadableFn>>,
+    /// A password the proxy's listeners require, where programs other
+    /// than the command can reach them (moat on Windows listens on the
+    /// machine's own loopback): the HTTP proxy wants it as
+    /// `Proxy-Authorization: Basic` for the user [`PROXY_USER`] (which
+    /// clients send for `http://moat:PASSWORD@host:port` proxy URLs) and
+    /// answers `407` without it; SOCKS5, which moat then does not offer
+    /// authentication for, refuses every client. The transparent ports
+    /// and the DNS stub do not check it: they exist only inside the
+    /// sandbox's namespace on Linux. `None`: no password.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -73,8 +104,26 @@ impl std::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("ask", &self.ask.is_some())
             .field("on_decision", &self.on_decision.is_some())
+            .field("readable", &self.readable.is_some())
+            .field("password", &self.password.is_some())
             .finish()
     }
+}
+
+/// A listening socket and what the proxy serves on it.
+#[derive(Debug)]
+pub enum Listener {
+    /// The HTTP proxy: `CONNECT`, and plain requests with an absolute
+    /// `http://` URI.
+    Http(TcpListener),
+    /// SOCKS5 (`CONNECT` only).
+    Socks(TcpListener),
+    /// Transparent mode's port 80, decided by the `Host` header.
+    Plain(TcpListener),
+    /// Transparent mode's port 443, decided by the TLS server name.
+    Tls(TcpListener),
+    /// The DNS stub.
+    Dns(UdpSocket),
 }
 
 impl NetDecision {
@@ -121,7 +170,9 @@ struct Shared {
 #[derive(Debug)]
 pub struct Proxy {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    /// Each listener's thread, and the address that wakes it from a
+    /// blocking `accept` (none when it never blocks for long).
+    threads: Vec<(JoinHandle<()>, Option<SocketAddr>)>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -138,10 +189,8 @@ fn now_ms() -> u64 {
 }
 
 impl Proxy {
-    /// Serves `listeners` with `rules`: HTTP and SOCKS5 (TCP), then the
-    /// transparent ports 80 and 443 (TCP), then the DNS stub's (UDP), in
-    /// the order `moat_linux` passes them.
-    pub fn start(listeners: Vec<OwnedFd>, rules: DomainRules, hooks: Hooks) -> Proxy {
+    /// Serves each of `listeners` with `rules`, as its kind says.
+    pub fn start(listeners: Vec<Listener>, rules: DomainRules, hooks: Hooks) -> Proxy {
         let shared = Arc::new(Shared {
             rules,
             synthetic: Mutex::new(Synthetic::default()),
@@ -152,23 +201,26 @@ impl Proxy {
             log: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();
-        for (i, fd) in listeners.into_iter().enumerate() {
+        for listener in listeners {
             let shared = shared.clone();
-            let kind = match i {
-                0 => Kind::Http,
-                1 => Kind::Socks,
-                2 => Kind::Plain,
-                3 => Kind::Tls,
-                _ => {
-                    let socket = UdpSocket::from(fd);
-                    threads.push(std::thread::spawn(move || dns_loop(socket, shared)));
+            let (listener, kind) = match listener {
+                Listener::Http(l) => (l, Kind::Http),
+                Listener::Socks(l) => (l, Kind::Socks),
+                Listener::Plain(l) => (l, Kind::Plain),
+                Listener::Tls(l) => (l, Kind::Tls),
+                Listener::Dns(socket) => {
+                    let t = std::thread::spawn(move || dns_loop(socket, shared));
+                    threads.push((t, None));
                     continue;
                 }
             };
-            let listener = TcpListener::from(fd);
-            threads.push(std::thread::spawn(move || {
-                accept_loop(listener, kind, shared)
-            }));
+            let wake = if shared.hooks.readable.is_some() {
+                None
+            } else {
+                listener.local_addr().ok().map(wake_address)
+            };
+            let t = std::thread::spawn(move || accept_loop(listener, kind, shared));
+            threads.push((t, wake));
         }
         Proxy { shared, threads }
     }
@@ -176,8 +228,16 @@ impl Proxy {
     /// Stops accepting; returns every decision so far.
     pub fn stop(self) -> Vec<NetDecision> {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            let _ = t.join();
+        for (t, wake) in self.threads {
+            // A listener blocked in `accept` ends once a connection comes.
+            // If none can be made, its thread is left behind rather than
+            // waited for forever; it ends with the next connection.
+            let woken = wake.map_or(true, |addr| {
+                TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).is_ok()
+            });
+            if woken {
+                let _ = t.join();
+            }
         }
         self.shared
             .log
@@ -198,14 +258,27 @@ enum Kind {
     Tls,
 }
 
+/// Where to connect to reach a listener bound to `addr` (an unspecified
+/// address is reached on loopback).
+fn wake_address(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
 fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>) {
-    if listener.set_nonblocking(true).is_err() {
+    let readable = shared.hooks.readable.clone();
+    if listener.set_nonblocking(readable.is_some()).is_err() {
         return;
     }
     while !shared.stop.load(Ordering::SeqCst) {
-        #[cfg(target_os = "linux")]
-        if !moat_linux::wait_readable(listener.as_fd(), 100) {
-            continue;
+        if let Some(readable) = &readable {
+            if !readable(&listener, Duration::from_millis(100)) {
+                continue;
+            }
         }
         let (stream, _) = match listener.accept() {
             Ok(s) => s,
@@ -215,6 +288,10 @@ fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>) {
                 continue;
             }
         };
+        // The connection that wakes a blocked `accept` at the end.
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
         if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             drop(stream);
@@ -255,7 +332,7 @@ enum Verdict {
 /// denied names are never resolved.
 fn decide(shared: &Shared, host: &str, port: u16) -> Verdict {
     let rules = &shared.rules;
-    let (addrs, rule) = if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+    let (addrs, rule) = if let Ok(ip) = host.trim_matches(&['[', ']'][..]).parse::<IpAddr>() {
         match rules.allow_cidr.iter().find(|c| c.contains(ip)) {
             Some(c) => (vec![SocketAddr::new(ip, port)], format!("allow_cidr {}", c)),
             None => {
@@ -408,13 +485,70 @@ fn read_head(stream: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
 }
 
 fn answer(stream: &mut TcpStream, status: &str, body: &str) {
+    answer_with(stream, status, "", body)
+}
+
+/// [`answer`] with more header lines (each ending in CRLF).
+fn answer_with(stream: &mut TcpStream, status: &str, headers: &str, body: &str) {
     let _ = write!(
         stream,
-        "HTTP/1.1 {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {}\r\n{}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         status,
+        headers,
         body.len(),
         body
     );
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic credentials.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity((bytes.len() + 2) / 3 * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Whether a request carries the proxy's password (always, when it has
+/// none). The comparison takes as long for every wrong password of a
+/// length.
+fn authorized(shared: &Shared, headers: &[(String, Vec<u8>)]) -> bool {
+    let password = match &shared.hooks.password {
+        Some(p) => p,
+        None => return true,
+    };
+    let expected = base64(format!("{}:{}", PROXY_USER, password).as_bytes());
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+        .any(|(_, value)| {
+            let value = String::from_utf8_lossy(value);
+            let mut parts = value.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("basic") => {
+                    token.len() == expected.len()
+                        && token
+                            .bytes()
+                            .zip(expected.bytes())
+                            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                            == 0
+                }
+                _ => false,
+            }
+        })
 }
 
 /// `host:port` of a CONNECT target or an absolute `http://` URI, and the
@@ -494,11 +628,14 @@ fn request(
 /// The method, target and headers of a request head.
 type Head = (String, String, Vec<(String, Vec<u8>)>);
 
+/// The most headers a request head may have.
+const MAX_HEADERS: usize = 100;
+
 fn parse_head(head: &[u8], not_http: &'static str) -> Result<Head, &'static str> {
     if head.len() > MAX_HEAD + 4 {
         return Err("request head too large");
     }
-    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
@@ -611,6 +748,18 @@ fn http(mut client: TcpStream, shared: &Shared) {
         "http"
     };
     let mut decision = NetDecision::pending(protocol, &host, port);
+    if !authorized(shared, &req.headers) {
+        answer_with(
+            &mut client,
+            "407 Proxy Authentication Required",
+            "Proxy-Authenticate: Basic realm=\"moat\"\r\n",
+            "moat: this proxy wants the password in the proxy variables moat gave the command\n",
+        );
+        decision.rule = "no proxy password, or a wrong one".to_string();
+        decision.duration_ms = started.elapsed().as_millis() as u64;
+        record(shared, decision);
+        return;
+    }
     match decide(shared, &host, port) {
         Verdict::No(why) => {
             answer(
@@ -654,7 +803,9 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
     if client.read_exact(&mut methods).is_err() {
         return;
     }
-    if !methods.contains(&0) {
+    // No authentication is all moat offers, so a proxy with a password
+    // accepts no SOCKS5 client.
+    if !methods.contains(&0) || shared.hooks.password.is_some() {
         let _ = client.write_all(&[5, 0xff]);
         return;
     }
@@ -825,8 +976,9 @@ fn read_hello(stream: &mut TcpStream) -> (Vec<u8>, tls::Hello) {
 /// address; failing that, as an address.
 fn transparent(mut client: TcpStream, is_tls: bool, shared: &Shared) {
     let started = Instant::now();
-    let Ok(dst) = client.local_addr() else {
-        return;
+    let dst = match client.local_addr() {
+        Ok(dst) => dst,
+        Err(_) => return,
     };
     let port = dst.port();
     let behind = shared.name_at(dst.ip());
@@ -936,6 +1088,94 @@ mod tests {
     }
 
     #[test]
+    fn base64_is_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("moat:s3cr3t", "bW9hdDpzM2NyM3Q="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
+
+    #[test]
+    fn request_heads_follow_http_1_rules() {
+        // Empty lines before the request line are skipped; bare LFs end
+        // lines; header values lose the blanks around them.
+        let (method, target, headers) = parse_head(
+            b"\r\n\nGET http://a.test/ HTTP/1.0\nHost:\t a.test \r\nX-Empty:\r\n\r\n",
+            "not HTTP",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            (method.as_str(), target.as_str()),
+            ("GET", "http://a.test/")
+        );
+        assert_eq!(
+            headers,
+            vec![
+                ("Host".to_string(), b"a.test".to_vec()),
+                ("X-Empty".to_string(), Vec::new())
+            ]
+        );
+        let why = |head: &[u8]| parse_head(head, "not HTTP").err();
+        for incomplete in [
+            &b""[..],
+            b"\r\n",
+            b"GE",
+            b"GET http://x",
+            b"GET http://x HTTP/1.",
+            b"GET http://x HTTP/1.1\r",
+            b"GET http://x HTTP/1.1\r\nHost: a",
+            b"GET http://x HTTP/1.1\r\nHost: a\r\n",
+        ] {
+            assert_eq!(
+                why(incomplete),
+                Some("the request head is incomplete"),
+                "{:?}",
+                String::from_utf8_lossy(incomplete)
+            );
+        }
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "A: b\r\n".repeat(MAX_HEADERS + 1)
+        );
+        for malformed in [
+            &b"\x16\x03\x01\x00\x05hello"[..],
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.1 x\r\n\r\n",
+            b"GET /\x7f HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nNo colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA(: b",
+            b"\rX\r\n",
+            many.as_bytes(),
+        ] {
+            assert_eq!(
+                why(malformed),
+                Some("not HTTP"),
+                "{:?}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
+        let at_most = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS));
+        assert!(parse_head(at_most.as_bytes(), "not HTTP").is_ok());
+        let big = vec![b'a'; MAX_HEAD + 5];
+        assert_eq!(why(&big), Some("request head too large"));
+    }
+
+    #[test]
     fn captured_requests_are_named_by_their_host_header() {
         let r = parse_origin(b"GET /simple/ HTTP/1.1\r\nHost: PyPI.org:8080\r\n\r\n").unwrap();
         assert_eq!(
@@ -1033,3 +1273,6 @@ mod tests {
         assert_eq!(target("CONNECT", "host:notaport"), None);
     }
 }
+
+#[cfg(test)]
+mod net_tests;

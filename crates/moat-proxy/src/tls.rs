@@ -60,7 +60,7 @@ pub fn parse_client_hello(buf: &[u8]) -> Hello {
     }
     // A handshake record of TLS 1.0 or later (ClientHellos say 3.1 at
     // most in the record layer).
-    if buf[0] != 22 || buf.get(1).is_some_and(|v| *v != 3) {
+    if buf[0] != 22 || buf.get(1).map_or(false, |v| *v != 3) {
         return Hello::NotTls;
     }
     if buf.len() < 5 {
@@ -70,8 +70,9 @@ pub fn parse_client_hello(buf: &[u8]) -> Hello {
     if len == 0 || len > MAX_RECORD {
         return Hello::NotTls;
     }
-    let Some(record) = buf.get(5..5 + len) else {
-        return Hello::Incomplete;
+    let record = match buf.get(5..5 + len) {
+        Some(record) => record,
+        None => return Hello::Incomplete,
     };
     hello_name(record).unwrap_or(Hello::NotTls)
 }

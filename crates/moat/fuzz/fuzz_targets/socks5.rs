@@ -1,8 +1,0 @@
-// cargo +nightly fuzz run socks5   (from crates/moat)
-#![no_main]
-
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = moat::proxy::parse_socks(data);
-});
