@@ -153,6 +153,29 @@ pub struct SetupArgs {
     pub user: Option<String>,
     pub check: bool,
     pub remove: bool,
+    /// Where the output goes (`--report FILE`): set by moat itself when it
+    /// starts setup again as administrator, whose window the person does
+    /// not see; moat prints the file afterwards.
+    pub report: Option<PathBuf>,
+}
+
+impl SetupArgs {
+    /// The arguments of `moat setup` started again as administrator
+    /// (through the UAC prompt): the same request, for `user` (an
+    /// administrator signing in over the shoulder would otherwise set it up
+    /// for themselves), writing its output to `report`.
+    pub fn elevated_again(&self, user: &str, report: &str) -> Vec<String> {
+        let mut out = vec!["setup".to_string()];
+        if self.remove {
+            out.push("--remove".to_string());
+        } else {
+            out.push("--user".to_string());
+            out.push(self.user.clone().unwrap_or_else(|| user.to_string()));
+        }
+        out.push("--report".to_string());
+        out.push(report.to_string());
+        out
+    }
 }
 
 /// What the command line asks for.
@@ -454,6 +477,12 @@ fn parse_setup(args: &[String]) -> Result<SetupArgs, UsageError> {
                 no_value(flag, inline)?;
                 out.remove = true;
             }
+            "--report" => {
+                if out.report.is_some() {
+                    return Err(usage("--report given more than once".to_string()));
+                }
+                out.report = Some(PathBuf::from(non_empty(flag, cur.value(flag, inline)?)?));
+            }
             other => {
                 return Err(usage(format!(
                     "unknown {} {other} for moat setup (use --user NAME, --check or --remove)",
@@ -466,10 +495,8 @@ fn parse_setup(args: &[String]) -> Result<SetupArgs, UsageError> {
             }
         }
     }
-    if out.check && (out.remove || out.user.is_some()) {
-        return Err(usage(
-            "--check goes alone: not with --remove or --user".to_string(),
-        ));
+    if out.check && out.remove {
+        return Err(usage("--check and --remove do not go together".to_string()));
     }
     if out.remove && out.user.is_some() {
         return Err(usage("--remove and --user do not go together".to_string()));
@@ -1000,6 +1027,48 @@ mod tests {
         assert!(err(&["setup", "--check", "--remove"]).contains("--check"));
         assert!(err(&["setup", "--remove", "--user", "ana"]).contains("--remove"));
         assert!(err(&["setup", "--force"]).contains("--force"));
+        assert!(err(&["setup", "--report"]).contains("--report needs a value"));
+        assert!(err(&["setup", "--report", "a", "--report", "b"]).contains("more than once"));
+    }
+
+    #[test]
+    fn setup_started_again_as_administrator_keeps_the_request_and_the_person() {
+        let setup = SetupArgs::default();
+        let again = setup.elevated_again(r"PC\ana", r"C:\Users\ana\AppData\Local\Temp\r.txt");
+        assert_eq!(
+            again,
+            [
+                "setup",
+                "--user",
+                r"PC\ana",
+                "--report",
+                r"C:\Users\ana\AppData\Local\Temp\r.txt"
+            ]
+        );
+        // What moat starts parses back to the same request, plus the report.
+        match parse(&again).unwrap() {
+            Command::Setup(back) => {
+                assert_eq!(back.user.as_deref(), Some(r"PC\ana"));
+                assert_eq!(
+                    back.report,
+                    Some(PathBuf::from(r"C:\Users\ana\AppData\Local\Temp\r.txt"))
+                );
+                assert!(!back.remove && !back.check);
+            }
+            other => panic!("not setup: {other:?}"),
+        }
+        let named = SetupArgs {
+            user: Some("bo".to_string()),
+            ..SetupArgs::default()
+        };
+        assert_eq!(named.elevated_again("ana", "r")[2], "bo");
+        let remove = SetupArgs {
+            remove: true,
+            ..SetupArgs::default()
+        };
+        let again = remove.elevated_again("ana", "r");
+        assert_eq!(again, ["setup", "--remove", "--report", "r"]);
+        assert!(matches!(parse(&again).unwrap(), Command::Setup(s) if s.remove));
     }
 
     #[test]
@@ -1008,16 +1077,23 @@ mod tests {
             parse(&args(&["setup", "--user=ana"])).unwrap(),
             Command::Setup(SetupArgs {
                 user: Some("ana".to_string()),
-                check: false,
-                remove: false
+                ..SetupArgs::default()
             })
         );
         assert_eq!(
             parse(&args(&["setup", "--check"])).unwrap(),
             Command::Setup(SetupArgs {
-                user: None,
                 check: true,
-                remove: false
+                ..SetupArgs::default()
+            })
+        );
+        // An administrator may check someone else's setup.
+        assert_eq!(
+            parse(&args(&["setup", "--check", "--user", "ana"])).unwrap(),
+            Command::Setup(SetupArgs {
+                user: Some("ana".to_string()),
+                check: true,
+                ..SetupArgs::default()
             })
         );
         assert_eq!(

@@ -15,10 +15,12 @@ use moat_policy::{NetworkMode, Policy};
 
 use super::console::console_size;
 use super::setup_host::{self, Machine};
-use super::{accounts, elevated as sys_elevated, unelevated as sys_unelevated};
+use super::{accounts, elevate, elevated as sys_elevated, unelevated as sys_unelevated};
 use crate::cli_args::{self, Command, RunArgs, SetupArgs, Tier, REFUSED, USAGE, USAGE_TEXT};
+use crate::cmdline;
 use crate::elevated::{self, ElevatedError, WritableRoot};
 use crate::envblock;
+use crate::errors;
 use crate::firewall;
 use crate::net_proxy;
 use crate::offline_env::{self, NetEnforcement};
@@ -415,8 +417,20 @@ fn setup_check(args: &SetupArgs, places: &Places) -> i32 {
 
 fn setup(args: &SetupArgs) -> i32 {
     let places = Places::new();
+    if let Some(report) = &args.report {
+        if let Err(err) = elevate::report_to(report) {
+            eprintln!(
+                "moat: setup: writing the report {}: {err}",
+                report.display()
+            );
+            return 1;
+        }
+    }
     if args.check {
         return setup_check(args, &places);
+    }
+    if args.report.is_none() && setup_host::is_elevated().ok() == Some(false) {
+        return setup_as_administrator(args);
     }
     let mut machine = Machine::new(&places.record);
     let result = if args.remove {
@@ -457,6 +471,58 @@ fn setup(args: &SetupArgs) -> i32 {
             1
         }
     }
+}
+
+/// `moat setup` again as administrator, through the UAC prompt; its
+/// output (from the report file it writes) and exit code.
+fn setup_as_administrator(args: &SetupArgs) -> i32 {
+    match setup_as_administrator_inner(args) {
+        Ok(code) => code,
+        Err(why) => {
+            eprintln!("moat: setup: {why}");
+            1
+        }
+    }
+}
+
+fn setup_as_administrator_inner(args: &SetupArgs) -> Result<i32, String> {
+    let user = current_user().ok_or("USERNAME is not set: name the person with --user NAME")?;
+    let local = var("LOCALAPPDATA").ok_or("LOCALAPPDATA is not set: moat keeps its state there")?;
+    // In moat's own state directory: no writable root holds it, so no
+    // command in the sandbox can put a link where the administrator's
+    // copy will write.
+    let dir = PathBuf::from(format!("{}\\moat", local.trim_end_matches('\\')));
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| format!("creating moat's state directory {}: {err}", dir.display()))?;
+    let report = dir.join(format!("setup-report-{}.txt", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&report)
+        .map_err(|err| format!("creating the report file {}: {err}", report.display()))?;
+    let exe = std::env::current_exe().map_err(|err| format!("finding moat's own path: {err}"))?;
+    let report_text = text(&report, "the report file")?;
+    let again = args.elevated_again(&user, &report_text);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    let params =
+        cmdline::join(&again).map_err(|err| format!("the administrator's command line: {err}"))?;
+    println!("moat: setup: asking Windows to run setup as administrator (the UAC prompt)");
+    let result = elevate::run_as_administrator(&exe, &params);
+    let output = std::fs::read_to_string(&report);
+    let _ = std::fs::remove_file(&report);
+    let code = result.map_err(|err| {
+        errors::describe(
+            "starting moat setup as administrator",
+            err.raw_os_error().unwrap_or(0) as u32,
+        )
+    })?;
+    match output {
+        Ok(text) => print!("{text}"),
+        Err(err) => eprintln!(
+            "moat: setup: the administrator's setup left no report ({err}); it exited with {code}"
+        ),
+    }
+    Ok(code as i32)
 }
 
 /// Takes the sandbox group's ACEs off the paths the ledger of the person

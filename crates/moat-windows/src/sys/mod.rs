@@ -17,6 +17,7 @@ pub mod console;
 pub mod descriptor;
 pub mod desktop;
 pub mod dpapi;
+pub mod elevate;
 pub mod elevated;
 pub mod job;
 pub mod logon;
