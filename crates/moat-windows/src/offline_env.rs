@@ -68,20 +68,24 @@ pub fn check_policy(
 /// A port nothing listens on, so proxy-respecting programs fail at once.
 const DEAD_PROXY: &str = "http://127.0.0.1:9";
 
+/// The proxy variables curl, git and most HTTP libraries read: pointed at
+/// a dead proxy when offline, at moat's when allowlisted.
+const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "GIT_HTTP_PROXY",
+    "GIT_HTTPS_PROXY",
+];
+
 /// The variables that keep proxy-respecting tools offline in the
 /// unelevated tier.
 pub fn advisory_offline() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for name in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "GIT_HTTP_PROXY",
-        "GIT_HTTPS_PROXY",
-    ] {
+    for name in PROXY_VARIABLES {
         out.push((name.to_string(), DEAD_PROXY.to_string()));
     }
     for (name, value) in [
@@ -112,20 +116,12 @@ pub fn proxy_env(port: u16, password: &str) -> Vec<(String, String)> {
         port
     );
     let mut out: Vec<(String, String)> = Vec::new();
-    for name in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "GIT_HTTP_PROXY",
-        "GIT_HTTPS_PROXY",
+    for name in PROXY_VARIABLES.iter().chain(&[
         "CARGO_HTTP_PROXY",
         "npm_config_proxy",
         "npm_config_https_proxy",
         "PIP_PROXY",
-    ] {
+    ]) {
         out.push((name.to_string(), proxy.clone()));
     }
     for name in ["NO_PROXY", "no_proxy"] {

@@ -1753,10 +1753,9 @@ mod tests {
         assert_eq!(fake.calls, 0);
     }
 
-    #[test]
-    fn refusals_come_before_any_change() {
-        let mut fake = Fake::new();
-        fake.users.push(User {
+    /// An account with moat's online name that moat did not make.
+    fn someone_elses_online() -> User {
+        User {
             name: setup_plan::ONLINE.to_string(),
             comment: "someone's".to_string(),
             sid: "S-1-5-21-1-2-3-1500".parse().unwrap(),
@@ -1765,7 +1764,13 @@ mod tests {
             never_expires: true,
             in_group: false,
             password: String::new(),
-        });
+        }
+    }
+
+    #[test]
+    fn refusals_come_before_any_change() {
+        let mut fake = Fake::new();
+        fake.users.push(someone_elses_online());
         let err = setup(&config(), &mut fake).unwrap_err();
         assert!(
             matches!(err, RunError::Plan(SetupError::Taken { .. })),
@@ -2143,16 +2148,7 @@ mod tests {
     #[test]
     fn the_check_names_principals_moat_will_not_take_over() {
         let mut fake = Fake::new();
-        fake.users.push(User {
-            name: setup_plan::ONLINE.to_string(),
-            comment: "someone's".to_string(),
-            sid: "S-1-5-21-1-2-3-1500".parse().unwrap(),
-            disabled: false,
-            locked: false,
-            never_expires: true,
-            in_group: false,
-            password: String::new(),
-        });
+        fake.users.push(someone_elses_online());
         let problems = match check(&config(), &mut fake) {
             Err(RunError::Incomplete(p)) => p,
             other => panic!("{:?}", other),

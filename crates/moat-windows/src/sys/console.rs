@@ -97,6 +97,22 @@ pub struct RawMode {
     output: Option<(HANDLE, u32)>,
 }
 
+/// Raw mode for a `--pty` run, or `None`: moat's input is not a console,
+/// or the console refused, which is said on standard error and the command
+/// still runs, on a line-buffered console.
+pub fn raw_for_run() -> Option<RawMode> {
+    match RawMode::enable() {
+        Ok(raw) => raw,
+        Err(err) => {
+            eprintln!(
+                "moat: note: {}",
+                super::failure("putting the console in raw mode", &err)
+            );
+            None
+        }
+    }
+}
+
 impl RawMode {
     /// Puts moat's console in raw mode; `None` when moat's standard input
     /// is not a console (a pipe or a file: nothing to change).

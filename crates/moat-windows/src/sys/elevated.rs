@@ -40,11 +40,10 @@ use windows_sys::Win32::Foundation::{HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Threading::{GetExitCodeProcess, WaitForSingleObject};
 use windows_sys::Win32::System::IO::CancelSynchronousIo;
 
-use super::console::{self, RawMode};
+use super::console;
 use super::logon::{self, Password, Runner, RunnerLaunch};
-use super::{accounts, dpapi, job, pipe};
+use super::{accounts, dpapi, failure, job, pipe};
 use crate::elevated::{self, Context, ElevatedError, Output, Plan, Relay, Request};
-use crate::errors;
 use crate::framing::Frame;
 use crate::terminal::{SizeWatch, RESIZE_POLL};
 
@@ -146,18 +145,7 @@ pub fn run(req: &Request, options: &Options<'_>) -> Result<u32, ElevatedError> {
     // Raw for the run's length: put back when `raw` drops, at the end of
     // this function whatever happened.
     let raw = match req.pty {
-        Some(_) => match RawMode::enable() {
-            Ok(raw) => raw,
-            Err(err) => {
-                // The command still runs, on a line-buffered console.
-                let _ = writeln!(
-                    io::stderr(),
-                    "moat: note: {}",
-                    failure("putting the console in raw mode", &err)
-                );
-                None
-            }
-        },
+        Some(_) => console::raw_for_run(),
         None => None,
     };
     // A raw console is read key by key, Ctrl+Z included.
@@ -174,14 +162,6 @@ pub fn run(req: &Request, options: &Options<'_>) -> Result<u32, ElevatedError> {
     }
     // Dropping `job` closes moat's only handle: whatever is left dies.
     result
-}
-
-/// `what` failed with `err`, explained when the code is known.
-fn failure(what: &str, err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => errors::describe(what, code as u32),
-        None => format!("{what} failed: {err}"),
-    }
 }
 
 /// 128 random bits for the pipe names.

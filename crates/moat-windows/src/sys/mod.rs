@@ -36,6 +36,15 @@ pub fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
 
+/// `what` failed with `err`, explained when the code is one
+/// `crate::errors` knows.
+pub fn failure(what: &str, err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => crate::errors::describe(what, code as u32),
+        None => format!("{what} failed: {err}"),
+    }
+}
+
 /// A NUL-terminated UTF-16 string Windows owns, as text.
 ///
 /// # Safety

@@ -39,8 +39,7 @@ use std::time::Duration;
 use super::anon_pipe::{self, ChildEnd};
 use super::pipe::{self, Direction};
 use super::process::{self, Stdio};
-use super::{conpty, job, token};
-use crate::errors;
+use super::{conpty, failure, job, token};
 use crate::framing::Frame;
 use crate::limits;
 use crate::runner::{Event, Launch};
@@ -163,14 +162,6 @@ fn read_moat(mut from_moat: File, tx: SyncSender<Input>) {
         if inbound.failed() {
             return;
         }
-    }
-}
-
-/// `what` failed with `err`, explained when the code is known.
-fn failure(what: &str, err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => errors::describe(what, code as u32),
-        None => format!("{what} failed: {err}"),
     }
 }
 

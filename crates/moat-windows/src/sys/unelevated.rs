@@ -33,13 +33,12 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::anon_pipe::{self, ChildEnd};
-use super::console::{self, RawMode};
+use super::console;
 use super::process::{self, Stdio};
-use super::{acl, conpty, desktop, job, token};
+use super::{acl, conpty, desktop, failure, job, token};
 use crate::acl_plan::{AclStep, PathState, WinPath};
 use crate::apply;
 use crate::audit::{self, AuditReport};
-use crate::errors;
 use crate::limits;
 use crate::read_grants::{self, ReadHost, ReadInput, ReadPlan};
 use crate::sddl::{Ace, AceFlags, Dacl, GENERIC_ALL};
@@ -83,14 +82,6 @@ pub struct Options<'a> {
     /// The sandbox group, when the elevated tier runs the command: it gets
     /// read access to the person's profile (`crate::read_grants`).
     pub read_group: Option<Sid>,
-}
-
-/// `what` failed with `err`, explained when the code is known.
-fn failure(what: &str, err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => errors::describe(what, code as u32),
-        None => format!("{what} failed: {err}"),
-    }
 }
 
 fn system(what: &str, err: &io::Error) -> UnelevatedError {
@@ -620,18 +611,7 @@ fn run_console(
 ) -> Result<u32, UnelevatedError> {
     // Raw before the thread below starts reading; put back when `raw`
     // drops, whichever way this function returns.
-    let raw = match RawMode::enable() {
-        Ok(raw) => raw,
-        Err(err) => {
-            // The command still runs, on a line-buffered console.
-            let _ = writeln!(
-                io::stderr(),
-                "moat: note: {}",
-                failure("putting the console in raw mode", &err)
-            );
-            None
-        }
-    };
+    let raw = console::raw_for_run();
     let make =
         |end| anon_pipe::create(end).map_err(|err| system("creating the console's pipes", &err));
     // The console reads `input.read` and writes `output.write`; it
