@@ -42,6 +42,8 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 const IDLE: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 1024;
+/// How long [`Proxy::stop`] waits for connections still open to end.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// One decision of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +240,13 @@ impl Proxy {
             if woken {
                 let _ = t.join();
             }
+        }
+        // A connection records its decision when it ends, which can be just
+        // after its client saw the end: those still going get a moment to,
+        // so the report holds every connection that had ended.
+        let deadline = Instant::now() + DRAIN;
+        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
         }
         self.shared
             .log
