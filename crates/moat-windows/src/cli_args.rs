@@ -41,6 +41,7 @@ pub const USAGE_TEXT: &str = "\
 usage: moat run [OPTIONS] -- CMD [ARGS...]
        moat setup [--user NAME] [--check] [--remove]
        moat doctor [--json]
+       moat forget (PATH... | --orphans | --all)
 
 moat run options:
   --workspace DIR              the directory the command may write [default: the current directory]
@@ -62,6 +63,11 @@ moat run options:
   --tier TIER                  auto (default), elevated or unelevated
   --allow-degraded             run even if some layers cannot be enforced
   --no-config                  ignore config files (yours and the workspace's)
+
+moat forget takes moat's ACEs off, without an administrator:
+  PATH...                      writable roots moat gave a capability SID: their ACEs and SIDs
+  --orphans                    ACEs of SIDs no root uses any more (a removed sandbox group too)
+  --all                        every ACE and directory moat recorded, and every SID
 ";
 
 /// Which tier the person asked for.
@@ -178,12 +184,24 @@ impl SetupArgs {
     }
 }
 
+/// What `moat forget` takes off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    /// These writable roots: their ACEs and their capability SIDs.
+    Roots(Vec<String>),
+    /// ACEs of SIDs no root uses any more.
+    Orphans,
+    /// Everything moat recorded.
+    All,
+}
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(Box<RunArgs>),
     Setup(SetupArgs),
     Doctor { json: bool },
+    Forget(Forget),
     Help,
     Version,
 }
@@ -262,20 +280,25 @@ where
 pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let first = match args.first() {
         Some(a) => a.as_str(),
-        None => return Err(usage("no subcommand: use run, setup or doctor".to_string())),
+        None => {
+            return Err(usage(
+                "no subcommand: use run, setup, doctor or forget".to_string(),
+            ))
+        }
     };
     let rest = &args[1..];
     match first {
         "run" => parse_run(rest).map(|r| Command::Run(Box::new(r))),
         "setup" => parse_setup(rest).map(Command::Setup),
         "doctor" => parse_doctor(rest),
+        "forget" => parse_forget(rest).map(Command::Forget),
         "-h" | "--help" | "help" => Ok(Command::Help),
         "-V" | "--version" | "version" => Ok(Command::Version),
         other if other.starts_with('-') => Err(usage(format!(
-            "unknown option {other}: a subcommand (run, setup, doctor) comes first"
+            "unknown option {other}: a subcommand (run, setup, doctor, forget) comes first"
         ))),
         other => Err(usage(format!(
-            "unknown subcommand {other:?}: use run, setup or doctor"
+            "unknown subcommand {other:?}: use run, setup, doctor or forget"
         ))),
     }
 }
@@ -502,6 +525,42 @@ fn parse_setup(args: &[String]) -> Result<SetupArgs, UsageError> {
         return Err(usage("--remove and --user do not go together".to_string()));
     }
     Ok(out)
+}
+
+fn parse_forget(args: &[String]) -> Result<Forget, UsageError> {
+    let (mut orphans, mut all) = (false, false);
+    let mut roots: Vec<String> = Vec::new();
+    for arg in args {
+        let (flag, inline) = split_flag(arg);
+        match flag {
+            "--orphans" => {
+                no_value(flag, inline)?;
+                orphans = true;
+            }
+            "--all" => {
+                no_value(flag, inline)?;
+                all = true;
+            }
+            other if other.starts_with('-') => {
+                return Err(usage(format!(
+                    "unknown option {other} for moat forget (use PATH..., --orphans or --all)"
+                )))
+            }
+            _ if arg.is_empty() => return Err(usage("an empty path for moat forget".to_string())),
+            _ => roots.push(arg.clone()),
+        }
+    }
+    match (roots.is_empty(), orphans, all) {
+        (false, false, false) => Ok(Forget::Roots(roots)),
+        (true, true, false) => Ok(Forget::Orphans),
+        (true, false, true) => Ok(Forget::All),
+        (true, false, false) => Err(usage(
+            "moat forget needs PATH..., --orphans or --all".to_string(),
+        )),
+        _ => Err(usage(
+            "moat forget takes one of PATH..., --orphans or --all".to_string(),
+        )),
+    }
 }
 
 fn parse_doctor(args: &[String]) -> Result<Command, UsageError> {
@@ -1029,6 +1088,33 @@ mod tests {
         assert!(err(&["setup", "--force"]).contains("--force"));
         assert!(err(&["setup", "--report"]).contains("--report needs a value"));
         assert!(err(&["setup", "--report", "a", "--report", "b"]).contains("more than once"));
+    }
+
+    #[test]
+    fn forget_takes_paths_or_orphans_or_all() {
+        let forget = |text: &[&str]| match parse(&args(text)) {
+            Ok(Command::Forget(f)) => Ok(f),
+            Ok(other) => panic!("not forget: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            forget(&["forget", r"C:\w", r"D:\x"]).unwrap(),
+            Forget::Roots(vec![r"C:\w".to_string(), r"D:\x".to_string()])
+        );
+        assert_eq!(forget(&["forget", "--orphans"]).unwrap(), Forget::Orphans);
+        assert_eq!(forget(&["forget", "--all"]).unwrap(), Forget::All);
+        assert!(forget(&["forget"]).unwrap_err().contains("needs PATH"));
+        assert!(forget(&["forget", "--all", r"C:\w"])
+            .unwrap_err()
+            .contains("one of"));
+        assert!(forget(&["forget", "--all", "--orphans"])
+            .unwrap_err()
+            .contains("one of"));
+        assert!(forget(&["forget", "--all=yes"]).is_err());
+        assert!(forget(&["forget", "--every"])
+            .unwrap_err()
+            .contains("--every"));
+        assert!(forget(&["forget", ""]).unwrap_err().contains("empty"));
     }
 
     #[test]

@@ -509,11 +509,17 @@ pub fn plan(
         })
         .collect();
     notes.extend(acl.notes.iter().cloned());
-    let orphans = ledger.orphan_sids(&book);
+    // The sandbox group is in no book: its ACEs are the elevated tier's.
+    let orphans: Vec<Sid> = ledger
+        .orphan_sids(&book)
+        .into_iter()
+        .filter(|sid| !ctx.principals.contains(sid))
+        .collect();
     if !orphans.is_empty() {
         notes.push(format!(
             "the ledger holds ACEs for {} SID(s) no root uses any more (an interrupted \
-             removal): `moat setup --remove` takes them off",
+             removal, or a sandbox group that was removed): `moat forget --orphans` takes \
+             them off",
             orphans.len()
         ));
     }
@@ -788,15 +794,22 @@ pub fn removal(
 }
 
 /// Plans taking off the ACEs of SIDs the book no longer knows (left by a
-/// removal that stopped half-way, or a lost book).
+/// removal that stopped half-way, a lost book, or a sandbox group that
+/// `moat setup --remove` deleted), except those of `keep`: the sandbox
+/// group while the elevated tier is set up, whose ACEs are in no book.
 pub fn orphan_removal(
     book: Option<&str>,
     ledger: Option<&str>,
+    keep: &[Sid],
 ) -> Result<Removal, UnelevatedError> {
     let book = parse_state(book, BOOK_FILE, SidBook::from_text, SidBook::new())?;
     let ledger = parse_state(ledger, LEDGER_FILE, Ledger::from_text, Ledger::new())?;
     let mut steps: Vec<RemovalStep> = Vec::new();
-    for sid in ledger.orphan_sids(&book) {
+    for sid in ledger
+        .orphan_sids(&book)
+        .into_iter()
+        .filter(|sid| !keep.contains(sid))
+    {
         for step in ledger.removal_plan_for(&sid) {
             // Created directories are removed with their root's SID.
             if matches!(step, RemovalStep::RemoveAces { .. }) && !steps.contains(&step) {
@@ -806,6 +819,20 @@ pub fn orphan_removal(
     }
     Ok(Removal {
         book,
+        ledger,
+        sid: None,
+        steps,
+    })
+}
+
+/// Plans taking off everything the ledger records, of every SID, and the
+/// directories moat made, and emptying the book: `moat forget --all`.
+pub fn total_removal(book: Option<&str>, ledger: Option<&str>) -> Result<Removal, UnelevatedError> {
+    parse_state(book, BOOK_FILE, SidBook::from_text, SidBook::new())?;
+    let ledger = parse_state(ledger, LEDGER_FILE, Ledger::from_text, Ledger::new())?;
+    let steps = ledger.removal_plan();
+    Ok(Removal {
+        book: SidBook::new(),
         ledger,
         sid: None,
         steps,
@@ -1317,12 +1344,78 @@ mod tests {
         let mut ledger = p.ledger.clone();
         apply::apply(&p.acl, &mut ledger, &mut Fake::default()).unwrap();
         // The book was lost: every SID in the ledger is an orphan.
-        let r = orphan_removal(None, Some(&ledger.to_text())).unwrap();
+        let r = orphan_removal(None, Some(&ledger.to_text()), &[]).unwrap();
         assert!(!r.steps.is_empty());
         assert!(r
             .steps
             .iter()
             .all(|s| matches!(s, RemovalStep::RemoveAces { .. })));
+    }
+
+    #[test]
+    fn the_sandbox_groups_aces_are_no_orphans_while_it_is_in_use() {
+        let f = Fixture::new(NetworkMode::Off);
+        let group: Sid = "S-1-5-21-7-8-9-1001".parse().unwrap();
+        let principals = [group];
+        let ctx = Context {
+            principals: &principals,
+            ..Context::default()
+        };
+        let p = plan(&f.request(), &ctx, &mut counter()).unwrap();
+        let mut ledger = p.ledger.clone();
+        apply::apply(&p.acl, &mut ledger, &mut Fake::default()).unwrap();
+        assert!(ledger.sids().contains(&group));
+        let (book, text) = (p.book.to_text(), ledger.to_text());
+        let again = Context {
+            book: Some(&book),
+            ledger: Some(&text),
+            ..ctx
+        };
+        let second = plan(&f.request(), &again, &mut counter()).unwrap();
+        assert!(
+            !second.notes.iter().any(|n| n.contains("no root uses")),
+            "{:?}",
+            second.notes
+        );
+        // Kept while set up; taken off once it is not.
+        let kept = orphan_removal(Some(&book), Some(&text), &principals).unwrap();
+        assert!(kept.steps.is_empty(), "{:?}", kept.steps);
+        let gone = orphan_removal(Some(&book), Some(&text), &[]).unwrap();
+        assert!(!gone.steps.is_empty());
+        assert!(gone.steps.iter().all(|s| match s {
+            RemovalStep::RemoveAces { sid, .. } => *sid == group,
+            _ => false,
+        }));
+        // In the unelevated tier (no principals) the note names the fix.
+        let unelevated = Context {
+            book: Some(&book),
+            ledger: Some(&text),
+            ..Context::default()
+        };
+        let third = plan(&f.request(), &unelevated, &mut counter()).unwrap();
+        assert!(
+            third
+                .notes
+                .iter()
+                .any(|n| n.contains("moat forget --orphans")),
+            "{:?}",
+            third.notes
+        );
+    }
+
+    #[test]
+    fn forgetting_everything_takes_off_every_ace_and_directory() {
+        let f = Fixture::new(NetworkMode::Off);
+        let p = plan(&f.request(), &Context::default(), &mut counter()).unwrap();
+        let mut ledger = p.ledger.clone();
+        let mut disk = Fake::default();
+        apply::apply(&p.acl, &mut ledger, &mut disk).unwrap();
+        let r = total_removal(Some(&p.book.to_text()), Some(&ledger.to_text())).unwrap();
+        assert!(r.book.roots().is_empty());
+        let mut after = r.ledger.clone();
+        apply::remove(&r.steps, &mut after, &mut disk).unwrap();
+        assert!(after.is_empty(), "{}", after.to_text());
+        assert!(total_removal(None, Some("not a ledger")).is_err());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use moat_policy::{NetworkMode, Policy};
 use super::console::console_size;
 use super::setup_host::{self, Machine};
 use super::{accounts, elevate, elevated as sys_elevated, unelevated as sys_unelevated};
-use crate::cli_args::{self, Command, RunArgs, SetupArgs, Tier, REFUSED, USAGE, USAGE_TEXT};
+use crate::cli_args::{
+    self, Command, Forget, RunArgs, SetupArgs, Tier, REFUSED, USAGE, USAGE_TEXT,
+};
 use crate::cmdline;
 use crate::elevated::{self, ElevatedError, WritableRoot};
 use crate::envblock;
@@ -25,6 +27,7 @@ use crate::firewall;
 use crate::net_proxy;
 use crate::offline_env::{self, NetEnforcement};
 use crate::setup_run::{self, RemovalConfig, SetupConfig};
+use crate::sid::Sid;
 use crate::unelevated::{LayerReport, Request};
 
 fn var(name: &str) -> Option<String> {
@@ -74,6 +77,13 @@ pub fn main() -> i32 {
         Ok(Command::Run(run_args)) => run(&run_args),
         Ok(Command::Setup(setup_args)) => setup(&setup_args),
         Ok(Command::Doctor { json }) => doctor(json),
+        Ok(Command::Forget(what)) => match forget(&what) {
+            Ok(()) => 0,
+            Err(why) => {
+                eprintln!("moat: forget: {why}");
+                1
+            }
+        },
         Err(err) => {
             eprintln!("moat: {err}\n(moat --help lists the options)");
             USAGE
@@ -138,7 +148,7 @@ fn run(args: &RunArgs) -> i32 {
 
 fn run_inner(args: &RunArgs) -> Result<i32, String> {
     let profile = var("USERPROFILE").ok_or("USERPROFILE is not set: moat needs your profile")?;
-    let local = var("LOCALAPPDATA").ok_or("LOCALAPPDATA is not set: moat keeps its state there")?;
+    let state_dir = state_dir()?;
     let cwd =
         std::env::current_dir().map_err(|err| format!("reading the current directory: {err}"))?;
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
@@ -173,7 +183,6 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
         .parent()
         .map(|p| p.to_string_lossy().into_owned())
         .ok_or_else(|| format!("your profile {profile} has no parent directory"))?;
-    let state_dir = PathBuf::from(format!("{}\\moat", local.trim_end_matches('\\')));
     let temp = format!("{}\\tmp", state_dir.display());
     let pty = if args.pty { Some(console_size()) } else { None };
 
@@ -487,11 +496,10 @@ fn setup_as_administrator(args: &SetupArgs) -> i32 {
 
 fn setup_as_administrator_inner(args: &SetupArgs) -> Result<i32, String> {
     let user = current_user().ok_or("USERNAME is not set: name the person with --user NAME")?;
-    let local = var("LOCALAPPDATA").ok_or("LOCALAPPDATA is not set: moat keeps its state there")?;
     // In moat's own state directory: no writable root holds it, so no
     // command in the sandbox can put a link where the administrator's
     // copy will write.
-    let dir = PathBuf::from(format!("{}\\moat", local.trim_end_matches('\\')));
+    let dir = state_dir()?;
     std::fs::create_dir_all(&dir)
         .map_err(|err| format!("creating moat's state directory {}: {err}", dir.display()))?;
     let report = dir.join(format!("setup-report-{}.txt", std::process::id()));
@@ -539,14 +547,78 @@ fn remove_group_aces(places: &Places) -> Result<(), String> {
         // A record without the group: nothing was granted to it.
         Err(_) => return Ok(()),
     };
-    let local = match var("LOCALAPPDATA") {
-        Some(local) => local,
-        None => return Ok(()),
+    let state_dir = match state_dir() {
+        Ok(dir) => dir,
+        // No state directory: no run recorded anything.
+        Err(_) => return Ok(()),
     };
-    let state_dir = PathBuf::from(format!("{}\\moat", local.trim_end_matches('\\')));
     let n = sys_unelevated::remove_aces_of(&state_dir, &group).map_err(|e| e.to_string())?;
     if n > 0 {
         println!("moat: setup: took the sandbox group's ACEs off {n} path(s) you ran commands in");
+    }
+    Ok(())
+}
+
+/// moat's state directory: `%LOCALAPPDATA%\moat`.
+fn state_dir() -> Result<PathBuf, String> {
+    let local = var("LOCALAPPDATA").ok_or("LOCALAPPDATA is not set: moat keeps its state there")?;
+    Ok(PathBuf::from(format!(
+        "{}\\moat",
+        local.trim_end_matches('\\')
+    )))
+}
+
+/// `moat forget`: moat's ACEs taken off as the person, no administrator
+/// needed (they are on the person's own files).
+fn forget(what: &Forget) -> Result<(), String> {
+    let state = state_dir()?;
+    match what {
+        Forget::Roots(roots) => {
+            let cwd = std::env::current_dir()
+                .map_err(|err| format!("reading the current directory: {err}"))?;
+            for root in roots {
+                let path = cwd.join(root);
+                // The book names roots as the view resolved them.
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                let path = text(&path, "the path")?;
+                let removed =
+                    sys_unelevated::remove_root(&state, &path).map_err(|e| e.to_string())?;
+                match removed.sid {
+                    Some(sid) => println!(
+                        "moat: forget: {path}: took off {} ACL entr{} of {sid}, and the SID",
+                        removed.steps,
+                        if removed.steps == 1 { "y" } else { "ies" }
+                    ),
+                    None => println!("moat: forget: {path}: moat has no SID for it"),
+                }
+            }
+        }
+        Forget::Orphans => {
+            // The sandbox group's ACEs stay while the elevated tier is set
+            // up for this person; they are in no book.
+            let keep: Vec<Sid> = read_record(&Places::new().record)
+                .ok()
+                .flatten()
+                .and_then(|text| elevated::group_sid(Some(&text), "").ok())
+                .into_iter()
+                .collect();
+            let removed =
+                sys_unelevated::remove_orphans(&state, &keep).map_err(|e| e.to_string())?;
+            println!(
+                "moat: forget: took off {} ACL entr{} of SIDs no root uses",
+                removed.steps,
+                if removed.steps == 1 { "y" } else { "ies" }
+            );
+        }
+        Forget::All => {
+            let removed = sys_unelevated::remove_all(&state).map_err(|e| e.to_string())?;
+            println!(
+                "moat: forget: took off {} ACL entr{} and directories moat made; every SID is \
+                 forgotten",
+                removed.steps,
+                if removed.steps == 1 { "y" } else { "ies" }
+            );
+        }
     }
     Ok(())
 }

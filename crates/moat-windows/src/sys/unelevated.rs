@@ -735,13 +735,26 @@ pub fn remove_root(state_dir: &Path, root: &str) -> Result<Removed, UnelevatedEr
     carry_out(removal, &book_path, &ledger_path)
 }
 
-/// Takes off the ACEs of SIDs the book no longer knows.
-pub fn remove_orphans(state_dir: &Path) -> Result<Removed, UnelevatedError> {
+/// Takes off the ACEs of SIDs the book no longer knows, except those of
+/// `keep` (the sandbox group while the elevated tier is set up).
+pub fn remove_orphans(state_dir: &Path, keep: &[Sid]) -> Result<Removed, UnelevatedError> {
     let _lock = lock(state_dir)?;
     let book_path = state_dir.join(BOOK_FILE);
     let ledger_path = state_dir.join(LEDGER_FILE);
     let book = read_state(&book_path)?;
     let ledger = read_state(&ledger_path)?;
-    let removal = unelevated::orphan_removal(book.as_deref(), ledger.as_deref())?;
+    let removal = unelevated::orphan_removal(book.as_deref(), ledger.as_deref(), keep)?;
+    carry_out(removal, &book_path, &ledger_path)
+}
+
+/// Takes off every ACE moat recorded and the directories it made, and
+/// empties the book.
+pub fn remove_all(state_dir: &Path) -> Result<Removed, UnelevatedError> {
+    let _lock = lock(state_dir)?;
+    let book_path = state_dir.join(BOOK_FILE);
+    let ledger_path = state_dir.join(LEDGER_FILE);
+    let book = read_state(&book_path)?;
+    let ledger = read_state(&ledger_path)?;
+    let removal = unelevated::total_removal(book.as_deref(), ledger.as_deref())?;
     carry_out(removal, &book_path, &ledger_path)
 }
