@@ -825,6 +825,25 @@ pub fn orphan_removal(
     })
 }
 
+/// Plans taking off the ACEs the ledger records for `sid` (the sandbox
+/// group's, when `moat setup --remove` deletes the group); the book stays
+/// as it is, since the group is in no book.
+pub fn sid_removal(
+    book: Option<&str>,
+    ledger: Option<&str>,
+    sid: &Sid,
+) -> Result<Removal, UnelevatedError> {
+    let book = parse_state(book, BOOK_FILE, SidBook::from_text, SidBook::new())?;
+    let ledger = parse_state(ledger, LEDGER_FILE, Ledger::from_text, Ledger::new())?;
+    let steps = ledger.removal_plan_for(sid);
+    Ok(Removal {
+        book,
+        ledger,
+        sid: Some(*sid),
+        steps,
+    })
+}
+
 /// Plans taking off everything the ledger records, of every SID, and the
 /// directories moat made, and emptying the book: `moat forget --all`.
 pub fn total_removal(book: Option<&str>, ledger: Option<&str>) -> Result<Removal, UnelevatedError> {
@@ -1386,6 +1405,10 @@ mod tests {
             RemovalStep::RemoveAces { sid, .. } => *sid == group,
             _ => false,
         }));
+        // `moat setup --remove` takes off the group's ACEs alone.
+        let removed = sid_removal(Some(&book), Some(&text), &group).unwrap();
+        assert_eq!(removed.steps, gone.steps);
+        assert_eq!(removed.book.to_text(), book);
         // In the unelevated tier (no principals) the note names the fix.
         let unelevated = Context {
             book: Some(&book),

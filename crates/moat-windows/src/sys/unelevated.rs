@@ -399,19 +399,13 @@ pub fn prepare(req: &Request<'_>, options: &Options<'_>) -> Result<RunPlan, Unel
 /// ledger with what was taken off, whatever happened; how many entries
 /// went.
 pub fn remove_aces_of(state_dir: &Path, sid: &Sid) -> Result<usize, UnelevatedError> {
-    let ledger_path = state_dir.join(LEDGER_FILE);
-    if !ledger_path.exists() {
+    if !state_dir.join(LEDGER_FILE).exists() {
         return Ok(0);
     }
-    let _lock = lock(state_dir)?;
-    let text = read_state(&ledger_path)?.unwrap_or_default();
-    let mut ledger = crate::acl_plan::Ledger::from_text(&text).map_err(|err| {
-        UnelevatedError::State(format!("the ACL ledger {}: {err}", ledger_path.display()))
-    })?;
-    let steps = ledger.removal_plan_for(sid);
-    let removed = apply::remove(&steps, &mut ledger, &mut acl::Disk);
-    write_state(&ledger_path, &ledger.to_text())?;
-    removed.map_err(|err| UnelevatedError::System(err.to_string()))
+    remove_planned(state_dir, |book, ledger| {
+        unelevated::sid_removal(book, ledger, sid)
+    })
+    .map(|removed| removed.steps)
 }
 
 /// Runs a prepared plan's command; its exit code, or
@@ -726,35 +720,36 @@ fn carry_out(
 /// protected paths and the Everyone-writable directories), the directories
 /// made for it if still empty, and the SID itself from the book.
 pub fn remove_root(state_dir: &Path, root: &str) -> Result<Removed, UnelevatedError> {
-    let _lock = lock(state_dir)?;
-    let book_path = state_dir.join(BOOK_FILE);
-    let ledger_path = state_dir.join(LEDGER_FILE);
-    let book = read_state(&book_path)?;
-    let ledger = read_state(&ledger_path)?;
-    let removal = unelevated::removal(book.as_deref(), ledger.as_deref(), root)?;
-    carry_out(removal, &book_path, &ledger_path)
+    remove_planned(state_dir, |book, ledger| {
+        unelevated::removal(book, ledger, root)
+    })
 }
 
 /// Takes off the ACEs of SIDs the book no longer knows, except those of
 /// `keep` (the sandbox group while the elevated tier is set up).
 pub fn remove_orphans(state_dir: &Path, keep: &[Sid]) -> Result<Removed, UnelevatedError> {
-    let _lock = lock(state_dir)?;
-    let book_path = state_dir.join(BOOK_FILE);
-    let ledger_path = state_dir.join(LEDGER_FILE);
-    let book = read_state(&book_path)?;
-    let ledger = read_state(&ledger_path)?;
-    let removal = unelevated::orphan_removal(book.as_deref(), ledger.as_deref(), keep)?;
-    carry_out(removal, &book_path, &ledger_path)
+    remove_planned(state_dir, |book, ledger| {
+        unelevated::orphan_removal(book, ledger, keep)
+    })
 }
 
 /// Takes off every ACE moat recorded and the directories it made, and
 /// empties the book.
 pub fn remove_all(state_dir: &Path) -> Result<Removed, UnelevatedError> {
+    remove_planned(state_dir, unelevated::total_removal)
+}
+
+/// With the state locked, plans a removal from the saved book and ledger
+/// (their texts, `None` when absent) and carries it out.
+fn remove_planned(
+    state_dir: &Path,
+    plan: impl FnOnce(Option<&str>, Option<&str>) -> Result<Removal, UnelevatedError>,
+) -> Result<Removed, UnelevatedError> {
     let _lock = lock(state_dir)?;
     let book_path = state_dir.join(BOOK_FILE);
     let ledger_path = state_dir.join(LEDGER_FILE);
     let book = read_state(&book_path)?;
     let ledger = read_state(&ledger_path)?;
-    let removal = unelevated::total_removal(book.as_deref(), ledger.as_deref())?;
+    let removal = plan(book.as_deref(), ledger.as_deref())?;
     carry_out(removal, &book_path, &ledger_path)
 }
