@@ -23,10 +23,10 @@ use moat_policy::scan::ScanLimits;
 use moat_policy::view::{self, FsView};
 use moat_policy::{units, Layer, NetworkMode, Policy, Preset, ReadMode, Settings, Source, Sourced};
 
-use crate::acl_plan::{AclStep, WinPath};
+use crate::acl_plan::WinPath;
 use crate::elevated::ElevatedError;
 use crate::offline_env::NetEnforcement;
-use crate::sddl::READ_GRANT_MASK;
+use crate::read_grants::ReadCounts;
 use crate::unelevated::{json_string, LayerReport};
 
 /// The exit code when moat refuses or fails before the command ran (as on
@@ -752,29 +752,6 @@ pub fn elevated_layers(
     ]
 }
 
-/// How much of the person's profile the sandbox group reads: the read
-/// grants and the deny-read ACEs of a plan's steps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadCounts {
-    pub granted: usize,
-    pub denied: usize,
-}
-
-impl ReadCounts {
-    /// Counted from an ACL plan's steps (`crate::read_grants`' among them).
-    pub fn of(steps: &[AclStep]) -> ReadCounts {
-        let mut counts = ReadCounts::default();
-        for step in steps {
-            match step {
-                AclStep::Allow { mask, .. } if *mask == READ_GRANT_MASK => counts.granted += 1,
-                AclStep::DenyRead { .. } => counts.denied += 1,
-                _ => {}
-            }
-        }
-        counts
-    }
-}
-
 /// What the elevated tier cannot enforce that `policy` asks for: read
 /// denials outside `profile_dir` (inside it, `read_grants` denies them to
 /// the sandbox group, or never grants them), restricted reading,
@@ -1351,18 +1328,18 @@ mod tests {
     #[test]
     fn the_report_says_what_holds_in_lines_and_json() {
         let steps = vec![
-            AclStep::Allow {
+            crate::acl_plan::AclStep::Allow {
                 path: WinPath::parse(r"C:\Users\me\.cargo").unwrap(),
                 sid: crate::sid::Sid::everyone(),
-                mask: READ_GRANT_MASK,
+                mask: crate::sddl::READ_GRANT_MASK,
                 inherit: crate::sddl::AceFlags::SUBTREE,
             },
-            AclStep::DenyRead {
+            crate::acl_plan::AclStep::DenyRead {
                 path: WinPath::parse(r"C:\Users\me\.config\gh").unwrap(),
                 sid: crate::sid::Sid::everyone(),
                 inherit: crate::sddl::AceFlags::SUBTREE,
             },
-            AclStep::Allow {
+            crate::acl_plan::AclStep::Allow {
                 path: WinPath::parse(r"C:\w").unwrap(),
                 sid: crate::sid::Sid::everyone(),
                 mask: crate::sddl::WRITABLE_ROOT_MASK,

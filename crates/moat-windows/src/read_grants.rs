@@ -65,9 +65,6 @@ pub struct ReadInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReadPlan {
     pub steps: Vec<AclStep>,
-    /// How many paths get a read grant, and how many a deny.
-    pub granted: usize,
-    pub denied: usize,
     /// Things the person may want to know (entries left alone, and why).
     pub notes: Vec<String>,
 }
@@ -244,16 +241,36 @@ pub fn plan(input: &ReadInput<'_>, host: &mut dyn ReadHost) -> Result<ReadPlan, 
             }
         }
     }
-    let granted = walk.grants.len();
-    let denied = walk.denies.len();
     let mut steps = walk.denies;
     steps.extend(walk.grants);
     Ok(ReadPlan {
         steps,
-        granted,
-        denied,
         notes: walk.notes,
     })
+}
+
+/// How much of the person's profile the sandbox group reads: the read
+/// grants and the deny-read ACEs among a plan's steps. Counted from the
+/// steps, because the elevated tier's report sees only the run's whole
+/// ACL plan, of which these are a part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub granted: usize,
+    pub denied: usize,
+}
+
+impl ReadCounts {
+    pub fn of(steps: &[AclStep]) -> ReadCounts {
+        let mut counts = ReadCounts::default();
+        for step in steps {
+            match step {
+                AclStep::Allow { mask, .. } if *mask == READ_GRANT_MASK => counts.granted += 1,
+                AclStep::DenyRead { .. } => counts.denied += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
 }
 
 #[cfg(test)]
@@ -443,14 +460,14 @@ mod tests {
                 "src",
             ]
         );
-        assert_eq!(plan.granted, 10);
+        assert_eq!(ReadCounts::of(&plan.steps).granted, 10);
         // The denied paths below a grant get a deny; `.npmrc` and `.ssh`
         // are simply not granted.
         assert_eq!(
             denies(&plan),
             vec![r".config\gh", r"AppData\Roaming\GitHub CLI"]
         );
-        assert_eq!(plan.denied, 2);
+        assert_eq!(ReadCounts::of(&plan.steps).denied, 2);
     }
 
     #[test]

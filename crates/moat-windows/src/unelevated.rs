@@ -1173,8 +1173,6 @@ mod tests {
                     inherit: AceFlags::SUBTREE,
                 },
             ],
-            granted: 1,
-            denied: 1,
             notes: vec!["a note from the read plan".to_string()],
         };
         let principals = [group];

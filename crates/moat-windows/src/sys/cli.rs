@@ -26,6 +26,7 @@ use crate::errors;
 use crate::firewall;
 use crate::net_proxy;
 use crate::offline_env::{self, NetEnforcement};
+use crate::read_grants::ReadCounts;
 use crate::setup_run::{self, RemovalConfig, SetupConfig};
 use crate::sid::Sid;
 use crate::unelevated::{LayerReport, Request};
@@ -291,7 +292,7 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
                 elevated::account_for(mode),
                 network,
                 writable_roots.len(),
-                cli_args::ReadCounts::of(&plan.acl.steps),
+                ReadCounts::of(&plan.acl.steps),
             );
             // The runner's job enforces the limits as moat's would.
             let mut layers = layers;
