@@ -127,8 +127,19 @@ fn read_record(path: &str) -> Result<Option<String>, String> {
 
 /// Whether setup is complete for a run in `mode`.
 fn setup_state(places: &Places, mode: NetworkMode) -> Result<(), ElevatedError> {
-    let text = read_record(&places.record).map_err(ElevatedError::System)?;
-    elevated::check_setup(text.as_deref(), &places.record, mode)
+    setup_state_of(&read_record(&places.record), places, mode)
+}
+
+/// [`setup_state`] of a record already read.
+fn setup_state_of(
+    record: &Result<Option<String>, String>,
+    places: &Places,
+    mode: NetworkMode,
+) -> Result<(), ElevatedError> {
+    match record {
+        Ok(text) => elevated::check_setup(text.as_deref(), &places.record, mode),
+        Err(why) => Err(ElevatedError::System(why.clone())),
+    }
 }
 
 fn text(path: &Path, what: &str) -> Result<String, String> {
@@ -169,7 +180,9 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
     let command_env = cli_args::command_env(&facts.env, &policy);
 
     let places = Places::new();
-    let setup = setup_state(&places, policy.network.value);
+    // Read once: the tier, the group and the proxy ports all come from it.
+    let record = read_record(&places.record);
+    let setup = setup_state_of(&record, &places, policy.network.value);
     let tier = cli_args::choose_tier(args.tier, &setup)?;
 
     // The command starts where moat was started, unless that is outside
@@ -214,7 +227,7 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
     // the capability SID, and the ordinary check as the account.
     let principals = match tier {
         Tier::Elevated => {
-            let text = read_record(&places.record)?;
+            let text = record.clone()?;
             vec![elevated::group_sid(text.as_deref(), &places.record).map_err(|e| e.to_string())?]
         }
         Tier::Unelevated => Vec::new(),
@@ -234,7 +247,7 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
         let listener = match tier {
             // Only the ports setup opened to the offline account.
             Tier::Elevated => {
-                let text = read_record(&places.record)?;
+                let text = record.clone()?;
                 let ports = elevated::proxy_ports(text.as_deref(), &places.record)
                     .map_err(|e| e.to_string())?;
                 net_proxy::bind_first_free(&ports)?
@@ -288,14 +301,13 @@ fn run_inner(args: &RunArgs) -> Result<i32, String> {
                     sid: *sid,
                 })
                 .collect();
-            let layers = cli_args::elevated_layers(
+            let mut layers = cli_args::elevated_layers(
                 elevated::account_for(mode),
                 network,
                 writable_roots.len(),
                 ReadCounts::of(&plan.acl.steps),
             );
             // The runner's job enforces the limits as moat's would.
-            let mut layers = layers;
             layers.extend(plan.layers.iter().filter(|l| l.layer == "limits").cloned());
             let lost = cli_args::elevated_lost(&policy, &view, &profile, &plan.lost);
             report(args.json, tier, &layers, &lost, &notes);
@@ -597,10 +609,11 @@ fn forget(what: &Forget) -> Result<(), String> {
         Forget::Orphans => {
             // The sandbox group's ACEs stay while the elevated tier is set
             // up for this person; they are in no book.
-            let keep: Vec<Sid> = read_record(&Places::new().record)
+            let record = Places::new().record;
+            let keep: Vec<Sid> = read_record(&record)
                 .ok()
                 .flatten()
-                .and_then(|text| elevated::group_sid(Some(&text), "").ok())
+                .and_then(|text| elevated::group_sid(Some(&text), &record).ok())
                 .into_iter()
                 .collect();
             let removed =
