@@ -672,11 +672,10 @@ pub fn config_files(run: &RunArgs, facts: &HostFacts) -> Vec<(PathBuf, Source)> 
         .map(|(_, value)| PathBuf::from(value));
     let user = moat_config::user_config_path(xdg.as_deref(), &facts.home);
     let workspace = run.workspace.clone().unwrap_or_else(|| facts.cwd.clone());
-    let workspace = if workspace.is_absolute() {
-        workspace
-    } else {
-        facts.cwd.join(workspace)
-    };
+    // As the policy resolves the workspace (`~` included), so the file read
+    // is the one in the workspace the run gets.
+    let workspace = moat_policy::paths::absolutize(&workspace, &facts.home, Some(&facts.cwd))
+        .unwrap_or(workspace);
     let in_workspace = workspace.join(moat_config::WORKSPACE_CONFIG);
     vec![
         (user.clone(), Source::UserConfig(user)),
@@ -1292,6 +1291,12 @@ mod tests {
         assert_eq!(
             config_files(&r, &f)[0].0,
             dir.join("xdg").join("moat/config.toml")
+        );
+        // The workspace as the policy resolves it: `~` is the profile.
+        let tilde = run(&["run", "--workspace", "~", "--", "x"]).unwrap();
+        assert_eq!(
+            config_files(&tilde, &f)[1].0,
+            dir.join("home").join(".moat/config.toml")
         );
         let none = run(&["run", "--no-config", "--", "x"]).unwrap();
         assert!(config_files(&none, &f).is_empty());
