@@ -29,7 +29,7 @@ if [ "$(id -u)" = 0 ]; then
         }
     done
 fi
-cargo build --release -p moat-cli -p moat-launcher >/dev/null 2>&1
+cargo build --release -p moat-cli -p moat-launch >/dev/null 2>&1
 moat=$(pwd)/target/x86_64-unknown-linux-gnu/release/moat
 [ -x "$moat" ] || moat=$(pwd)/target/release/moat
 work=$(mktemp -d /var/tmp/moat-bench.XXXXXX)

@@ -10,8 +10,8 @@ if [ "$(id -u)" = 0 ]; then
     # gives the terminal-injection tests a terminal, bubblewrap simulates a
     # machine without user namespaces, Debian's cargo and python3 are the
     # toolchains the unprivileged account can reach (root's rustup is in a
-    # home it cannot enter).
-    packages=(util-linux bsdutils bubblewrap git gcc python3 python3-pip cargo curl openssl)
+    # home it cannot enter), nftables holds the elevated tier's firewall.
+    packages=(util-linux bsdutils bubblewrap git gcc python3 python3-pip cargo curl openssl nftables)
     missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -39,6 +39,11 @@ fi
 # The Windows backend: type-checked with Debian's Rust 1.63 for Linux and
 # for x86_64-pc-windows-gnu (its unit tests run below with the rest).
 bash scripts/windows-check.sh
+
+# The lints the workspace declares (undocumented_unsafe_blocks,
+# unwrap_used, panic, ...) hold only where clippy runs.
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --all-targets -- -D warnings
 
 cargo build --workspace --bins
 cargo test --workspace -- --test-threads="${MOAT_TEST_THREADS:-4}"

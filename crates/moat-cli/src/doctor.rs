@@ -123,7 +123,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
 
 /// What `moat setup --check` finds wrong, or `None` when nothing was set up.
 fn elevated_problems() -> Option<Vec<String>> {
-    let findings = moat::advanced::setup::check();
+    let findings = moat_setup::check();
     let set_up = findings.iter().any(|f| f.what == "record" && f.ok);
     set_up.then(|| {
         findings

@@ -40,7 +40,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         .forward_signals(true)
         .allow_degraded(args.allow_degraded)
         .isolation(match args.isolation {
-            IsolationArg::Full => Isolation::Full,
+            IsolationArg::Full => Isolation::Namespaces,
             IsolationArg::LandlockOnly => Isolation::LandlockOnly,
         })
         .tier(match args.tier {

@@ -1,7 +1,7 @@
 //! `moat setup`, `moat setup --check`, `moat setup --remove`.
 
 use anyhow::Result;
-use moat::advanced::setup;
+use moat_setup as setup;
 
 use crate::cli::SetupArgs;
 

@@ -100,7 +100,7 @@ fn allow_mode_fails_closed_without_a_network_namespace() {
         );
         assert_eq!(out.status.code(), Some(125), "{}: {}", who.name, show(&out));
         assert!(
-            stderr(&out).contains("needs the namespaces mode"),
+            stderr(&out).contains("needs a network namespace"),
             "{}",
             show(&out)
         );

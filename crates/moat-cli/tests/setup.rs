@@ -74,13 +74,14 @@ fn field(tag: &str, value: &[u8]) -> Vec<u8> {
     .concat()
 }
 
-/// A request for `true` in `ws` (spelled as given).
+/// A request for `true` in `ws` (spelled as given), writable.
 fn request_for(ws: &str) -> Vec<u8> {
     [
-        field("V", b"2"),
-        field("A", b"offline"),
+        field("V", b"3"),
+        field("I", b"elevated"),
         field("N", b"off"),
         field("W", ws.as_bytes()),
+        field("w", ws.as_bytes()),
         field("C", ws.as_bytes()),
         field("a", b"true"),
     ]
@@ -227,7 +228,7 @@ fn elevated_tier(who: &Who) {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "a malformed request",
-            b"V1:2,garbage".to_vec(),
+            b"V1:3,garbage".to_vec(),
             "malformed request",
         ),
         (

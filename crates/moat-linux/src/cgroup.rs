@@ -19,7 +19,8 @@
 //! Moving a process waits for an RCU grace period, which here costs 5 to
 //! 25 ms, so only runs with limits held in v1 pay it.
 
-use std::io::ErrorKind;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::sys;
@@ -283,11 +284,19 @@ impl Placed {
     }
 }
 
+/// One of a run's cgroup directories, held by descriptor: the launcher
+/// makes and changes it as root, and a name is never resolved again once
+/// the directory is made.
 #[derive(Debug)]
 struct Dir {
+    fd: OwnedFd,
+    /// Its parent, where it is removed from.
+    parent: OwnedFd,
+    name: CString,
+    /// The cgroup the launcher goes back to (its own in that hierarchy).
+    home: OwnedFd,
+    /// For messages.
     path: PathBuf,
-    /// The cgroup the launcher goes back to.
-    home: PathBuf,
     v2: bool,
 }
 
@@ -295,17 +304,37 @@ struct Dir {
 #[derive(Debug)]
 pub struct RunCgroup {
     dirs: Vec<Dir>,
-    // The v2 directory, open, for CLONE_INTO_CGROUP.
-    v2: Option<std::fs::File>,
     pub placed: Placed,
 }
 
-fn fail(what: &str, path: &Path, e: std::io::Error) -> String {
+fn fail(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
     format!("{what} {}: {e}", path.display())
 }
 
-fn write(path: &Path, value: &str) -> std::io::Result<()> {
-    std::fs::write(path, value)
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// Opens the cgroup directory at `path` (from the kernel's own mount table)
+/// with no symlink on the way; it must be on a cgroup filesystem, where
+/// nobody can make a symlink or a regular file.
+fn open_cgroup(path: &Path) -> Result<OwnedFd, sys::Errno> {
+    let c =
+        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| sys::Errno(libc::EINVAL))?;
+    let fd = sys::at::open_owned(None, &c, libc::O_DIRECTORY | libc::O_RDONLY)?;
+    match sys::at::fs_type(fd.as_fd())? {
+        CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC => Ok(fd),
+        _ => Err(sys::Errno(libc::EXDEV)),
+    }
+}
+
+/// Writes `value` to the existing control file `file` of the cgroup `dir`.
+fn write_at(dir: BorrowedFd<'_>, file: &CStr, value: &str) -> Result<(), sys::Errno> {
+    let fd = sys::at::open_at(dir, file, libc::O_WRONLY, 0)?;
+    sys::fd::write_all(fd.as_raw_fd(), value.as_bytes())
+}
+
+fn cstr(name: &str) -> CString {
+    CString::new(name).unwrap_or_default()
 }
 
 impl RunCgroup {
@@ -316,21 +345,28 @@ impl RunCgroup {
         let name = format!("{RUN_PREFIX}{}", std::process::id());
         let mut run = RunCgroup {
             dirs: Vec::new(),
-            v2: None,
             placed: Placed::default(),
         };
         if let Some(v2) = layout.v2() {
             let parent = subtree(&v2.mount);
-            if !parent.is_dir() {
-                return Err(format!(
-                    "the cgroup subtree {} is missing\nhint: sudo moat setup",
+            let parent_fd = open_cgroup(&parent).map_err(|e| {
+                format!(
+                    "the cgroup subtree {} cannot be used ({e})\nhint: sudo moat setup",
                     parent.display()
+                )
+            })?;
+            let st =
+                sys::at::stat_fd(parent_fd.as_raw_fd()).map_err(|e| fail("reading", &parent, e))?;
+            if st.uid != 0 || st.mode & 0o022 != 0 {
+                return Err(format!(
+                    "the cgroup subtree {} is not root's alone (owner uid {}, mode {:o})\nhint: sudo moat setup",
+                    parent.display(),
+                    st.uid,
+                    st.mode & 0o7777
                 ));
             }
             let home = own_dir(v2, &layout.own).unwrap_or_else(|| v2.mount.clone());
-            run.add(&parent, &name, home, true)?;
-            let dir = &run.dirs[0].path;
-            run.v2 = Some(std::fs::File::open(dir).map_err(|e| fail("opening", dir, e))?);
+            run.add(parent_fd, &parent, &name, &home, true)?;
         }
         let wants = [
             ("memory", limits.memory),
@@ -342,19 +378,24 @@ impl RunCgroup {
             let version = match layout.home(controller) {
                 None => continue,
                 Some(Home::V2) => {
-                    let dir = run.dirs[0].path.clone();
-                    run.limit(&dir, controller, value, true)?;
+                    run.limit(0, controller, value)?;
                     2
                 }
                 Some(Home::V1(parent)) => {
-                    let dir = match run.dirs.iter().find(|d| d.path.parent() == Some(&parent)) {
-                        Some(d) => d.path.clone(),
+                    let at = match run
+                        .dirs
+                        .iter()
+                        .position(|d| d.path.parent() == Some(&parent))
+                    {
+                        Some(i) => i,
                         None => {
-                            run.add(&parent, &name, parent.clone(), false)?;
-                            run.dirs.last().map(|d| d.path.clone()).unwrap_or_default()
+                            let parent_fd =
+                                open_cgroup(&parent).map_err(|e| fail("opening", &parent, e))?;
+                            run.add(parent_fd, &parent, &name, &parent, false)?;
+                            run.dirs.len() - 1
                         }
                     };
-                    run.limit(&dir, controller, value, false)?;
+                    run.limit(at, controller, value)?;
                     1
                 }
             };
@@ -367,30 +408,53 @@ impl RunCgroup {
         Ok(run)
     }
 
-    fn add(&mut self, parent: &Path, name: &str, home: PathBuf, v2: bool) -> Result<(), String> {
-        sweep(parent, v2);
-        let path = parent.join(name);
-        match std::fs::create_dir(&path) {
+    fn add(
+        &mut self,
+        parent: OwnedFd,
+        parent_path: &Path,
+        name: &str,
+        home: &Path,
+        v2: bool,
+    ) -> Result<(), String> {
+        sweep(parent.as_fd(), v2);
+        let path = parent_path.join(name);
+        let c = cstr(name);
+        match sys::at::mkdir_at(parent.as_fd(), &c, 0o755) {
             Ok(()) => {}
             // A launcher gone with this pid left it (sweep keeps those whose
             // pid lives, as this one does).
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                remove_dir(&path, v2).map_err(|e| fail("removing the stale", &path, e))?;
-                std::fs::create_dir(&path).map_err(|e| fail("creating", &path, e))?;
+            Err(sys::Errno(libc::EEXIST)) => {
+                remove_at(parent.as_fd(), &c, v2)
+                    .map_err(|e| fail("removing the stale", &path, e))?;
+                sys::at::mkdir_at(parent.as_fd(), &c, 0o755)
+                    .map_err(|e| fail("creating", &path, e))?;
             }
             Err(e) => return Err(fail("creating", &path, e)),
         }
-        self.dirs.push(Dir { path, home, v2 });
+        let fd = sys::at::open_at(parent.as_fd(), &c, libc::O_DIRECTORY | libc::O_RDONLY, 0)
+            .map_err(|e| fail("opening", &path, e))?;
+        let home_fd = open_cgroup(home).map_err(|e| fail("opening", home, e))?;
+        self.dirs.push(Dir {
+            fd,
+            parent,
+            name: c,
+            home: home_fd,
+            path,
+            v2,
+        });
         Ok(())
     }
 
-    fn limit(&self, dir: &Path, controller: &str, value: u64, v2: bool) -> Result<(), String> {
+    fn limit(&self, at: usize, controller: &str, value: u64) -> Result<(), String> {
+        let Some(dir) = self.dirs.get(at) else {
+            return Err(format!("no cgroup for the {controller} limit"));
+        };
         let v = value.to_string();
         let (quota, period) = cpu_quota(value);
         let cpu_max = format!("{quota} {period}");
         let (quota, period) = (quota.to_string(), period.to_string());
         // (file, value, whether the file must exist)
-        let files: Vec<(&str, &str, bool)> = match (controller, v2) {
+        let files: Vec<(&str, &str, bool)> = match (controller, dir.v2) {
             // Swap would let the run go past its memory limit.
             ("memory", true) => vec![("memory.max", &v, true), ("memory.swap.max", "0", false)],
             ("memory", false) => vec![
@@ -405,11 +469,10 @@ impl RunCgroup {
             _ => vec![("pids.max", &v, true)],
         };
         for (file, value, required) in files {
-            let path = dir.join(file);
-            match write(&path, value) {
+            match write_at(dir.fd.as_fd(), &cstr(file), value) {
                 Ok(()) => {}
-                Err(e) if !required && e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(fail("writing", &path, e)),
+                Err(sys::Errno(libc::ENOENT)) if !required => {}
+                Err(e) => return Err(fail("writing", &dir.path.join(file), e)),
             }
         }
         Ok(())
@@ -417,8 +480,7 @@ impl RunCgroup {
 
     /// The v2 directory to fork init into.
     pub fn v2_fd(&self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.v2.as_ref().map(|f| f.as_raw_fd())
+        self.dirs.iter().find(|d| d.v2).map(|d| d.fd.as_raw_fd())
     }
 
     /// Moves the calling process into the run's v1 cgroups, and into the
@@ -426,8 +488,8 @@ impl RunCgroup {
     /// container runtimes' seccomp profiles).
     pub fn enter(&self, v2: bool) -> Result<(), String> {
         for d in self.dirs.iter().filter(|d| v2 || !d.v2) {
-            let procs = d.path.join("cgroup.procs");
-            write(&procs, "0").map_err(|e| fail("joining", &procs, e))?;
+            write_at(d.fd.as_fd(), c"cgroup.procs", "0")
+                .map_err(|e| fail("joining", &d.path, e))?;
         }
         Ok(())
     }
@@ -436,7 +498,7 @@ impl RunCgroup {
     /// `v2`).
     pub fn leave(&self, v2: bool) {
         for d in self.dirs.iter().filter(|d| v2 || !d.v2) {
-            let _ = write(&d.home.join("cgroup.procs"), "0");
+            let _ = write_at(d.home.as_fd(), c"cgroup.procs", "0");
         }
     }
 
@@ -447,10 +509,10 @@ impl RunCgroup {
 
     /// Kills what is left in the run's cgroups and removes them.
     pub fn remove(&mut self) -> Result<(), String> {
-        self.v2 = None;
         let mut first = Ok(());
         for d in std::mem::take(&mut self.dirs) {
-            if let Err(e) = remove_dir(&d.path, d.v2) {
+            drop(d.fd);
+            if let Err(e) = remove_at(d.parent.as_fd(), &d.name, d.v2) {
                 if first.is_ok() {
                     first = Err(fail("removing", &d.path, e));
                 }
@@ -466,15 +528,12 @@ impl Drop for RunCgroup {
     }
 }
 
-/// Removes the run directories under `parent` whose launcher is gone.
-pub fn sweep(parent: &Path, v2: bool) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
+/// Removes the run directories in `parent` whose launcher is gone.
+fn sweep(parent: BorrowedFd<'_>, v2: bool) {
+    for name in sys::at::names(parent).unwrap_or_default() {
         let Some(pid) = name
             .to_str()
+            .ok()
             .and_then(|n| n.strip_prefix(RUN_PREFIX))
             .and_then(|p| p.parse::<libc::pid_t>().ok())
             .filter(|p| *p > 0)
@@ -483,9 +542,78 @@ pub fn sweep(parent: &Path, v2: bool) {
         };
         // Signal 0 only asks whether the process exists.
         if sys::process::kill(pid, 0) == Err(sys::Errno(libc::ESRCH)) {
-            let _ = remove_dir(&e.path(), v2);
+            let _ = remove_at(parent, &name, v2);
         }
     }
+}
+
+/// Kills whatever runs in the cgroup `name` of `parent` and removes it,
+/// deepest first.
+fn remove_at(parent: BorrowedFd<'_>, name: &CStr, v2: bool) -> Result<(), sys::Errno> {
+    let dir = match sys::at::open_at(parent, name, libc::O_DIRECTORY | libc::O_RDONLY, 0) {
+        Ok(d) => d,
+        Err(sys::Errno(libc::ENOENT)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if v2 {
+        // cgroup.kill (Linux 5.14) ends every process of the subtree at once.
+        let _ = write_at(dir.as_fd(), c"cgroup.kill", "1");
+    }
+    for sub in sys::at::names(dir.as_fd())? {
+        // Control files are not directories: only child cgroups open so.
+        if sys::at::open_at(dir.as_fd(), &sub, libc::O_DIRECTORY | libc::O_RDONLY, 0).is_ok() {
+            remove_at(dir.as_fd(), &sub, v2)?;
+        }
+    }
+    // A killed process leaves the cgroup once it is reaped; retry briefly.
+    let mut last = Ok(());
+    for _ in 0..200 {
+        if !v2 {
+            kill_listed(dir.as_fd());
+        }
+        last = sys::at::unlink_at(parent, name, true);
+        match last {
+            Ok(()) | Err(sys::Errno(libc::ENOENT)) => return Ok(()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    last
+}
+
+fn kill_listed(dir: BorrowedFd<'_>) {
+    let Ok(fd) = sys::at::open_at(dir, c"cgroup.procs", libc::O_RDONLY, 0) else {
+        return;
+    };
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sys::fd::read(fd.as_raw_fd(), &mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    for pid in String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+    {
+        let _ = sys::process::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// Kills whatever runs in the cgroup `dir` and removes it, deepest first
+/// (setup's removal of its subtree and of runs' leftovers).
+pub fn remove_dir(dir: &Path, v2: bool) -> std::io::Result<()> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let parent = match open_cgroup(parent) {
+        Ok(p) => p,
+        Err(sys::Errno(libc::ENOENT)) => return Ok(()),
+        Err(e) => return Err(e.io()),
+    };
+    let name = CString::new(name.as_encoded_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    remove_at(parent.as_fd(), &name, v2).map_err(sys::Errno::io)
 }
 
 /// Every run directory below `dir`, `depth` levels down at most (for
@@ -503,44 +631,6 @@ pub fn find_runs(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
         } else if depth > 0 {
             find_runs(&e.path(), depth - 1, out);
         }
-    }
-}
-
-/// Kills whatever runs in the cgroup `dir` and removes it, deepest first.
-pub fn remove_dir(dir: &Path, v2: bool) -> std::io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    if v2 {
-        // cgroup.kill (Linux 5.14) ends every process of the subtree at once.
-        let _ = write(&dir.join("cgroup.kill"), "1");
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            remove_dir(&entry.path(), v2)?;
-        }
-    }
-    // A killed process leaves the cgroup once it is reaped; retry briefly.
-    let mut last = Ok(());
-    for _ in 0..200 {
-        if !v2 {
-            kill_listed(dir);
-        }
-        last = std::fs::remove_dir(dir);
-        match &last {
-            Ok(()) => break,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-        }
-    }
-    last
-}
-
-fn kill_listed(dir: &Path) {
-    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    for pid in procs.lines().filter_map(|l| l.trim().parse().ok()) {
-        let _ = sys::process::kill(pid, libc::SIGKILL);
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::os::fd::RawFd;
 
-use crate::plan::Op;
+use crate::plan::{FileId, Op, Source};
 use crate::spec::{ChildSpec, Stdio};
 use crate::sys::{self, Errno, SysResult};
 use crate::wire::{Message, Step};
@@ -98,7 +98,13 @@ pub fn init_main(spec: &mut ChildSpec) -> ! {
     }
     let mut empty_mount: RawFd = -1;
     for (i, op) in spec.ops.iter().enumerate() {
-        let result = run_op(op, &mut spec.slots, &mut empty_mount, spec.idmap);
+        let result = run_op(
+            op,
+            &mut spec.slots,
+            &mut spec.trees,
+            &mut empty_mount,
+            spec.idmap,
+        );
         must(report, Step::Mount, i as u32, result);
     }
     if empty_mount >= 0 {
@@ -245,7 +251,35 @@ fn kill_everything_else() {
     while sys::process::wait(-1).is_ok() {}
 }
 
-fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd, userns: RawFd) -> SysResult<()> {
+/// Fork-safe: whether what `fd` is still is `expect` (ESTALE if not).
+fn same_as(fd: RawFd, expect: Option<FileId>) -> SysResult<()> {
+    let Some(want) = expect else {
+        return Ok(());
+    };
+    let st = sys::at::stat_fd(fd)?;
+    if st.dev == want.dev && st.ino == want.ino {
+        Ok(())
+    } else {
+        Err(Errno(libc::ESTALE))
+    }
+}
+
+/// Fork-safe: attaches `mount` onto `target`, reached with no symlink on
+/// the way and, with `expect`, only if it is that directory.
+fn attach_checked(mount: RawFd, target: &std::ffi::CStr, expect: Option<FileId>) -> SysResult<()> {
+    let at = sys::at::open_no_symlinks(None, target, libc::O_PATH)?;
+    let result = same_as(at, expect).and_then(|()| sys::mount::attach_fd(mount, at));
+    sys::fd::close_raw(at);
+    result
+}
+
+fn run_op(
+    op: &Op,
+    slots: &mut [RawFd],
+    trees: &mut [RawFd],
+    empty_mount: &mut RawFd,
+    userns: RawFd,
+) -> SysResult<()> {
     use crate::sys::mount::*;
     let slot_fd =
         |slots: &[RawFd], slot: usize| slots.get(slot).copied().ok_or(Errno(libc::EINVAL));
@@ -259,10 +293,24 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd, userns: RawFd) 
         ),
         Op::Clone {
             slot,
-            path,
+            source,
             recursive,
         } => {
-            let fd = clone_tree(libc::AT_FDCWD, path, *recursive)?;
+            let fd = match source {
+                Source::Path { path, expect } => {
+                    let fd = clone_tree(libc::AT_FDCWD, path, *recursive)?;
+                    if let Err(e) = same_as(fd, *expect) {
+                        sys::fd::close_raw(fd);
+                        return Err(e);
+                    }
+                    fd
+                }
+                // The parent's clone: taken over, so it is closed once.
+                Source::Tree { index, .. } => match trees.get_mut(*index) {
+                    Some(t) if *t >= 0 => std::mem::replace(t, -1),
+                    _ => return Err(Errno(libc::EBADF)),
+                },
+            };
             match slots.get_mut(*slot) {
                 Some(s) => {
                     *s = fd;
@@ -298,6 +346,7 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd, userns: RawFd) 
             target,
             set,
             idmap,
+            expect,
         } => {
             let fd = slot_fd(slots, *slot)?;
             if *idmap {
@@ -308,7 +357,7 @@ fn run_op(op: &Op, slots: &mut [RawFd], empty_mount: &mut RawFd, userns: RawFd) 
             } else if *set != 0 {
                 set_attr(fd, c"", true, true, *set, 0)?;
             }
-            let result = attach(fd, target);
+            let result = attach_checked(fd, target, *expect);
             sys::fd::close_raw(fd);
             result
         }
@@ -422,20 +471,26 @@ fn command_main(spec: &ChildSpec, pty_slave: RawFd) -> ! {
         1,
         sys::signal::mask(libc::SIG_SETMASK, &none),
     );
-    // moat (as every Rust program) ignores SIGPIPE; the command must not
-    // inherit that.
+    // moat (as every Rust program) ignores SIGPIPE, and the launcher
+    // SIGXFSZ too; the command must not inherit that.
     must(
         report,
         Step::Signals,
         2,
         sys::signal::set_default(libc::SIGPIPE),
     );
-    for (i, (resource, value)) in spec.rlimits.iter().enumerate() {
+    must(
+        report,
+        Step::Signals,
+        3,
+        sys::signal::set_default(libc::SIGXFSZ),
+    );
+    for (i, (resource, soft, hard)) in spec.rlimits.iter().enumerate() {
         must(
             report,
             Step::Rlimit,
             i as u32,
-            sys::process::set_rlimit(*resource, *value),
+            sys::process::set_rlimit(*resource, *soft, *hard),
         );
     }
     must(report, Step::Chdir, 0, sys::fd::chdir(&spec.cwd));

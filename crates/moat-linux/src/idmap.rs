@@ -2,20 +2,19 @@
 //! person's ids shown as the sandbox account's), kept between runs.
 //!
 //! Making one costs a process (clone, two map writes, exit); the launcher
-//! keeps each mapping it made bound at `PINS/<maps>` (root-only, like
-//! `ip netns` keeps network namespaces) and reuses it. Nothing but the
-//! mapping is in it: no process ever runs there, and only root can open
-//! the pin. `moat setup --remove` unbinds them all.
+//! keeps each mapping it made bound at `IDMAP_PINS/<maps>` (root-only,
+//! like `ip netns` keeps network namespaces) and reuses it. Nothing but
+//! the mapping is in it: no process ever runs there, and only root can
+//! open the pin. The pins' directory is a [`RootDir`], so a pin is never
+//! reached through a name anyone else controls. `moat setup --remove`
+//! unbinds them all.
 
-use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
 
+use crate::rootdir::{proc_fd_path, RootDir};
 use crate::sys::{self, Errno, SysResult};
 
-/// Where the launcher keeps the pins.
-pub const PINS: &str = "/run/moat/idmap";
+pub use moat_spec::install::IDMAP_PINS as PINS;
 
 fn pin_name(uid_map: &[u8], gid_map: &[u8]) -> String {
     let words = |m: &[u8]| {
@@ -37,58 +36,58 @@ pub fn maps(caller: (u32, u32), account: (u32, u32)) -> (Vec<u8>, Vec<u8>) {
     (line(caller.0, account.0), line(caller.1, account.1))
 }
 
-/// The namespace for these maps: the pinned one under `pins` if there is
-/// one, else a new one (pinned there for next time).
-pub fn namespace(pins: Option<&Path>, uid_map: &[u8], gid_map: &[u8]) -> SysResult<OwnedFd> {
+/// The pins' directory, made if missing.
+pub fn pins() -> Option<RootDir> {
+    RootDir::create(PINS, 0o700).ok()
+}
+
+/// The namespace for these maps: the pinned one in `pins` if there is one,
+/// else a new one (pinned there for next time).
+pub fn namespace(pins: Option<&RootDir>, uid_map: &[u8], gid_map: &[u8]) -> SysResult<OwnedFd> {
     let Some(dir) = pins else {
         return sys::ids::idmap_namespace(uid_map, gid_map);
     };
-    let path = dir.join(pin_name(uid_map, gid_map));
-    if let Ok(f) = std::fs::File::open(&path) {
-        let fd = OwnedFd::from(f);
+    let name = pin_name(uid_map, gid_map);
+    if let Ok(fd) = dir.open_file(&name, libc::O_RDONLY) {
         if sys::ids::is_user_namespace(fd.as_fd()) {
             return Ok(fd);
         }
     }
     let ns = sys::ids::idmap_namespace(uid_map, gid_map)?;
-    // Pinning is an optimisation: the run goes ahead without it.
-    let _ = pin(dir, &path, &ns);
+    // Pinning is an optimisation: the run goes ahead without it. A run
+    // killed before the bind leaves an empty file, which the next one
+    // binds.
+    if let Ok(target) = dir.touch(&name, 0o600) {
+        let _ = sys::ids::pin_namespace(&proc_fd_path(ns.as_fd()), &proc_fd_path(target.as_fd()));
+    }
     Ok(ns)
 }
 
-fn pin(dir: &Path, path: &Path, ns: &OwnedFd) -> SysResult<()> {
-    let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io)?;
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno(libc::EINVAL))?;
-    sys::ids::pin_namespace(ns.as_fd(), &c)
-}
-
-/// Unbinds and removes every pin under `dir`; whether anything was there.
-pub fn remove_all(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Unbinds and removes every pin; whether anything was there.
+pub fn remove_all() -> bool {
+    let Ok(dir) = RootDir::open(PINS) else {
         return false;
     };
-    for e in entries.flatten() {
-        if let Ok(c) = CString::new(e.path().as_os_str().as_encoded_bytes()) {
+    for name in dir.names() {
+        if let Ok(c) = std::ffi::CString::new(format!("{PINS}/{name}")) {
             sys::ids::unpin(&c);
         }
-        let _ = std::fs::remove_file(e.path());
+        let _ = dir.remove(&name);
     }
-    let _ = std::fs::remove_dir(dir);
-    if let Some(parent) = dir.parent() {
+    drop(dir);
+    let _ = std::fs::remove_dir(PINS);
+    if let Some(parent) = std::path::Path::new(PINS).parent() {
         let _ = std::fs::remove_dir(parent);
     }
     true
+}
+
+/// Whether the filesystem at `path` can be mounted idmapped (setup's
+/// check of the person's home).
+pub fn supported(path: &std::path::Path) -> Result<(), Errno> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Errno(libc::EINVAL))?;
+    sys::ids::idmap_works(&c)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! moat's Linux backend: runs one command under a [`moat_policy::Policy`].
+//! moat's Linux backend: runs one command as a [`moat_spec::RunSpec`] says.
 //!
 //! # What it enforces
 //! Each layer holds on its own; together they cover each other's gaps.
@@ -23,56 +23,54 @@
 //! them), only a Landlock + seccomp mode is possible; it runs only when the
 //! person accepts what it loses ([`Isolation::LandlockOnly`]).
 //!
-//! The elevated tier ([`Isolation::Elevated`], after [`setup`]) builds the
-//! same layers from the setuid launcher as root, without a user namespace:
-//! [`launch`] is moat's side of it; the launcher calls [`spawn`] with an
-//! [`Elevation`], which idmaps the writable roots and the person's home to
-//! the sandbox account and makes the sandbox's init that account before
-//! the command starts.
+//! The elevated tier ([`Isolation::Elevated`], after `moat setup`) builds
+//! the same layers from the setuid launcher as root, without a user
+//! namespace: [`launch`] is moat's side of it; the launcher checks the
+//! request and its caller into an [`roots::Elevation`] and calls
+//! [`spawn_elevated`], which clones the checked writable roots and home
+//! from their descriptors, idmaps them to the sandbox account, and makes
+//! the sandbox's init that account before the command starts.
 //!
 //! # Tests
 //! Unit tests cover the plan, the seccomp table and the wire format; the
 //! `moat` CLI's integration tests attack a real sandbox with `moat-probe`.
 
+pub mod accounts;
 mod bpf;
+mod build;
 pub mod cgroup;
 mod child;
 pub mod detect;
+pub mod firewall;
 mod hostfs;
-mod idmap;
+pub mod idmap;
 pub mod launch;
 pub mod placeholders;
 mod plan;
+pub mod report;
+pub mod rootdir;
+pub mod roots;
 mod rules;
 mod run;
 pub mod seccomp;
-pub mod setup;
 mod sockets;
 mod spec;
+mod supervise;
 #[allow(unsafe_code)]
 mod sys;
 mod wire;
 
 pub use detect::Support;
 pub use hostfs::LinuxFs;
-pub use run::{
-    spawn, Child, Elevation, Enforcement, Error, Exit, Isolation, LayerState, SpawnRequest,
-    StdioSpec, WaitOptions,
-};
+pub use moat_spec::{Isolation, DNS_PORT, PROXY_PORTS, TRANSPARENT_PORTS};
+pub use report::{Enforcement, Layer, LayerState};
+pub use run::{spawn, spawn_elevated, Error, Exit, Launch, StdioSpec};
+pub use supervise::{Child, WaitOptions};
 
-pub use idmap::PINS as IDMAP_PINS;
-
-/// Where the proxy listens inside a sandbox with `network = allow`: HTTP
-/// (CONNECT and absolute URIs) and SOCKS5, on 127.0.0.1 of the sandbox's
-/// own network namespace.
-pub const PROXY_PORTS: [u16; 2] = [3128, 1080];
-
-/// Ports captured for programs that ignore the proxy variables (plain HTTP
-/// and TLS), on every address of the sandbox's network namespace.
-pub const TRANSPARENT_PORTS: [u16; 2] = [80, 443];
-
-/// The DNS stub's port.
-pub const DNS_PORT: u16 = 53;
+/// Whether this process runs as root (uid 0).
+pub fn is_root() -> bool {
+    sys::process::ids().0 == 0
+}
 
 /// Where a run's name server may be, as the sandbox's resolver will look:
 /// 127.0.0.1 (glibc's default) and the `nameserver` lines of

@@ -19,8 +19,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use moat_policy::view::FsView;
-use moat_policy::EntryKind;
+use moat_spec::{Fs, Kind};
 
 use crate::sys::mount::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
@@ -33,10 +32,10 @@ pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "t
 pub enum Op {
     /// Make every mount private, recursively.
     MakePrivate,
-    /// Clone the tree at `path` into detached slot `slot`.
+    /// Put a detached clone of `source` in slot `slot`.
     Clone {
         slot: usize,
-        path: CString,
+        source: Source,
         recursive: bool,
     },
     /// Read-only, nosuid, nodev on every mount.
@@ -62,12 +61,15 @@ pub enum Op {
     },
     /// Attach slot `slot` at `target`, setting `set` attributes on it
     /// and, with `idmap`, the run's id mapping (the person's files appear
-    /// as the sandbox account's).
+    /// as the sandbox account's). The target is reached with no symlink on
+    /// the way and, with `expect`, must be the directory checked before
+    /// the run (else ESTALE).
     Attach {
         slot: usize,
         target: CString,
         set: u64,
         idmap: bool,
+        expect: Option<FileId>,
     },
     /// Bind `path` over itself: read-only (protected) or not (pinned).
     BindSelf {
@@ -109,13 +111,67 @@ pub enum Op {
     LoopbackUp,
 }
 
+/// What a clone is taken of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The tree at this path, resolved inside the sandbox; with `expect`,
+    /// it must be the directory checked before the run (else ESTALE).
+    Path {
+        path: CString,
+        expect: Option<FileId>,
+    },
+    /// A detached tree the parent cloned from a descriptor it checked
+    /// (`ChildSpec::trees[index]`): the elevated tier's writable roots and
+    /// home, never reached by name as root.
+    Tree { index: usize, path: CString },
+}
+
+/// A directory's identity, as `fstat` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A writable root (or the elevated tier's home) as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRoot {
+    pub path: PathBuf,
+    /// What the directory was when it was opened before the run.
+    pub id: Option<FileId>,
+    /// The parent's detached clone of it (`ChildSpec::trees`), if any.
+    pub tree: Option<usize>,
+}
+
+impl PlanRoot {
+    fn source(&self) -> Source {
+        match self.tree {
+            Some(index) => Source::Tree {
+                index,
+                path: c(&self.path),
+            },
+            None => Source::Path {
+                path: c(&self.path),
+                expect: self.id,
+            },
+        }
+    }
+}
+
 impl Op {
     /// What the step does, for error messages.
     pub fn describe(&self) -> String {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match self {
             Op::MakePrivate => "make mounts private".into(),
-            Op::Clone { path, .. } => format!("clone the mount at {}", s(path)),
+            Op::Clone {
+                source: Source::Path { path, .. },
+                ..
+            } => format!("clone the mount at {}", s(path)),
+            Op::Clone {
+                source: Source::Tree { path, .. },
+                ..
+            } => format!("take the checked clone of {}", s(path)),
             Op::LockDown => "make every mount read-only".into(),
             Op::Tmpfs { target, .. } => format!("mount a private tmpfs on {}", s(target)),
             Op::Mkdir { path, .. } => format!("create directory {}", s(path)),
@@ -127,6 +183,14 @@ impl Op {
                 ..
             } => format!(
                 "attach {} idmapped (its filesystem must support idmapped mounts)",
+                s(target)
+            ),
+            Op::Attach {
+                target,
+                expect: Some(_),
+                ..
+            } => format!(
+                "attach {} (it must still be the directory checked before the run)",
                 s(target)
             ),
             Op::Attach { target, .. } => format!("attach {}", s(target)),
@@ -168,10 +232,13 @@ pub enum InnerAccess {
 /// Host facts the plan depends on, passed in so tests can vary them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanInput {
+    /// The writable roots, opened before the run.
+    pub roots: Vec<PlanRoot>,
+    /// The workspace when it is not writable, opened before the run: it
+    /// stays visible (read-only) even under a private area.
+    pub read_only_workspace: Option<PlanRoot>,
     /// Whether the run gets its own network namespace.
     pub own_network: bool,
-    /// The workspace, which stays visible even when read-only.
-    pub workspace: PathBuf,
     /// Host directories that exist and are not symlinks.
     pub var_tmp: bool,
     pub var_run_is_dir: bool,
@@ -194,7 +261,7 @@ pub struct PlanInput {
 /// What the elevated tier maps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdmapInput {
-    pub home: Option<PathBuf>,
+    pub home: Option<PlanRoot>,
 }
 
 /// The plan and what Landlock needs from inside.
@@ -262,8 +329,9 @@ impl Builder {
     }
 }
 
-/// Builds the plan for `view`.
-pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
+/// Builds the plan for `fs`.
+pub fn build(fs: &Fs, input: &PlanInput) -> MountPlan {
+    // The spec's lists; what is opened of it comes with `input`.
     let mut b = Builder {
         plan: MountPlan::default(),
     };
@@ -282,47 +350,46 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     // top of it.
     let mut roots = Vec::new();
     let idmap = input.idmap.is_some();
+    let writable = |p: &Path| input.roots.iter().any(|r| p.starts_with(&r.path));
     if let Some(home) = input.idmap.as_ref().and_then(|i| i.home.as_ref()) {
-        let covered = view.writable.iter().any(|w| home.starts_with(&w.path));
-        if !covered && home.as_path() != Path::new("/") {
+        if !writable(&home.path) && home.path.as_path() != Path::new("/") {
             let slot = b.slot();
             b.op(Op::Clone {
                 slot,
-                path: c(home),
+                source: home.source(),
                 recursive: true,
             });
-            roots.push((slot, home.clone(), MOUNT_ATTR_RDONLY));
+            roots.push((slot, home.path.clone(), MOUNT_ATTR_RDONLY, home.id));
         }
     }
-    for w in &view.writable {
+    for r in &input.roots {
         let slot = b.slot();
         b.op(Op::Clone {
             slot,
-            path: c(&w.path),
+            source: r.source(),
             recursive: true,
         });
-        roots.push((slot, w.path.clone(), 0u64));
+        roots.push((slot, r.path.clone(), 0u64, r.id));
     }
     // A read-only workspace under a private area must stay visible.
-    let ws_covered = view
-        .writable
-        .iter()
-        .any(|w| input.workspace.starts_with(&w.path));
-    if !ws_covered && under_area(&input.workspace).is_some() {
-        let slot = b.slot();
-        b.op(Op::Clone {
-            slot,
-            path: c(&input.workspace),
-            recursive: true,
-        });
-        roots.push((slot, input.workspace.clone(), MOUNT_ATTR_RDONLY));
+    if let Some(ws) = &input.read_only_workspace {
+        if !writable(&ws.path) && under_area(&ws.path).is_some() {
+            let slot = b.slot();
+            b.op(Op::Clone {
+                slot,
+                source: ws.source(),
+                recursive: true,
+            });
+            roots.push((slot, ws.path.clone(), MOUNT_ATTR_RDONLY, ws.id));
+        }
     }
+    let by_path = |path: CString| Source::Path { path, expect: None };
     let mut kept = Vec::new();
     for k in &input.keep_under_run {
         let slot = b.slot();
         b.op(Op::Clone {
             slot,
-            path: c(k),
+            source: by_path(c(k)),
             recursive: false,
         });
         kept.push((slot, k.clone()));
@@ -332,7 +399,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
         let slot = b.slot();
         b.op(Op::Clone {
             slot,
-            path: cs(&format!("/dev/{}", n)),
+            source: by_path(cs(&format!("/dev/{}", n))),
             recursive: false,
         });
         nodes.push((slot, *n));
@@ -347,12 +414,12 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     let mut populated = Vec::new();
     for (area, options, read_only) in &areas {
         let area_path = Path::new(area);
-        if view.writable.iter().any(|w| area_path.starts_with(&w.path)) {
+        if writable(area_path) {
             continue;
         }
         // A read-only area nothing is attached under is mounted read-only
         // at once.
-        let fills = roots.iter().any(|(_, p, _)| p.starts_with(area_path))
+        let fills = roots.iter().any(|(_, p, _, _)| p.starts_with(area_path))
             || kept.iter().any(|(_, p)| p.starts_with(area_path));
         let mut flags = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
         if *read_only && !fills {
@@ -379,16 +446,23 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
 
     // 5. Writable roots (and the read-only workspace), re-created inside a
     // private area when they live under one.
-    for (slot, path, extra) in &roots {
-        if let Some(area) = mounted_areas.iter().find(|a| path.starts_with(a)) {
-            let area = area.clone();
-            b.mkdirs(&area, path);
-        }
+    for (slot, path, extra, id) in &roots {
+        // Re-created inside a fresh tmpfs, the target is a new directory,
+        // not the checked one.
+        let expect = match mounted_areas.iter().find(|a| path.starts_with(a)) {
+            Some(area) => {
+                let area = area.clone();
+                b.mkdirs(&area, path);
+                None
+            }
+            None => *id,
+        };
         b.op(Op::Attach {
             slot: *slot,
             target: c(path),
             set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | extra,
             idmap,
+            expect,
         });
     }
     for (slot, path) in &kept {
@@ -403,6 +477,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
                 target: c(path),
                 set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                 idmap: false,
+                expect: None,
             });
         }
     }
@@ -414,13 +489,13 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     }
 
     // 6. Pins before the protected paths below them.
-    for pin in &view.pins {
+    for pin in &fs.pins {
         b.op(Op::BindSelf {
             path: c(pin),
             read_only: false,
         });
     }
-    for p in &view.protected {
+    for p in &fs.protected {
         b.op(Op::BindSelf {
             path: c(&p.path),
             read_only: true,
@@ -431,22 +506,22 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
     let hidden = |p: &Path| mounted_areas.iter().any(|a| p.starts_with(a));
     let mut file_masks = Vec::new();
     let mut dir_masks = Vec::new();
-    for d in &view.denied {
+    for d in &fs.denied {
         if hidden(&d.path) {
             continue;
         }
         match d.kind {
-            EntryKind::Dir => dir_masks.push(d.path.clone()),
+            Kind::Dir => dir_masks.push(d.path.clone()),
             _ => file_masks.push((d.path.clone(), false)),
         }
     }
     if let Some(rt) = &input.runtime_dir {
-        if !hidden(rt) && !view.writable.iter().any(|w| rt.starts_with(&w.path)) {
+        if !hidden(rt) && !writable(rt) {
             dir_masks.push(rt.clone());
         }
     }
     for s in &input.host_sockets {
-        let already = hidden(s) || view.denied.iter().any(|d| s.starts_with(&d.path));
+        let already = hidden(s) || fs.denied.iter().any(|d| s.starts_with(&d.path));
         if !already {
             file_masks.push((s.clone(), true));
         }
@@ -481,6 +556,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
             target: path,
             set: 0,
             idmap: false,
+            expect: None,
         });
     }
     b.op(Op::Mkdir {
@@ -542,8 +618,7 @@ pub fn build(view: &FsView, input: &PlanInput) -> MountPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use moat_policy::view::{Denied, Protected, Writable};
-    use moat_policy::Source;
+    use moat_spec::Entry;
 
     fn names(plan: &MountPlan) -> Vec<String> {
         plan.ops.iter().map(Op::describe).collect()
@@ -556,38 +631,43 @@ mod tests {
             .unwrap_or(usize::MAX)
     }
 
-    fn view() -> FsView {
-        FsView {
-            writable: vec![Writable {
-                path: PathBuf::from("/tmp/ws"),
-                source: Source::Default,
-            }],
-            protected: vec![Protected {
+    fn view() -> Fs {
+        Fs {
+            workspace: PathBuf::from("/tmp/ws"),
+            writable: vec![PathBuf::from("/tmp/ws")],
+            protected: vec![Entry {
                 path: PathBuf::from("/tmp/ws/.git/hooks"),
-                kind: EntryKind::Dir,
-                reason: "test",
+                kind: Kind::Dir,
             }],
             pins: vec![PathBuf::from("/tmp/ws/.git")],
             denied: vec![
-                Denied {
+                Entry {
                     path: PathBuf::from("/home/u/.ssh"),
-                    kind: EntryKind::Dir,
-                    source: Source::Default,
+                    kind: Kind::Dir,
                 },
-                Denied {
+                Entry {
                     path: PathBuf::from("/home/u/.netrc"),
-                    kind: EntryKind::File,
-                    source: Source::Default,
+                    kind: Kind::File,
                 },
             ],
-            ..FsView::default()
+            ..Fs::default()
+        }
+    }
+
+    const WS: FileId = FileId { dev: 1, ino: 2 };
+
+    fn root(path: &str, tree: Option<usize>) -> PlanRoot {
+        PlanRoot {
+            path: PathBuf::from(path),
+            id: Some(WS),
+            tree,
         }
     }
 
     fn input() -> PlanInput {
         PlanInput {
+            roots: vec![root("/tmp/ws", None)],
             own_network: true,
-            workspace: PathBuf::from("/tmp/ws"),
             run: true,
             dev_nodes: vec!["null", "tty"],
             host_sockets: vec![
@@ -693,9 +773,9 @@ mod tests {
 
     #[test]
     fn writable_tmp_replaces_the_private_one() {
-        let mut v = view();
-        v.writable[0].path = PathBuf::from("/tmp");
-        let plan = build(&v, &input());
+        let mut i = input();
+        i.roots[0].path = PathBuf::from("/tmp");
+        let plan = build(&view(), &i);
         assert_eq!(position(&plan, "mount a private tmpfs on /tmp"), usize::MAX);
     }
 
@@ -703,7 +783,9 @@ mod tests {
     fn read_only_workspace_under_tmp_stays_visible() {
         let mut v = view();
         v.writable.clear();
-        let plan = build(&v, &input());
+        let mut i = input();
+        i.read_only_workspace = i.roots.pop();
+        let plan = build(&v, &i);
         let attach = plan.ops.iter().find_map(|op| match op {
             Op::Attach { target, set, .. } if target.as_bytes() == b"/tmp/ws" => Some(*set),
             _ => None,
@@ -712,5 +794,69 @@ mod tests {
             attach.map(|s| s & MOUNT_ATTR_RDONLY),
             Some(MOUNT_ATTR_RDONLY)
         );
+    }
+
+    /// The elevated tier: the checked clones are taken, never a name; a
+    /// root attached where it was checked must still be that directory,
+    /// one re-created in a private area cannot be.
+    #[test]
+    fn checked_roots_come_from_their_descriptors() {
+        let mut i = input();
+        i.roots = vec![root("/tmp/ws", Some(0)), root("/home/u/prj", Some(1))];
+        i.idmap = Some(IdmapInput {
+            home: Some(root("/home/u", Some(2))),
+        });
+        let plan = build(&view(), &i);
+        let sources: Vec<&Source> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Clone { source, .. } => Some(source),
+                _ => None,
+            })
+            .collect();
+        let trees: Vec<usize> = sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Tree { index, .. } => Some(*index),
+                Source::Path { .. } => None,
+            })
+            .collect();
+        assert_eq!(trees, [2, 0, 1], "home first, then the roots");
+        assert!(
+            !sources.iter().any(|s| matches!(s, Source::Path { path, .. }
+            if path.as_bytes().starts_with(b"/home") || path.as_bytes() == b"/tmp/ws"))
+        );
+        let expect = |target: &[u8]| {
+            plan.ops.iter().find_map(|op| match op {
+                Op::Attach {
+                    target: t,
+                    expect,
+                    idmap,
+                    ..
+                } if t.as_bytes() == target => Some((*expect, *idmap)),
+                _ => None,
+            })
+        };
+        assert_eq!(expect(b"/home/u/prj"), Some((Some(WS), true)));
+        assert_eq!(expect(b"/home/u"), Some((Some(WS), true)));
+        assert_eq!(
+            expect(b"/tmp/ws"),
+            Some((None, true)),
+            "made anew under /tmp"
+        );
+        assert_eq!(expect(b"/dev/null"), Some((None, false)));
+    }
+
+    /// The unelevated tier: roots are cloned by name inside the sandbox,
+    /// and the clone must be the directory moat opened.
+    #[test]
+    fn unchecked_roots_are_cloned_by_name_and_compared() {
+        let mut i = input();
+        i.roots = vec![root("/home/u/prj", None)];
+        let plan = build(&view(), &i);
+        assert!(plan.ops.iter().any(|op| matches!(op,
+            Op::Clone { source: Source::Path { path, expect: Some(WS) }, .. }
+                if path.as_bytes() == b"/home/u/prj")));
     }
 }

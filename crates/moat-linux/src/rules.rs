@@ -14,15 +14,15 @@
 //! forbidding the creation of new files next to them, so those are left to
 //! the mount layer.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope,
     ABI,
 };
-use moat_policy::view::FsView;
 use moat_policy::{EntryKind, HostFs};
+use moat_spec::{Fs, TcpRule};
 
 use crate::plan::InnerAccess;
 
@@ -61,13 +61,12 @@ pub enum RulesError {
     NoFd,
 }
 
-/// What the ruleset must do about the network.
+/// A writable root's rule: on the descriptor it was opened as, so the
+/// directory granted is the one opened, whatever its name leads to now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetRules {
-    /// Leave TCP alone (a network namespace or the host network decides).
-    Unhandled,
-    /// Deny every TCP bind and connect.
-    DenyTcp,
+pub struct RootRule {
+    pub fd: RawFd,
+    pub is_dir: bool,
 }
 
 fn read_dir_access(abi: ABI) -> BitFlags<AccessFs> {
@@ -129,7 +128,7 @@ impl Carver<'_> {
 type Carved = (Vec<(PathBuf, bool)>, Vec<PathBuf>);
 
 /// The readable paths with denied paths carved out.
-fn carve(view: &FsView, fs: &dyn HostFs) -> Result<Carved, RulesError> {
+fn carve(view: &Fs, fs: &dyn HostFs) -> Result<Carved, RulesError> {
     let roots = match &view.readable {
         Some(r) => r.clone(),
         None => vec![PathBuf::from("/")],
@@ -138,7 +137,7 @@ fn carve(view: &FsView, fs: &dyn HostFs) -> Result<Carved, RulesError> {
         .denied
         .iter()
         .map(|d| d.path.clone())
-        .filter(|d| !view.writable.iter().any(|w| d.starts_with(&w.path)))
+        .filter(|d| !view.writable.iter().any(|w| d.starts_with(w)))
         .collect();
     let mut carver = Carver {
         fs,
@@ -175,19 +174,24 @@ fn add(fd: &OwnedFd, path: &Path, access: BitFlags<AccessFs>) -> Result<(), Rule
     })
 }
 
-/// Builds the ruleset for `view` at ABI `abi` (the kernel's).
+/// Builds the ruleset for `view` at ABI `abi` (the kernel's): reads as
+/// the view says, everything in `roots` (the writable roots, opened) and
+/// in `extra` (what the run itself adds: a landlock-only run's temporary
+/// directory and terminals).
 pub fn build(
-    view: &FsView,
+    view: &Fs,
+    roots: &[RootRule],
+    extra: &[PathBuf],
     fs: &dyn HostFs,
     abi_version: i32,
-    net: NetRules,
+    tcp: TcpRule,
 ) -> Result<Prepared, RulesError> {
     let abi = ABI::from(abi_version);
     let all = AccessFs::from_all(abi);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(all)?;
-    let tcp_denied = net == NetRules::DenyTcp && abi_version >= 4;
+    let tcp_denied = tcp == TcpRule::DenyAll && abi_version >= 4;
     if tcp_denied {
         ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
     }
@@ -216,10 +220,20 @@ pub fn build(
             Err(e) => return Err(e),
         }
     }
-    for w in &view.writable {
-        let is_dir = fs.kind(&w.path) == Some(EntryKind::Dir);
+    for (i, r) in roots.iter().enumerate() {
+        let access = if r.is_dir { all } else { file_subset(all) };
+        crate::sys::landlock::allow_beneath_fd(fd.as_raw_fd(), r.fd, access.bits()).map_err(
+            |errno| RulesError::Add {
+                path: view.writable.get(i).cloned().unwrap_or_default(),
+                errno,
+            },
+        )?;
+        rules += 1;
+    }
+    for path in extra {
+        let is_dir = fs.kind(path) == Some(EntryKind::Dir);
         let access = if is_dir { all } else { file_subset(all) };
-        add(&fd, &w.path, access)?;
+        add(&fd, path, access)?;
         rules += 1;
     }
     let devices =
@@ -251,8 +265,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use moat_policy::host::StdFs;
-    use moat_policy::view::{Denied, Writable};
-    use moat_policy::Source;
+    use moat_spec::{Entry, Kind};
 
     /// The host's filesystem, but one directory listing names an entry
     /// that is gone by the time its rule is added.
@@ -285,20 +298,21 @@ mod tests {
         }
         let base = std::env::temp_dir().join(format!("moat-vanish-{}", std::process::id()));
         std::fs::create_dir_all(base.join("secret")).unwrap();
-        let view = FsView {
+        let view = Fs {
             readable: Some(vec![base.clone()]),
-            denied: vec![Denied {
+            denied: vec![Entry {
                 path: base.join("secret"),
-                kind: EntryKind::Dir,
-                source: Source::Default,
+                kind: Kind::Dir,
             }],
-            ..FsView::default()
+            ..Fs::default()
         };
         let built = build(
             &view,
+            &[],
+            &[],
             &Vanishing(base.clone()),
             crate::sys::landlock::abi_version(),
-            NetRules::Unhandled,
+            TcpRule::Unhandled,
         );
         std::fs::remove_dir_all(&base).unwrap();
         assert!(built.is_ok(), "{:?}", built.err());
@@ -311,18 +325,14 @@ mod tests {
             std::fs::create_dir_all(base.join(d)).unwrap();
         }
         std::fs::write(base.join("a/file"), "x").unwrap();
-        let view = FsView {
+        let view = Fs {
             readable: Some(vec![base.clone()]),
-            denied: vec![Denied {
+            denied: vec![Entry {
                 path: base.join("a/secret"),
-                kind: EntryKind::Dir,
-                source: Source::Default,
+                kind: Kind::Dir,
             }],
-            writable: vec![Writable {
-                path: base.join("c"),
-                source: Source::Default,
-            }],
-            ..FsView::default()
+            writable: vec![base.join("c")],
+            ..Fs::default()
         };
         let (out, listing) = carve(&view, &StdFs).unwrap();
         let paths: Vec<&PathBuf> = out.iter().map(|(p, _)| p).collect();

@@ -163,15 +163,8 @@ const CLONE_NAMESPACES: &[u64] = &[
 
 const IPPROTO_MPTCP: u64 = 262;
 
-/// What the filter allows of sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketPolicy {
-    /// UNIX, INET and INET6 sockets (the network is cut elsewhere, by a
-    /// network namespace).
-    UnixAndIp,
-    /// UNIX sockets only: the network is off and no namespace cuts it.
-    UnixOnly,
-}
+/// What the filter allows of sockets ([`moat_spec::RunSpec::sockets`]).
+pub use moat_spec::Sockets;
 
 /// The compiled filter.
 #[derive(Debug, Clone)]
@@ -179,7 +172,7 @@ pub struct Filters {
     pub program: Vec<libc::sock_filter>,
 }
 
-fn entries(sockets: SocketPolicy) -> Vec<Entry> {
+fn entries(sockets: Sockets) -> Vec<Entry> {
     let mut out = Vec::new();
     let plain = |nr: i64, errno: i32| Entry {
         nr: nr as u32,
@@ -222,8 +215,8 @@ fn entries(sockets: SocketPolicy) -> Vec<Entry> {
     // rare protocols, raw packet access, vsock to the hypervisor), and
     // MPTCP, which Landlock's TCP rules do not see.
     let allowed: &[i32] = match sockets {
-        SocketPolicy::UnixAndIp => &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
-        SocketPolicy::UnixOnly => &[libc::AF_UNIX],
+        Sockets::UnixAndIp => &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
+        Sockets::UnixOnly => &[libc::AF_UNIX],
     };
     out.push(Entry {
         nr: libc::SYS_socket as u32,
@@ -242,7 +235,7 @@ fn entries(sockets: SocketPolicy) -> Vec<Entry> {
 }
 
 /// Compiles the filter for `sockets`.
-pub fn build(sockets: SocketPolicy) -> Result<Filters, bpf::BpfError> {
+pub fn build(sockets: Sockets) -> Result<Filters, bpf::BpfError> {
     let program = bpf::compile(&bpf::Filter {
         audit_arch: arch::AUDIT_ARCH,
         first_unknown: arch::FIRST_UNREVIEWED,
@@ -290,7 +283,7 @@ mod tests {
     #[test]
     #[allow(clippy::unwrap_used)]
     fn the_table_does_what_it_says() {
-        let f = build(SocketPolicy::UnixAndIp).unwrap();
+        let f = build(Sockets::UnixAndIp).unwrap();
         assert_eq!(run(&f, libc::SYS_ptrace, [0; 6]), EPERM);
         assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS_RET);
         assert_eq!(run(&f, libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
@@ -354,7 +347,7 @@ mod tests {
             run(&f, libc::SYS_socket, [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0]),
             EPERM
         );
-        let unix_only = build(SocketPolicy::UnixOnly).unwrap();
+        let unix_only = build(Sockets::UnixOnly).unwrap();
         assert_eq!(
             run(
                 &unix_only,
@@ -377,7 +370,7 @@ mod tests {
     fn the_dispatch_is_short() {
         // The binary search keeps the path for an allowed syscall to a
         // dozen instructions, whatever the table's size.
-        let f = build(SocketPolicy::UnixAndIp)
+        let f = build(Sockets::UnixAndIp)
             .map(|f| f.program.len())
             .unwrap_or(usize::MAX);
         assert!(f < 450, "program is {f} instructions");

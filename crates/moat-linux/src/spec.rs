@@ -105,10 +105,16 @@ pub struct ChildSpec {
     pub ops: Vec<Op>,
     /// Detached mounts, filled in by the child (allocated here).
     pub slots: Vec<RawFd>,
+    /// Detached mounts the parent cloned from checked descriptors (the
+    /// elevated tier's writable roots and home), taken by the plan's
+    /// `Source::Tree` steps.
+    pub trees: Vec<RawFd>,
     pub ruleset: Option<RawFd>,
     pub inner_rules: Vec<(CString, u64)>,
     pub filters: Vec<Vec<libc::sock_filter>>,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    /// (resource, soft, hard), in order: the elevated tier's caller's own
+    /// limits first, then the policy's.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     pub cwd: CString,
     pub exec_paths: Vec<CString>,
     pub argv: CVec,

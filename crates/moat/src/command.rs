@@ -136,7 +136,7 @@ impl Command {
             forward_signals: false,
             allow_degraded: false,
             #[cfg(target_os = "linux")]
-            isolation: backend::Isolation::Full,
+            isolation: backend::Isolation::Namespaces,
             tier: Tier::Auto,
             #[cfg(target_os = "linux")]
             net_hooks: crate::proxy::Hooks::default(),
@@ -250,7 +250,7 @@ impl Command {
     #[cfg(target_os = "linux")]
     fn effective_isolation(&self) -> Result<backend::Isolation, Error> {
         use backend::Isolation;
-        let explicit = self.isolation != Isolation::Full;
+        let explicit = self.isolation != Isolation::Namespaces;
         match self.tier {
             Tier::Unelevated => Ok(self.isolation),
             Tier::Elevated if explicit => Err(Error::Tier(
@@ -405,7 +405,7 @@ impl Command {
             }
         }
         let placeholders = backend::placeholders::Placeholders::create(&wanted)?;
-        let spec = |s: &Option<OwnedFd>| match s {
+        let stdio_spec = |s: &Option<OwnedFd>| match s {
             Some(fd) => backend::StdioSpec::Fd(fd.as_raw_fd()),
             None => backend::StdioSpec::Inherit,
         };
@@ -413,22 +413,38 @@ impl Command {
         if isolation == backend::Isolation::Elevated {
             report.tier = "elevated".into();
         }
-        let req = backend::SpawnRequest {
-            policy: &resolved.policy,
-            view: &view,
-            host_env: &resolved.facts.env,
-            program: self.program.clone(),
-            args: self.args.clone(),
-            cwd,
-            stdio: [spec(&stdio[0]), spec(&stdio[1]), spec(&stdio[2])],
-            pty: self.pty,
+        let lowered = crate::lower::lower(
+            &resolved.policy,
+            &view,
+            &resolved.facts.env,
+            crate::lower::Command {
+                argv: std::iter::once(self.program.clone())
+                    .chain(self.args.iter().cloned())
+                    .collect(),
+                cwd,
+                pty: self.pty,
+            },
             isolation,
+        );
+        report.env_removed = lowered
+            .env_removed
+            .iter()
+            .map(|(n, r)| EnvRemoved {
+                name: n.clone(),
+                reason: r.as_str().into(),
+            })
+            .collect();
+        let launch = backend::Launch {
+            stdio: [
+                stdio_spec(&stdio[0]),
+                stdio_spec(&stdio[1]),
+                stdio_spec(&stdio[2]),
+            ],
             allow_degraded: self.allow_degraded,
-            elevation: None,
         };
-        let mut child = backend::spawn(&req)?;
+        let mut child = backend::spawn(&lowered.spec, &launch)?;
         drop(stdio);
-        let proxy = (resolved.policy.network.value == moat_policy::NetworkMode::Allow).then(|| {
+        let proxy = (lowered.spec.net == moat_spec::Net::Proxy).then(|| {
             let mut hooks = self.net_hooks.clone();
             // The listeners are in the sandbox's namespace: poll them, since
             // moat cannot connect to them to end a blocking accept.
@@ -452,18 +468,10 @@ impl Command {
         report.layers = e
             .layers
             .iter()
-            .map(|(l, s, d)| LayerReport {
-                layer: (*l).into(),
-                state: s.as_str().into(),
-                detail: d.clone(),
-            })
-            .collect();
-        report.env_removed = e
-            .env_removed
-            .iter()
-            .map(|(n, r)| EnvRemoved {
-                name: n.clone(),
-                reason: (*r).into(),
+            .map(|l| LayerReport {
+                layer: l.name.into(),
+                state: l.state.as_str().into(),
+                detail: l.detail.clone(),
             })
             .collect();
         let wait = backend::WaitOptions {

@@ -34,6 +34,8 @@
 
 mod command;
 mod error;
+#[cfg(target_os = "linux")]
+mod lower;
 mod policy;
 /// The allowlist proxy (the `moat-proxy` crate); its parsers are public
 /// for fuzzing.
@@ -54,7 +56,7 @@ pub use report::{EnvRemoved, LayerReport, RunReport};
 pub mod advanced {
     pub use moat_config::{load, user_config_path, ConfigError, WORKSPACE_CONFIG};
     #[cfg(target_os = "linux")]
-    pub use moat_linux::{cgroup, detect, launch, seccomp, setup, Isolation};
+    pub use moat_linux::{cgroup, detect, launch, seccomp, Isolation};
     pub use moat_policy::{
         audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings,
         Source, Sourced, Trust,

@@ -93,27 +93,33 @@ pub fn is_user_namespace(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     t == libc::CLONE_NEWUSER
 }
 
-/// Keeps the namespace `ns` alive at `path` (an existing empty file) by
-/// binding it there, as `ip netns` does, so later runs can reuse it.
-pub fn pin_namespace(ns: std::os::fd::BorrowedFd<'_>, path: &std::ffi::CStr) -> SysResult<()> {
-    use std::os::fd::AsRawFd;
-    let source = CString::new(format!("/proc/self/fd/{}", ns.as_raw_fd()))
-        .map_err(|_| Errno(libc::EINVAL))?;
-    super::mount::mount(
-        Some(&source),
-        path,
-        None,
-        libc::MS_BIND as libc::c_ulong,
-        None,
-    )
+/// Keeps a namespace alive by binding it onto a file, as `ip netns`
+/// does, so later runs can reuse it. Both are `/proc/self/fd/N` names of
+/// open descriptors, which mount(2) resolves to exactly those files.
+pub fn pin_namespace(ns: &std::ffi::CStr, target: &std::ffi::CStr) -> SysResult<()> {
+    super::mount::mount(Some(ns), target, None, libc::MS_BIND as libc::c_ulong, None)
 }
 
 /// Undoes every mount at `path` (pins stacked by runs that raced).
 pub fn unpin(path: &std::ffi::CStr) {
     for _ in 0..64 {
         // SAFETY: `path` is NUL-terminated and outlives the call.
-        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } != 0 {
             break;
         }
     }
+}
+
+/// Sets the file-system user and group ids; what they were. setfsuid
+/// reports no error, so each change is read back: a change that did not
+/// happen is an error (EPERM).
+pub fn set_fs_ids(uid: u32, gid: u32) -> SysResult<(u32, u32)> {
+    // SAFETY: plain integers; each call returns the previous value.
+    let (old_gid, old_uid) = unsafe { (libc::setfsgid(gid), libc::setfsuid(uid)) };
+    // SAFETY: an invalid id (-1) changes nothing and returns the current.
+    let (now_gid, now_uid) = unsafe { (libc::setfsgid(u32::MAX), libc::setfsuid(u32::MAX)) };
+    if now_uid as u32 != uid || now_gid as u32 != gid {
+        return Err(Errno(libc::EPERM));
+    }
+    Ok((old_uid as u32, old_gid as u32))
 }

@@ -39,6 +39,13 @@ pub fn abi_version() -> i32 {
 /// Allows `access` beneath `path` in the ruleset `ruleset`.
 pub fn allow_beneath(ruleset: RawFd, path: &CStr, access: u64) -> SysResult<()> {
     let fd = super::fd::open(path, libc::O_PATH, 0)?;
+    let result = allow_beneath_fd(ruleset, fd, access);
+    super::fd::close_raw(fd);
+    result
+}
+
+/// Allows `access` beneath what `fd` (an O_PATH descriptor) is.
+pub fn allow_beneath_fd(ruleset: RawFd, fd: RawFd, access: u64) -> SysResult<()> {
     let attr = PathBeneath {
         allowed_access: access,
         parent_fd: fd,
@@ -54,7 +61,6 @@ pub fn allow_beneath(ruleset: RawFd, path: &CStr, access: u64) -> SysResult<()> 
             0u32,
         )
     };
-    super::fd::close_raw(fd);
     check(ret).map(|_| ())
 }
 

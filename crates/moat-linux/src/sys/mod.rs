@@ -6,6 +6,7 @@
 //! arguments are prepared by the parent (`CStr`s, fixed-size structs) and
 //! their results are plain numbers.
 
+pub mod at;
 pub mod caps;
 pub mod clone;
 pub mod fd;

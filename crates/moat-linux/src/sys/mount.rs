@@ -118,6 +118,67 @@ pub fn clone_tree(dirfd: RawFd, path: &CStr, recursive: bool) -> SysResult<RawFd
     check(ret).map(|fd| fd as RawFd)
 }
 
+/// Clones the mount tree at what `fd` is (an O_PATH descriptor opened and
+/// checked earlier) into a detached, private mount tree: the tree cloned is
+/// the one checked, whatever its name leads to by now. The caller must be
+/// in the mount namespace of `fd`, which is why the launcher does this
+/// before the sandbox's namespace exists; private, because a clone of a
+/// shared mount stays in its peer group, and a mount the sandbox later
+/// makes on top of it would otherwise appear on the host too.
+pub fn clone_fd(fd: RawFd, recursive: bool) -> SysResult<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: the empty path is NUL-terminated; the call returns a new
+    // descriptor or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
+    let tree = check(ret)? as RawFd;
+    // SAFETY: open_tree just returned this descriptor and nothing else owns
+    // it.
+    let tree = unsafe { std::os::fd::OwnedFd::from_raw_fd(tree) };
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: the empty path is NUL-terminated and `attr` is a live
+    // mount_attr whose size is passed alongside; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret)?;
+    Ok(tree)
+}
+
+/// Fork-safe: attaches the detached mount `mount_fd` onto what the
+/// descriptor `target` is (no name is resolved).
+pub fn attach_fd(mount_fd: RawFd, target: RawFd) -> SysResult<()> {
+    // SAFETY: both paths are the empty, NUL-terminated string; the
+    // descriptors are used as they are.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount_fd,
+            c"".as_ptr(),
+            target,
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check(ret).map(|_| ())
+}
+
 /// Attaches the detached mount `mount_fd` at `target`.
 pub fn attach(mount_fd: RawFd, target: &CStr) -> SysResult<()> {
     let empty = c"";

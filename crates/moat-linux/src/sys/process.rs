@@ -25,11 +25,11 @@ pub fn set_controlling_tty(fd: libc::c_int) -> SysResult<()> {
     check_int(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
 }
 
-/// Sets a resource limit (soft and hard).
-pub fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysResult<()> {
+/// Fork-safe: sets a resource limit.
+pub fn set_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> SysResult<()> {
     let lim = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
+        rlim_cur: soft,
+        rlim_max: hard,
     };
     // SAFETY: `lim` is a live rlimit the kernel only reads.
     check_int(unsafe { libc::setrlimit(resource, &lim) }).map(|_| ())

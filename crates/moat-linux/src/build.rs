@@ -1,0 +1,652 @@
+//! Building a run: a [`RunSpec`] and the host's facts turned into what the
+//! sandbox's processes need (a [`ChildSpec`]). Every decision about the run
+//! is the spec's (`moat_spec`); what is here is plumbing, in the order the
+//! layers are made, and the refusals where this machine cannot hold what
+//! the spec asks.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use moat_spec::{Isolation, Net, RunSpec};
+
+use crate::cgroup::{Placed, RunCgroup};
+use crate::plan::{self, PlanInput, PlanRoot};
+use crate::report::{self, Enforcement, Facts};
+use crate::roots::{Elevation, Root};
+use crate::rules::{self, RootRule};
+use crate::run::{Error, Launch, StdioSpec};
+use crate::seccomp;
+use crate::spec::{self, CVec, ChildSpec, Stdio};
+use crate::sys::{self, Errno};
+
+/// A built run, ready to fork.
+pub(crate) struct Prepared {
+    pub spec: ChildSpec,
+    pub flags: libc::c_ulong,
+    pub report_read: OwnedFd,
+    pub lifeline_write: OwnedFd,
+    pub pty_parent: Option<OwnedFd>,
+    pub proxy_parent: Option<OwnedFd>,
+    /// How many sockets init sends on `proxy_parent`.
+    pub proxy_sockets: usize,
+    /// Descriptors the child uses; closed in the parent after the fork.
+    pub child_fds: Vec<OwnedFd>,
+    /// The mount plan's steps, described (for error messages).
+    pub ops: Vec<String>,
+    pub enforcement: Enforcement,
+    pub temp_dir: Option<PathBuf>,
+    pub cgroup: Option<RunCgroup>,
+}
+
+fn sys_err(what: &'static str) -> impl Fn(Errno) -> Error {
+    move |errno| Error::Sys { what, errno }
+}
+
+fn bullet(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("  - {}\n", l)).collect()
+}
+
+/// What this run loses on this machine; refused unless the person accepts
+/// it.
+fn degradation(
+    spec: &RunSpec,
+    launch: &Launch,
+    elevated: bool,
+    abi: i32,
+) -> Result<Vec<String>, Error> {
+    let landlock_only = spec.isolation == Isolation::LandlockOnly;
+    let mut lost = Vec::new();
+    if landlock_only {
+        lost = report::landlock_only_losses(spec, abi);
+        if !launch.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&lost),
+            });
+        }
+    }
+    // The kernel never applies RLIMIT_NPROC to the global root user, user
+    // namespace or not; only a cgroup's pids controller could.
+    if spec.limits.processes.is_some() && sys::process::ids().0 == 0 && !elevated {
+        let loss = "the process limit is not enforced: the kernel exempts root from RLIMIT_NPROC \
+                    and no cgroup pids controller is used in this tier"
+            .to_string();
+        if !launch.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&[loss]),
+            });
+        }
+        lost.push(loss);
+    }
+    if abi == 0 {
+        if !launch.allow_degraded || landlock_only {
+            return Err(Error::NoLandlock(
+                "boot with `lsm=...,landlock` (most distribution kernels build it in), or pass \
+                 --allow-degraded to run with namespaces and seccomp only",
+            ));
+        }
+        lost.push("Landlock is unavailable: only mounts enforce the filesystem policy".into());
+    }
+    Ok(lost)
+}
+
+/// A private temporary directory for a landlock-only run.
+fn make_temp_dir() -> Result<PathBuf, Error> {
+    let base = std::env::temp_dir();
+    let what = "creating the run's temporary directory";
+    for attempt in 0..16u32 {
+        let nanos =
+            Instant::now().elapsed().as_nanos() as u32 ^ std::process::id().rotate_left(attempt);
+        let dir = base.join(format!(
+            "moat-{}-{:08x}",
+            std::process::id(),
+            nanos.wrapping_add(attempt)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::Sys {
+                    what,
+                    errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+                })
+            }
+        }
+    }
+    Err(Error::Sys {
+        what,
+        errno: Errno(libc::EEXIST),
+    })
+}
+
+/// The spec's environment, with a landlock-only run's own temporary
+/// directory where the spec says /tmp.
+fn environment(spec: &RunSpec, temp_dir: Option<&Path>) -> Vec<(OsString, OsString)> {
+    let Some(dir) = temp_dir else {
+        return spec.env.clone();
+    };
+    spec.env
+        .iter()
+        .map(|(n, v)| {
+            let is_temp = ["TMPDIR", "TMP", "TEMP", "TEMPDIR"]
+                .iter()
+                .any(|t| n == OsStr::new(t));
+            let v = if is_temp {
+                dir.as_os_str().to_os_string()
+            } else {
+                v.clone()
+            };
+            (n.clone(), v)
+        })
+        .collect()
+}
+
+/// The writable roots, opened: the launcher's, checked, or opened here as
+/// the person (with no symlink on the way).
+fn opened_roots<'a>(
+    spec: &RunSpec,
+    elevation: Option<&'a Elevation>,
+    own: &'a mut Vec<Root>,
+) -> Result<&'a [Root], Error> {
+    if let Some(e) = elevation {
+        let checked: Vec<&Path> = e.roots.iter().map(|r| r.path.as_path()).collect();
+        let wanted: Vec<&Path> = spec.fs.writable.iter().map(PathBuf::as_path).collect();
+        if checked != wanted {
+            return Err(Error::Launcher(
+                "the checked writable roots are not the spec's".into(),
+            ));
+        }
+        return Ok(&e.roots);
+    }
+    for path in &spec.fs.writable {
+        let root = Root::open(path).map_err(|errno| Error::Root {
+            path: path.clone(),
+            errno,
+        })?;
+        own.push(root);
+    }
+    Ok(own)
+}
+
+fn exists_dir(p: &str) -> bool {
+    std::fs::symlink_metadata(p)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+}
+
+/// The host facts the mount plan depends on.
+fn plan_input(
+    spec: &RunSpec,
+    roots: Vec<PlanRoot>,
+    home: Option<PlanRoot>,
+    read_only_workspace: Option<PlanRoot>,
+) -> PlanInput {
+    let mut keep_under_run = Vec::new();
+    if spec.net == Net::Host {
+        if let Ok(target) = std::fs::canonicalize("/etc/resolv.conf") {
+            if target.starts_with("/run") || target.starts_with("/var/run") {
+                keep_under_run.push(target);
+            }
+        }
+    }
+    PlanInput {
+        roots,
+        read_only_workspace,
+        own_network: spec.namespaces().net,
+        var_tmp: exists_dir("/var/tmp"),
+        var_run_is_dir: exists_dir("/var/run"),
+        run: exists_dir("/run"),
+        keep_under_run,
+        dev_nodes: plan::DEV_NODES
+            .iter()
+            .copied()
+            .filter(|n| Path::new("/dev").join(n).exists())
+            .collect(),
+        host_sockets: crate::sockets::host_sockets(),
+        idmap: spec.account().map(|_| plan::IdmapInput { home }),
+        ..PlanInput::default()
+    }
+}
+
+/// The rlimits: the elevated tier's caller's own first (the command gets no
+/// more than they had), then the policy's for the limits no cgroup holds,
+/// never above the caller's hard limit.
+fn rlimits(
+    spec: &RunSpec,
+    placed: Placed,
+    caller: &[crate::roots::Rlimit],
+) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
+    let mut out: Vec<(libc::__rlimit_resource_t, u64, u64)> = caller
+        .iter()
+        .map(|r| (r.resource, r.soft, r.hard))
+        .collect();
+    let l = &spec.limits;
+    let wanted = [
+        (
+            libc::RLIMIT_NPROC,
+            l.processes.filter(|_| placed.processes.is_none()),
+        ),
+        (
+            libc::RLIMIT_AS,
+            l.memory.filter(|_| placed.memory.is_none()),
+        ),
+        (libc::RLIMIT_FSIZE, l.file_size),
+    ];
+    for (resource, value) in wanted {
+        let Some(mut value) = value else { continue };
+        if let Some(c) = caller.iter().find(|c| c.resource == resource) {
+            value = value.min(c.hard);
+        }
+        out.push((resource, value, value));
+    }
+    out
+}
+
+pub(crate) fn prepare(
+    spec: &RunSpec,
+    launch: &Launch,
+    elevation: Option<&Elevation>,
+) -> Result<Prepared, Error> {
+    spec.check().map_err(Error::Spec)?;
+    match (spec.isolation, elevation.is_some()) {
+        (Isolation::Elevated, false) => {
+            return Err(Error::Launcher(
+                "an elevated run is built by the launcher".into(),
+            ))
+        }
+        (Isolation::Namespaces | Isolation::LandlockOnly, true) => {
+            return Err(Error::Launcher(
+                "only an elevated run is built as root".into(),
+            ))
+        }
+        _ => {}
+    }
+    let ns = spec.namespaces();
+    let abi = sys::landlock::abi_version();
+    let mut lost = degradation(spec, launch, elevation.is_some(), abi)?;
+
+    // Landlock-only runs get a per-run directory as their temp dir.
+    let temp_dir = if ns.mount {
+        None
+    } else {
+        Some(make_temp_dir()?)
+    };
+    let env = environment(spec, temp_dir.as_deref());
+
+    let mut own_roots = Vec::new();
+    let roots = opened_roots(spec, elevation, &mut own_roots)?;
+    let mut child_fds: Vec<OwnedFd> = Vec::new();
+
+    // The mounts. The launcher clones the checked trees here, in the
+    // namespace they were checked in; the child attaches them.
+    let mut trees: Vec<OwnedFd> = Vec::new();
+    let mut tree_of = |root: &Root| -> Result<Option<usize>, Error> {
+        if elevation.is_none() {
+            return Ok(None);
+        }
+        let t =
+            sys::mount::clone_fd(root.as_fd().as_raw_fd(), true).map_err(|errno| Error::Setup {
+                step: "cloning the checked tree",
+                at: format!(" ({})", root.path.display()),
+                errno,
+                hint: "",
+            })?;
+        trees.push(t);
+        Ok(Some(trees.len() - 1))
+    };
+    let mut mplan = None;
+    if ns.mount {
+        let mut plan_roots = Vec::new();
+        for r in roots {
+            plan_roots.push(PlanRoot {
+                path: r.path.clone(),
+                id: Some(r.id()),
+                tree: tree_of(r)?,
+            });
+        }
+        let mut plan_root = |r: &Root| -> Result<PlanRoot, Error> {
+            Ok(PlanRoot {
+                path: r.path.clone(),
+                id: Some(r.id()),
+                tree: tree_of(r)?,
+            })
+        };
+        let home = elevation
+            .and_then(|e| e.home.as_ref())
+            .map(&mut plan_root)
+            .transpose()?;
+        let own_ws;
+        let ws = match elevation {
+            Some(e) => e.workspace.as_ref(),
+            None if !spec.fs.writable.contains(&spec.fs.workspace) => {
+                // Gone or unreachable: then there is nothing to show.
+                own_ws = Root::open(&spec.fs.workspace).ok();
+                own_ws.as_ref()
+            }
+            None => None,
+        };
+        let ws = ws.map(&mut plan_root).transpose()?;
+        mplan = Some(plan::build(
+            &spec.fs,
+            &plan_input(spec, plan_roots, home, ws),
+        ));
+    }
+
+    // Landlock.
+    let mut landlock = None;
+    let mut ruleset_fd = None;
+    let mut inner = Vec::new();
+    if abi > 0 {
+        let mut extra: Vec<PathBuf> = temp_dir.iter().cloned().collect();
+        if !ns.mount {
+            // Without a private /dev the host's terminals and null device
+            // need explicit rights.
+            for dev in [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/tty",
+                "/dev/pts",
+                "/dev/ptmx",
+            ] {
+                if Path::new(dev).exists() {
+                    extra.push(PathBuf::from(dev));
+                }
+            }
+        }
+        let root_rules: Vec<RootRule> = roots
+            .iter()
+            .map(|r| RootRule {
+                fd: r.as_fd().as_raw_fd(),
+                is_dir: r.is_dir(),
+            })
+            .collect();
+        // The readable paths are listed and opened on the person's behalf:
+        // in the launcher, with their file-system permissions.
+        let as_caller = match elevation {
+            Some(e) => Some(
+                crate::roots::AsUser::enter(e.caller).map_err(|errno| Error::Sys {
+                    what: "taking on the caller's file-system ids",
+                    errno,
+                })?,
+            ),
+            None => None,
+        };
+        let prepared = rules::build(
+            &spec.fs,
+            &root_rules,
+            &extra,
+            &moat_policy::host::StdFs,
+            abi,
+            spec.tcp(),
+        );
+        drop(as_caller);
+        let prepared = prepared?;
+        if let Some(p) = &mplan {
+            for r in &p.inner_rules {
+                inner.push((r.path.clone(), prepared.bits(r.access)));
+            }
+        }
+        landlock = Some((prepared.rules + inner.len(), prepared.tcp_denied));
+        ruleset_fd = Some(prepared.fd);
+    }
+    let filters = seccomp::build(spec.sockets())?;
+
+    // The channels between moat and the sandbox.
+    let (report_read, report_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
+    let (lifeline_read, lifeline_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
+    let report_fd = report_write.as_raw_fd();
+    let lifeline_fd = lifeline_read.as_raw_fd();
+    child_fds.push(report_write);
+    child_fds.push(lifeline_read);
+    let mut proxy_parent = None;
+    let mut proxy = None;
+    let mut dns = Vec::new();
+    if spec.net == Net::Proxy {
+        dns = crate::stub_dns_addresses(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        );
+        let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
+        proxy = Some(childs.as_raw_fd());
+        child_fds.push(childs);
+        proxy_parent = Some(parent);
+    }
+    let mut pty_parent = None;
+    let mut pty = None;
+    if spec.pty {
+        let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
+        let winsize = sys::pty::get_winsize(0)
+            .or_else(|_| sys::pty::get_winsize(1))
+            .ok();
+        pty = Some((childs.as_raw_fd(), winsize));
+        child_fds.push(childs);
+        pty_parent = Some(parent);
+    }
+
+    // The command.
+    let argv = CVec::new(spec.argv.iter().cloned()).map_err(|_| Error::Nul {
+        what: "an argument",
+    })?;
+    let envp = CVec::new(spec::env_strings(&env)).map_err(|_| Error::Nul {
+        what: "an environment variable",
+    })?;
+    let path_var = env
+        .iter()
+        .find(|(n, _)| n == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let exec_paths = spec::exec_candidates(&program, path_var);
+    let cwd = spec::cpath(&spec.cwd).ok_or(Error::Nul {
+        what: "the working directory",
+    })?;
+
+    // Identity: the unelevated tier maps the person into a user namespace;
+    // the elevated one idmaps mounts with a namespace that only carries
+    // the mapping.
+    let (uid, gid) = sys::process::ids();
+    let mut idmap = -1;
+    if let Some(e) = elevation {
+        let (uid_map, gid_map) = crate::idmap::maps(e.caller.pair(), e.account.pair());
+        let ns = crate::idmap::namespace(e.pins.as_ref(), &uid_map, &gid_map)
+            .map_err(sys_err("creating the id mapping of the writable roots"))?;
+        idmap = ns.as_raw_fd();
+        child_fds.push(ns);
+    }
+    let id_maps = ns.user.then(|| {
+        let line = |id: u32| format!("{} {} 1\n", id, id).into_bytes();
+        (line(uid), line(gid))
+    });
+
+    let stdio = launch.stdio.map(|s| match s {
+        StdioSpec::Inherit => Stdio::Inherit,
+        StdioSpec::Fd(fd) => Stdio::Fd(fd),
+    });
+    let ops_plan = mplan.take().unwrap_or_default();
+    let ops = ops_plan.ops.iter().map(|o| o.describe()).collect();
+    let slots = vec![-1; ops_plan.slots];
+    let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
+    child_fds.extend(trees);
+
+    let mut flags = libc::CLONE_PIDFD as libc::c_ulong;
+    for (on, flag) in [
+        (ns.user, libc::CLONE_NEWUSER),
+        (ns.mount, libc::CLONE_NEWNS),
+        (ns.pid, libc::CLONE_NEWPID),
+        (ns.ipc, libc::CLONE_NEWIPC),
+        (ns.uts, libc::CLONE_NEWUTS),
+        (ns.cgroup, libc::CLONE_NEWCGROUP),
+        (ns.net, libc::CLONE_NEWNET),
+    ] {
+        if on {
+            flags |= flag as libc::c_ulong;
+        }
+    }
+
+    // Resources: the elevated tier's launcher gives each run its cgroups.
+    let cgroup = match elevation {
+        Some(_) => Some(
+            RunCgroup::create(crate::cgroup::Limits {
+                memory: spec.limits.memory,
+                processes: spec.limits.processes,
+                cpu: spec.limits.cpu_millis,
+            })
+            .map_err(Error::Cgroup)?,
+        ),
+        None => None,
+    };
+    let placed = cgroup.as_ref().map(|c| c.placed).unwrap_or_default();
+    // Fail closed: nothing but a cgroup's cpu controller holds a CPU share.
+    if spec.limits.cpu_millis.is_some() && placed.cpu.is_none() {
+        let loss = if elevation.is_some() {
+            "the CPU limit is not enforced: no cgroup hierarchy here has the cpu controller \
+             (cgroup v2 needs it in the subtree moat's setup prepares: sudo moat setup)"
+        } else {
+            "the CPU limit is not enforced: only the elevated tier's cgroups hold it \
+             (sudo moat setup --user NAME, then --tier elevated)"
+        };
+        if !launch.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&[loss.to_string()]),
+            });
+        }
+        lost.push(loss.to_string());
+    }
+    let caller_limits = elevation.map(|e| e.rlimits.as_slice()).unwrap_or(&[]);
+
+    let facts = Facts {
+        landlock_abi: abi,
+        landlock,
+        seccomp_len: Some(filters.program.len()),
+        placed,
+        account_uid: elevation.map(|e| e.account.uid),
+    };
+    let enforcement = Enforcement {
+        isolation: spec.isolation,
+        landlock_abi: abi,
+        layers: report::layers(spec, &facts),
+        lost,
+    };
+    let proxy_sockets = if spec.net == Net::Proxy {
+        moat_spec::PROXY_PORTS.len() + moat_spec::TRANSPARENT_PORTS.len() + dns.len()
+    } else {
+        0
+    };
+    let child = ChildSpec {
+        report: report_fd,
+        lifeline: lifeline_fd,
+        lifeline_parent: lifeline_write.as_raw_fd(),
+        id_maps,
+        ops: ops_plan.ops,
+        slots,
+        trees: tree_fds,
+        ruleset: ruleset_fd.as_ref().map(|f| f.as_raw_fd()),
+        inner_rules: inner,
+        filters: vec![filters.program],
+        rlimits: rlimits(spec, placed, caller_limits),
+        cwd,
+        exec_paths,
+        argv,
+        envp,
+        stdio,
+        proxy,
+        dns,
+        pty,
+        init: ns.pid,
+        idmap,
+        account: elevation.map(|e| e.account.pair()),
+    };
+    if let Some(fd) = ruleset_fd {
+        child_fds.push(fd);
+    }
+    Ok(Prepared {
+        spec: child,
+        flags,
+        report_read,
+        lifeline_write,
+        pty_parent,
+        proxy_parent,
+        proxy_sockets,
+        child_fds,
+        ops,
+        enforcement,
+        temp_dir,
+        cgroup,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roots::Rlimit;
+    use moat_spec::{Fs, Limits};
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            isolation: Isolation::LandlockOnly,
+            net: Net::Off,
+            fs: Fs {
+                workspace: PathBuf::from("/w"),
+                writable: vec![PathBuf::from("/w")],
+                ..Fs::default()
+            },
+            limits: Limits {
+                processes: Some(64),
+                memory: Some(1 << 30),
+                file_size: Some(1 << 20),
+                ..Limits::default()
+            },
+            env: vec![
+                (OsString::from("TMPDIR"), OsString::from("/tmp")),
+                (OsString::from("HOME"), OsString::from("/home/u")),
+            ],
+            argv: vec![OsString::from("true")],
+            cwd: PathBuf::from("/w"),
+            pty: false,
+        }
+    }
+
+    #[test]
+    fn a_landlock_only_run_gets_its_own_temporary_directory() {
+        let env = environment(&spec(), Some(Path::new("/tmp/moat-1-x")));
+        assert!(env.contains(&(OsString::from("TMPDIR"), OsString::from("/tmp/moat-1-x"))));
+        assert!(env.contains(&(OsString::from("HOME"), OsString::from("/home/u"))));
+        assert_eq!(environment(&spec(), None), spec().env);
+    }
+
+    /// The command gets the caller's limits, and the policy's only below
+    /// the caller's hard limit; what a cgroup holds is no rlimit.
+    #[test]
+    fn rlimits_never_exceed_the_callers() {
+        let caller = [
+            Rlimit {
+                resource: libc::RLIMIT_NOFILE,
+                soft: 1024,
+                hard: 4096,
+            },
+            Rlimit {
+                resource: libc::RLIMIT_FSIZE,
+                soft: 1000,
+                hard: 1000,
+            },
+        ];
+        let placed = Placed {
+            memory: Some(2),
+            processes: None,
+            cpu: None,
+        };
+        let got = rlimits(&spec(), placed, &caller);
+        assert_eq!(
+            got,
+            vec![
+                (libc::RLIMIT_NOFILE, 1024, 4096),
+                (libc::RLIMIT_FSIZE, 1000, 1000),
+                (libc::RLIMIT_NPROC, 64, 64),
+                (libc::RLIMIT_FSIZE, 1000, 1000),
+            ]
+        );
+        let unelevated = rlimits(&spec(), Placed::default(), &[]);
+        assert!(unelevated.contains(&(libc::RLIMIT_AS, 1 << 30, 1 << 30)));
+    }
+}
