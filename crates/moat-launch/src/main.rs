@@ -50,6 +50,12 @@ fn main() {
             );
             REFUSED
         }
+        // Before its channels were found to be moat's, there is only
+        // stderr to say it on.
+        Err(Stop::Refused(reason)) if !sanitize::has_channels() => {
+            eprintln!("moat-launch: {reason}");
+            REFUSED
+        }
         Err(Stop::Refused(reason)) => {
             let (control, channel) = channels();
             reply::refuse(&control, &channel, &reason);

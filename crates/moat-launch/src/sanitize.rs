@@ -92,6 +92,11 @@ fn refused(what: &str, errno: sys::Errno) -> Stop {
     ))
 }
 
+/// Whether descriptors 3 and 4 are moat's channels (UNIX stream sockets).
+pub fn has_channels() -> bool {
+    sys::is_unix_stream(CONTROL_FD) && sys::is_unix_stream(CHANNEL_FD)
+}
+
 /// Puts the process right; the caller's ids and limits. Must run first in
 /// `main`.
 pub fn process() -> Result<Caller, Stop> {
@@ -103,7 +108,7 @@ pub fn process() -> Result<Caller, Stop> {
             sys::null_onto(fd).map_err(|e| refused("open /dev/null", e))?;
         }
     }
-    if !(sys::is_unix_stream(CONTROL_FD) && sys::is_unix_stream(CHANNEL_FD)) {
+    if !has_channels() {
         return Err(Stop::NotFromMoat);
     }
     for fd in [CONTROL_FD, CHANNEL_FD] {

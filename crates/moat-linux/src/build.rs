@@ -244,6 +244,269 @@ fn rlimits(
     out
 }
 
+/// The mount plan (with a mount namespace) and the trees the launcher
+/// cloned for it: in the elevated tier the writable roots, the home and a
+/// read-only workspace are cloned here, from the descriptors checked, in
+/// the namespace they were checked in; the child attaches them.
+fn mounts(
+    spec: &RunSpec,
+    roots: &[Root],
+    elevation: Option<&Elevation>,
+) -> Result<(Option<plan::MountPlan>, Vec<OwnedFd>), Error> {
+    let mut trees: Vec<OwnedFd> = Vec::new();
+    if !spec.namespaces().mount {
+        return Ok((None, trees));
+    }
+    let mut plan_root = |r: &Root| -> Result<PlanRoot, Error> {
+        let mut tree = None;
+        if elevation.is_some() {
+            let t = sys::mount::clone_fd(r.as_fd().as_raw_fd(), true).map_err(|errno| {
+                Error::Setup {
+                    step: "cloning the checked tree",
+                    at: format!(" ({})", r.path.display()),
+                    errno,
+                    hint: "",
+                }
+            })?;
+            trees.push(t);
+            tree = Some(trees.len() - 1);
+        }
+        Ok(PlanRoot {
+            path: r.path.clone(),
+            id: Some(r.id()),
+            tree,
+        })
+    };
+    let plan_roots = roots
+        .iter()
+        .map(&mut plan_root)
+        .collect::<Result<Vec<_>, _>>()?;
+    let home = elevation
+        .and_then(|e| e.home.as_ref())
+        .map(&mut plan_root)
+        .transpose()?;
+    let own_ws;
+    let ws = match elevation {
+        Some(e) => e.workspace.as_ref(),
+        None if !spec.fs.writable.contains(&spec.fs.workspace) => {
+            // Gone or unreachable: then there is nothing to show.
+            own_ws = Root::open(&spec.fs.workspace).ok();
+            own_ws.as_ref()
+        }
+        None => None,
+    };
+    let ws = ws.map(&mut plan_root).transpose()?;
+    let plan = plan::build(&spec.fs, &plan_input(spec, plan_roots, home, ws));
+    Ok((Some(plan), trees))
+}
+
+/// The Landlock ruleset, and the rules the child adds for the mounts only
+/// it makes.
+struct Landlock {
+    fd: OwnedFd,
+    /// Rules in all, and whether TCP is refused (for the report).
+    rules: usize,
+    tcp_denied: bool,
+    inner: Vec<(std::ffi::CString, u64)>,
+}
+
+fn landlock(
+    spec: &RunSpec,
+    roots: &[Root],
+    temp_dir: Option<&Path>,
+    elevation: Option<&Elevation>,
+    plan: Option<&plan::MountPlan>,
+    abi: i32,
+) -> Result<Option<Landlock>, Error> {
+    if abi == 0 {
+        return Ok(None);
+    }
+    let mut extra: Vec<PathBuf> = temp_dir.iter().map(|d| d.to_path_buf()).collect();
+    if !spec.namespaces().mount {
+        // Without a private /dev the host's terminals and null device need
+        // explicit rights.
+        for dev in [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/tty",
+            "/dev/pts",
+            "/dev/ptmx",
+        ] {
+            if Path::new(dev).exists() {
+                extra.push(PathBuf::from(dev));
+            }
+        }
+    }
+    let root_rules: Vec<RootRule> = roots
+        .iter()
+        .map(|r| RootRule {
+            fd: r.as_fd().as_raw_fd(),
+            is_dir: r.is_dir(),
+        })
+        .collect();
+    // The readable paths are listed and opened on the person's behalf: in
+    // the launcher, with their file-system permissions.
+    let as_caller = match elevation {
+        Some(e) => Some(
+            crate::roots::AsUser::enter(e.caller).map_err(|errno| Error::Sys {
+                what: "taking on the caller's file-system ids",
+                errno,
+            })?,
+        ),
+        None => None,
+    };
+    let prepared = rules::build(
+        &spec.fs,
+        &root_rules,
+        &extra,
+        &moat_policy::host::StdFs,
+        abi,
+        spec.tcp(),
+    );
+    drop(as_caller);
+    let prepared = prepared?;
+    let inner: Vec<_> = plan
+        .map(|p| {
+            p.inner_rules
+                .iter()
+                .map(|r| (r.path.clone(), prepared.bits(r.access)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(Landlock {
+        rules: prepared.rules + inner.len(),
+        tcp_denied: prepared.tcp_denied,
+        fd: prepared.fd,
+        inner,
+    }))
+}
+
+/// The channels between moat and the sandbox: the report pipe, the
+/// lifeline, and with the proxy or a terminal a socket each on which init
+/// hands moat the listeners or the terminal.
+struct Channels {
+    report: (OwnedFd, OwnedFd),
+    lifeline: (OwnedFd, OwnedFd),
+    /// (moat's end, the child's end), and where the DNS stub answers.
+    proxy: Option<(OwnedFd, OwnedFd, Vec<std::net::IpAddr>)>,
+    pty: Option<(OwnedFd, OwnedFd, Option<libc::winsize>)>,
+}
+
+fn channels(spec: &RunSpec) -> Result<Channels, Error> {
+    let pipe = || sys::fd::pipe().map_err(sys_err("creating a pipe"));
+    let pair = || sys::fd::socketpair().map_err(sys_err("creating a socket pair"));
+    let proxy = match spec.net {
+        Net::Proxy => {
+            let (parent, child) = pair()?;
+            let dns = crate::stub_dns_addresses(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            );
+            Some((parent, child, dns))
+        }
+        Net::Off | Net::Host => None,
+    };
+    let pty = match spec.pty {
+        true => {
+            let (parent, child) = pair()?;
+            let winsize = sys::pty::get_winsize(0)
+                .or_else(|_| sys::pty::get_winsize(1))
+                .ok();
+            Some((parent, child, winsize))
+        }
+        false => None,
+    };
+    Ok(Channels {
+        report: pipe()?,
+        lifeline: pipe()?,
+        proxy,
+        pty,
+    })
+}
+
+/// The command as execve wants it: argv, envp, where to look for the
+/// program, and the working directory.
+fn command(
+    spec: &RunSpec,
+    env: &[(OsString, OsString)],
+) -> Result<(CVec, CVec, Vec<std::ffi::CString>, std::ffi::CString), Error> {
+    let argv = CVec::new(spec.argv.iter().cloned()).map_err(|_| Error::Nul {
+        what: "an argument",
+    })?;
+    let envp = CVec::new(spec::env_strings(env)).map_err(|_| Error::Nul {
+        what: "an environment variable",
+    })?;
+    let path_var = env
+        .iter()
+        .find(|(n, _)| n == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let exec_paths = spec::exec_candidates(&program, path_var);
+    let cwd = spec::cpath(&spec.cwd).ok_or(Error::Nul {
+        what: "the working directory",
+    })?;
+    Ok((argv, envp, exec_paths, cwd))
+}
+
+/// The clone flags for the spec's namespaces (and a pidfd).
+fn clone_flags(ns: moat_spec::Namespaces) -> libc::c_ulong {
+    let mut flags = libc::CLONE_PIDFD as libc::c_ulong;
+    for (on, flag) in [
+        (ns.user, libc::CLONE_NEWUSER),
+        (ns.mount, libc::CLONE_NEWNS),
+        (ns.pid, libc::CLONE_NEWPID),
+        (ns.ipc, libc::CLONE_NEWIPC),
+        (ns.uts, libc::CLONE_NEWUTS),
+        (ns.cgroup, libc::CLONE_NEWCGROUP),
+        (ns.net, libc::CLONE_NEWNET),
+    ] {
+        if on {
+            flags |= flag as libc::c_ulong;
+        }
+    }
+    flags
+}
+
+/// The elevated tier's cgroups for the run, and which limits they hold;
+/// a CPU limit nothing holds is refused unless accepted as lost.
+fn resources(
+    spec: &RunSpec,
+    launch: &Launch,
+    elevated: bool,
+    lost: &mut Vec<String>,
+) -> Result<Option<RunCgroup>, Error> {
+    let cgroup = match elevated {
+        true => Some(
+            RunCgroup::create(crate::cgroup::Limits {
+                memory: spec.limits.memory,
+                processes: spec.limits.processes,
+                cpu: spec.limits.cpu_millis,
+            })
+            .map_err(Error::Cgroup)?,
+        ),
+        false => None,
+    };
+    let placed = cgroup.as_ref().map(|c| c.placed).unwrap_or_default();
+    // Fail closed: nothing but a cgroup's cpu controller holds a CPU share.
+    if spec.limits.cpu_millis.is_some() && placed.cpu.is_none() {
+        let loss = if elevated {
+            "the CPU limit is not enforced: no cgroup hierarchy here has the cpu controller \
+             (cgroup v2 needs it in the subtree moat's setup prepares: sudo moat setup)"
+        } else {
+            "the CPU limit is not enforced: only the elevated tier's cgroups hold it \
+             (sudo moat setup --user NAME, then --tier elevated)"
+        };
+        if !launch.allow_degraded {
+            return Err(Error::Degraded {
+                losses: bullet(&[loss.to_string()]),
+            });
+        }
+        lost.push(loss.to_string());
+    }
+    Ok(cgroup)
+}
+
+/// Builds `spec` into a run, in the order its layers are made.
 pub(crate) fn prepare(
     spec: &RunSpec,
     launch: &Launch,
@@ -266,7 +529,6 @@ pub(crate) fn prepare(
     let ns = spec.namespaces();
     let abi = sys::landlock::abi_version();
     let mut lost = degradation(spec, launch, elevation.is_some(), abi)?;
-
     // Landlock-only runs get a per-run directory as their temp dir.
     let temp_dir = if ns.mount {
         None
@@ -277,174 +539,23 @@ pub(crate) fn prepare(
 
     let mut own_roots = Vec::new();
     let roots = opened_roots(spec, elevation, &mut own_roots)?;
-    let mut child_fds: Vec<OwnedFd> = Vec::new();
-
-    // The mounts. The launcher clones the checked trees here, in the
-    // namespace they were checked in; the child attaches them.
-    let mut trees: Vec<OwnedFd> = Vec::new();
-    let mut tree_of = |root: &Root| -> Result<Option<usize>, Error> {
-        if elevation.is_none() {
-            return Ok(None);
-        }
-        let t =
-            sys::mount::clone_fd(root.as_fd().as_raw_fd(), true).map_err(|errno| Error::Setup {
-                step: "cloning the checked tree",
-                at: format!(" ({})", root.path.display()),
-                errno,
-                hint: "",
-            })?;
-        trees.push(t);
-        Ok(Some(trees.len() - 1))
-    };
-    let mut mplan = None;
-    if ns.mount {
-        let mut plan_roots = Vec::new();
-        for r in roots {
-            plan_roots.push(PlanRoot {
-                path: r.path.clone(),
-                id: Some(r.id()),
-                tree: tree_of(r)?,
-            });
-        }
-        let mut plan_root = |r: &Root| -> Result<PlanRoot, Error> {
-            Ok(PlanRoot {
-                path: r.path.clone(),
-                id: Some(r.id()),
-                tree: tree_of(r)?,
-            })
-        };
-        let home = elevation
-            .and_then(|e| e.home.as_ref())
-            .map(&mut plan_root)
-            .transpose()?;
-        let own_ws;
-        let ws = match elevation {
-            Some(e) => e.workspace.as_ref(),
-            None if !spec.fs.writable.contains(&spec.fs.workspace) => {
-                // Gone or unreachable: then there is nothing to show.
-                own_ws = Root::open(&spec.fs.workspace).ok();
-                own_ws.as_ref()
-            }
-            None => None,
-        };
-        let ws = ws.map(&mut plan_root).transpose()?;
-        mplan = Some(plan::build(
-            &spec.fs,
-            &plan_input(spec, plan_roots, home, ws),
-        ));
-    }
-
-    // Landlock.
-    let mut landlock = None;
-    let mut ruleset_fd = None;
-    let mut inner = Vec::new();
-    if abi > 0 {
-        let mut extra: Vec<PathBuf> = temp_dir.iter().cloned().collect();
-        if !ns.mount {
-            // Without a private /dev the host's terminals and null device
-            // need explicit rights.
-            for dev in [
-                "/dev/null",
-                "/dev/zero",
-                "/dev/full",
-                "/dev/tty",
-                "/dev/pts",
-                "/dev/ptmx",
-            ] {
-                if Path::new(dev).exists() {
-                    extra.push(PathBuf::from(dev));
-                }
-            }
-        }
-        let root_rules: Vec<RootRule> = roots
-            .iter()
-            .map(|r| RootRule {
-                fd: r.as_fd().as_raw_fd(),
-                is_dir: r.is_dir(),
-            })
-            .collect();
-        // The readable paths are listed and opened on the person's behalf:
-        // in the launcher, with their file-system permissions.
-        let as_caller = match elevation {
-            Some(e) => Some(
-                crate::roots::AsUser::enter(e.caller).map_err(|errno| Error::Sys {
-                    what: "taking on the caller's file-system ids",
-                    errno,
-                })?,
-            ),
-            None => None,
-        };
-        let prepared = rules::build(
-            &spec.fs,
-            &root_rules,
-            &extra,
-            &moat_policy::host::StdFs,
-            abi,
-            spec.tcp(),
-        );
-        drop(as_caller);
-        let prepared = prepared?;
-        if let Some(p) = &mplan {
-            for r in &p.inner_rules {
-                inner.push((r.path.clone(), prepared.bits(r.access)));
-            }
-        }
-        landlock = Some((prepared.rules + inner.len(), prepared.tcp_denied));
-        ruleset_fd = Some(prepared.fd);
-    }
+    let (plan, trees) = mounts(spec, roots, elevation)?;
+    let landlock = landlock(
+        spec,
+        roots,
+        temp_dir.as_deref(),
+        elevation,
+        plan.as_ref(),
+        abi,
+    )?;
     let filters = seccomp::build(spec.sockets())?;
-
-    // The channels between moat and the sandbox.
-    let (report_read, report_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
-    let (lifeline_read, lifeline_write) = sys::fd::pipe().map_err(sys_err("creating a pipe"))?;
-    let report_fd = report_write.as_raw_fd();
-    let lifeline_fd = lifeline_read.as_raw_fd();
-    child_fds.push(report_write);
-    child_fds.push(lifeline_read);
-    let mut proxy_parent = None;
-    let mut proxy = None;
-    let mut dns = Vec::new();
-    if spec.net == Net::Proxy {
-        dns = crate::stub_dns_addresses(
-            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        );
-        let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
-        proxy = Some(childs.as_raw_fd());
-        child_fds.push(childs);
-        proxy_parent = Some(parent);
-    }
-    let mut pty_parent = None;
-    let mut pty = None;
-    if spec.pty {
-        let (parent, childs) = sys::fd::socketpair().map_err(sys_err("creating a socket pair"))?;
-        let winsize = sys::pty::get_winsize(0)
-            .or_else(|_| sys::pty::get_winsize(1))
-            .ok();
-        pty = Some((childs.as_raw_fd(), winsize));
-        child_fds.push(childs);
-        pty_parent = Some(parent);
-    }
-
-    // The command.
-    let argv = CVec::new(spec.argv.iter().cloned()).map_err(|_| Error::Nul {
-        what: "an argument",
-    })?;
-    let envp = CVec::new(spec::env_strings(&env)).map_err(|_| Error::Nul {
-        what: "an environment variable",
-    })?;
-    let path_var = env
-        .iter()
-        .find(|(n, _)| n == "PATH")
-        .map(|(_, v)| v.as_os_str());
-    let program = spec.argv.first().cloned().unwrap_or_default();
-    let exec_paths = spec::exec_candidates(&program, path_var);
-    let cwd = spec::cpath(&spec.cwd).ok_or(Error::Nul {
-        what: "the working directory",
-    })?;
+    let ch = channels(spec)?;
+    let (argv, envp, exec_paths, cwd) = command(spec, &env)?;
 
     // Identity: the unelevated tier maps the person into a user namespace;
     // the elevated one idmaps mounts with a namespace that only carries
     // the mapping.
+    let mut child_fds: Vec<OwnedFd> = Vec::new();
     let (uid, gid) = sys::process::ids();
     let mut idmap = -1;
     if let Some(e) = elevation {
@@ -459,65 +570,13 @@ pub(crate) fn prepare(
         (line(uid), line(gid))
     });
 
-    let stdio = launch.stdio.map(|s| match s {
-        StdioSpec::Inherit => Stdio::Inherit,
-        StdioSpec::Fd(fd) => Stdio::Fd(fd),
-    });
-    let ops_plan = mplan.take().unwrap_or_default();
-    let ops = ops_plan.ops.iter().map(|o| o.describe()).collect();
-    let slots = vec![-1; ops_plan.slots];
-    let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
-    child_fds.extend(trees);
-
-    let mut flags = libc::CLONE_PIDFD as libc::c_ulong;
-    for (on, flag) in [
-        (ns.user, libc::CLONE_NEWUSER),
-        (ns.mount, libc::CLONE_NEWNS),
-        (ns.pid, libc::CLONE_NEWPID),
-        (ns.ipc, libc::CLONE_NEWIPC),
-        (ns.uts, libc::CLONE_NEWUTS),
-        (ns.cgroup, libc::CLONE_NEWCGROUP),
-        (ns.net, libc::CLONE_NEWNET),
-    ] {
-        if on {
-            flags |= flag as libc::c_ulong;
-        }
-    }
-
-    // Resources: the elevated tier's launcher gives each run its cgroups.
-    let cgroup = match elevation {
-        Some(_) => Some(
-            RunCgroup::create(crate::cgroup::Limits {
-                memory: spec.limits.memory,
-                processes: spec.limits.processes,
-                cpu: spec.limits.cpu_millis,
-            })
-            .map_err(Error::Cgroup)?,
-        ),
-        None => None,
-    };
+    let cgroup = resources(spec, launch, elevation.is_some(), &mut lost)?;
     let placed = cgroup.as_ref().map(|c| c.placed).unwrap_or_default();
-    // Fail closed: nothing but a cgroup's cpu controller holds a CPU share.
-    if spec.limits.cpu_millis.is_some() && placed.cpu.is_none() {
-        let loss = if elevation.is_some() {
-            "the CPU limit is not enforced: no cgroup hierarchy here has the cpu controller \
-             (cgroup v2 needs it in the subtree moat's setup prepares: sudo moat setup)"
-        } else {
-            "the CPU limit is not enforced: only the elevated tier's cgroups hold it \
-             (sudo moat setup --user NAME, then --tier elevated)"
-        };
-        if !launch.allow_degraded {
-            return Err(Error::Degraded {
-                losses: bullet(&[loss.to_string()]),
-            });
-        }
-        lost.push(loss.to_string());
-    }
     let caller_limits = elevation.map(|e| e.rlimits.as_slice()).unwrap_or(&[]);
 
     let facts = Facts {
         landlock_abi: abi,
-        landlock,
+        landlock: landlock.as_ref().map(|l| (l.rules, l.tcp_denied)),
         seccomp_len: Some(filters.program.len()),
         placed,
         account_uid: elevation.map(|e| e.account.uid),
@@ -528,43 +587,65 @@ pub(crate) fn prepare(
         layers: report::layers(spec, &facts),
         lost,
     };
-    let proxy_sockets = if spec.net == Net::Proxy {
-        moat_spec::PROXY_PORTS.len() + moat_spec::TRANSPARENT_PORTS.len() + dns.len()
-    } else {
-        0
+
+    let plan = plan.unwrap_or_default();
+    let ops = plan.ops.iter().map(|o| o.describe()).collect();
+    let dns = ch.proxy.as_ref().map(|p| p.2.clone()).unwrap_or_default();
+    let proxy_sockets = match &ch.proxy {
+        Some(_) => moat_spec::PROXY_PORTS.len() + moat_spec::TRANSPARENT_PORTS.len() + dns.len(),
+        None => 0,
+    };
+    let (ruleset, inner_rules) = match &landlock {
+        Some(l) => (Some(l.fd.as_raw_fd()), l.inner.clone()),
+        None => (None, Vec::new()),
     };
     let child = ChildSpec {
-        report: report_fd,
-        lifeline: lifeline_fd,
-        lifeline_parent: lifeline_write.as_raw_fd(),
+        report: ch.report.1.as_raw_fd(),
+        lifeline: ch.lifeline.0.as_raw_fd(),
+        lifeline_parent: ch.lifeline.1.as_raw_fd(),
         id_maps,
-        ops: ops_plan.ops,
-        slots,
-        trees: tree_fds,
-        ruleset: ruleset_fd.as_ref().map(|f| f.as_raw_fd()),
-        inner_rules: inner,
+        slots: vec![-1; plan.slots],
+        ops: plan.ops,
+        trees: trees.iter().map(|t| t.as_raw_fd()).collect(),
+        ruleset,
+        inner_rules,
         filters: vec![filters.program],
         rlimits: rlimits(spec, placed, caller_limits),
         cwd,
         exec_paths,
         argv,
         envp,
-        stdio,
-        proxy,
+        stdio: launch.stdio.map(|s| match s {
+            StdioSpec::Inherit => Stdio::Inherit,
+            StdioSpec::Fd(fd) => Stdio::Fd(fd),
+        }),
+        proxy: ch.proxy.as_ref().map(|p| p.1.as_raw_fd()),
         dns,
-        pty,
+        pty: ch.pty.as_ref().map(|p| (p.1.as_raw_fd(), p.2)),
         init: ns.pid,
         idmap,
         account: elevation.map(|e| e.account.pair()),
     };
-    if let Some(fd) = ruleset_fd {
-        child_fds.push(fd);
-    }
+    // What the child uses, the parent closes once it is forked.
+    child_fds.extend(trees);
+    child_fds.push(ch.report.1);
+    child_fds.push(ch.lifeline.0);
+    child_fds.extend(landlock.map(|l| l.fd));
+    let (proxy_parent, pty_parent) = (
+        ch.proxy.map(|(parent, child, _)| {
+            child_fds.push(child);
+            parent
+        }),
+        ch.pty.map(|(parent, child, _)| {
+            child_fds.push(child);
+            parent
+        }),
+    );
     Ok(Prepared {
         spec: child,
-        flags,
-        report_read,
-        lifeline_write,
+        flags: clone_flags(ns),
+        report_read: ch.report.0,
+        lifeline_write: ch.lifeline.1,
         pty_parent,
         proxy_parent,
         proxy_sockets,
@@ -648,5 +729,29 @@ mod tests {
         );
         let unelevated = rlimits(&spec(), Placed::default(), &[]);
         assert!(unelevated.contains(&(libc::RLIMIT_AS, 1 << 30, 1 << 30)));
+    }
+
+    /// The namespaces the spec decides are the namespaces cloned.
+    #[test]
+    fn clone_flags_follow_the_spec() {
+        let mut s = spec();
+        s.isolation = Isolation::Elevated;
+        let f = clone_flags(s.namespaces());
+        assert_eq!(
+            f & libc::CLONE_NEWUSER as libc::c_ulong,
+            0,
+            "root needs no user namespace"
+        );
+        assert_ne!(f & libc::CLONE_NEWNET as libc::c_ulong, 0);
+        s.net = Net::Host;
+        assert_eq!(
+            clone_flags(s.namespaces()) & libc::CLONE_NEWNET as libc::c_ulong,
+            0
+        );
+        s.isolation = Isolation::LandlockOnly;
+        assert_eq!(
+            clone_flags(s.namespaces()),
+            libc::CLONE_PIDFD as libc::c_ulong
+        );
     }
 }
