@@ -34,6 +34,29 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Show the tool-cache layers (where each lives, its size), or clear
+    /// them: moat cache [--json] | moat cache clear [NAME | --all]
+    Cache {
+        #[command(subcommand)]
+        command: Option<CacheVerb>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheVerb {
+    /// Remove what sandboxed runs wrote to one cache layer (or all): the
+    /// next run starts again from your own cache.
+    Clear {
+        /// The layer's name, as `moat cache` lists it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Every layer.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
             "cgroup2": s.cgroup2.as_ref().map(|(p, c)| json!({"mount": p.display().to_string(), "controllers": c})),
             "nftables": { "nft": s.nftables.0, "kernel": s.nftables.1 },
             "idmapped_mounts": s.idmapped_mounts,
+            "cache_layers": cache_layers_json(),
             "run": {
                 "mode": mode,
                 "layers": layers,
@@ -99,6 +100,7 @@ pub fn doctor(as_json: bool) -> Result<()> {
         ),
     );
     line("idmapped mounts", yes(s.idmapped_mounts).to_string());
+    line("tool caches", caches_line());
     line("elevated tier", elevated_line());
     line("  run limits", limits_line());
     println!();
@@ -177,5 +179,41 @@ fn elevated_json() -> serde_json::Value {
         Some(p) => {
             serde_json::json!({ "set_up": true, "problems": p, "runs": runs, "limits": limits })
         }
+    }
+}
+
+/// Whether tool caches are layered in each tier, and the fallback where not.
+fn cache_layers_json() -> serde_json::Value {
+    use moat::advanced::Isolation;
+    let tier = |i: Isolation| match detect::cache_layers(i) {
+        Ok(()) => json!({ "layered": true }),
+        Err(why) => json!({ "layered": false, "why": why }),
+    };
+    json!({
+        "store": moat::caches::this_store().map(|p| p.display().to_string()),
+        "namespaces": tier(Isolation::Namespaces),
+        "elevated": tier(Isolation::Elevated),
+        "landlock-only": tier(Isolation::LandlockOnly),
+    })
+}
+
+fn caches_line() -> String {
+    use moat::advanced::Isolation;
+    let store = moat::caches::this_store()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(no HOME)".into());
+    match (
+        detect::cache_layers(Isolation::Namespaces),
+        detect::cache_layers(Isolation::Elevated),
+    ) {
+        (Ok(()), Ok(())) => format!(
+            "layered in both tiers (overlayfs): writes to ~/.cargo, ~/.npm, ~/.cache, ... are \
+             kept in {store} (moat cache); the landlock-only mode leaves them read-only"
+        ),
+        (Ok(()), Err(why)) => format!(
+            "layered in the unelevated tier, kept in {store}; not in the elevated tier ({why}): \
+             read-only there"
+        ),
+        (Err(why), _) => format!("not layered ({why}): tool caches stay read-only"),
     }
 }

@@ -4,6 +4,7 @@
 //! signal N, 124 on timeout, 127 when not found, 126 when not executable);
 //! 125 when moat itself refuses or fails; 2 for usage errors.
 
+mod cache;
 mod cli;
 mod doctor;
 mod flags;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),
         cli::Verb::Doctor { json } => doctor::doctor(json).map(|()| 0),
+        cli::Verb::Cache { command, json } => cache::cache(command, json),
         cli::Verb::Setup(args) => setup::setup(&args),
         cli::Verb::Probe(args) => probe::probe(probe::Options {
             json: args.json,

@@ -63,29 +63,23 @@ fn launcher_says(who: &Who, request: &[u8]) -> String {
     stdout(&out)
 }
 
-fn field(tag: &str, value: &[u8]) -> Vec<u8> {
-    [
-        tag.as_bytes(),
-        value.len().to_string().as_bytes(),
-        b":",
-        value,
-        b",",
-    ]
-    .concat()
-}
-
 /// A request for `true` in `ws` (spelled as given), writable.
 fn request_for(ws: &str) -> Vec<u8> {
-    [
-        field("V", b"3"),
-        field("I", b"elevated"),
-        field("N", b"off"),
-        field("W", ws.as_bytes()),
-        field("w", ws.as_bytes()),
-        field("C", ws.as_bytes()),
-        field("a", b"true"),
-    ]
-    .concat()
+    let ws = std::path::PathBuf::from(ws);
+    moat_spec::wire::encode(&moat_spec::RunSpec {
+        isolation: moat_spec::Isolation::Elevated,
+        net: moat_spec::Net::Off,
+        fs: moat_spec::Fs {
+            workspace: ws.clone(),
+            writable: vec![ws.clone()],
+            ..moat_spec::Fs::default()
+        },
+        limits: moat_spec::Limits::default(),
+        env: Vec::new(),
+        argv: vec!["true".into()],
+        cwd: ws,
+        pty: false,
+    })
 }
 
 /// The elevated tier, once set up: who runs, what the sandbox account can
@@ -228,7 +222,7 @@ fn elevated_tier(who: &Who) {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "a malformed request",
-            b"V1:3,garbage".to_vec(),
+            b"V1:4,garbage".to_vec(),
             "malformed request",
         ),
         (

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use moat_linux::accounts;
-use moat_linux::roots::{AsUser, Elevation, Ids, Root};
+use moat_linux::roots::{AsUser, CheckedCache, Elevation, Ids, Root};
 use moat_spec::install::USERS_GROUP;
 use moat_spec::{Account, Isolation, RunSpec};
 
@@ -145,11 +145,36 @@ fn writable_dir(p: &Path, caller: &Ids) -> Result<Root, Invalid> {
     Ok(root)
 }
 
+/// A directory of the caller's own (a tool cache shown to the sandbox
+/// through a layer; nothing is written to it).
+fn own_dir(p: &Path, caller: &Ids) -> Result<Root, Invalid> {
+    let root = reachable_dir(p)?;
+    if root.owner() != caller.uid {
+        return Err(Invalid::NotOwned(p.to_path_buf()));
+    }
+    Ok(root)
+}
+
+/// A cache's layers: the cache the caller's own; the shared layer, the
+/// run's directory, its `upper` and its `work` the caller's own and
+/// writable by them. The layer writes there with the account's ids, as
+/// the caller's on disk.
+fn cache(c: &moat_spec::Cache, caller: &Ids) -> Result<CheckedCache, Invalid> {
+    Ok(CheckedCache {
+        at: own_dir(&c.at, caller)?,
+        shared: writable_dir(&c.shared, caller)?,
+        run: writable_dir(&c.run, caller)?,
+        upper: writable_dir(&c.upper(), caller)?,
+        work: writable_dir(&c.work(), caller)?,
+    })
+}
+
 /// What of the spec's paths the launcher opens, as the caller.
 struct Opened {
     roots: Vec<Root>,
     workspace: Option<Root>,
     home: Option<Root>,
+    caches: Vec<CheckedCache>,
 }
 
 fn open_paths(spec: &RunSpec, caller: &Caller, home: &Path) -> Result<Opened, Invalid> {
@@ -158,6 +183,11 @@ fn open_paths(spec: &RunSpec, caller: &Caller, home: &Path) -> Result<Opened, In
         .writable
         .iter()
         .map(|w| writable_dir(w, &caller.ids))
+        .collect::<Result<Vec<_>, _>>()?;
+    let caches = fs
+        .caches
+        .iter()
+        .map(|c| cache(c, &caller.ids))
         .collect::<Result<Vec<_>, _>>()?;
     let workspace = if fs.writable.contains(&fs.workspace) {
         None
@@ -190,6 +220,7 @@ fn open_paths(spec: &RunSpec, caller: &Caller, home: &Path) -> Result<Opened, In
         roots,
         workspace,
         home,
+        caches,
     })
 }
 
@@ -244,6 +275,7 @@ pub fn check(spec: &RunSpec, caller: &Caller) -> Result<Elevation, String> {
         roots: opened.roots,
         home: opened.home,
         workspace: opened.workspace,
+        caches: opened.caches,
         pins: moat_linux::idmap::pins(),
         rlimits: caller.limits.clone(),
     })

@@ -5,7 +5,7 @@
 //! the spec asks.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,9 +13,9 @@ use std::time::Instant;
 use moat_spec::{Isolation, Net, RunSpec};
 
 use crate::cgroup::{Placed, RunCgroup};
-use crate::plan::{self, PlanInput, PlanRoot};
+use crate::plan::{self, Layer, PlanCache, PlanInput, PlanRoot};
 use crate::report::{self, Enforcement, Facts};
-use crate::roots::{Elevation, Root};
+use crate::roots::{CheckedCache, Elevation, Root};
 use crate::rules::{self, RootRule};
 use crate::run::{Error, Launch, StdioSpec};
 use crate::seccomp;
@@ -244,14 +244,66 @@ fn rlimits(
     out
 }
 
+/// The elevated tier's layers for a tool cache, made here by the launcher
+/// from the descriptors it checked: the person's cache and the shared
+/// layer (read-only), and the run's `upper` and `work`, each through the
+/// run's id mapping, so the account reads the person's cache and what it
+/// writes is the person's on disk.
+fn cache_overlay(
+    cache: &CheckedCache,
+    userns: BorrowedFd<'_>,
+    account: (u32, u32),
+) -> Result<OwnedFd, Error> {
+    let err = |what: &'static str| {
+        let at = format!(" ({})", cache.at.path.display());
+        move |errno| Error::Setup {
+            step: what,
+            at: at.clone(),
+            errno,
+            hint: "",
+        }
+    };
+    let idmapped = |root: &Root| -> Result<OwnedFd, Errno> {
+        let tree = sys::mount::clone_fd(root.as_fd().as_raw_fd(), false)?;
+        sys::mount::set_idmap(tree.as_raw_fd(), userns.as_raw_fd(), 0)?;
+        Ok(tree)
+    };
+    let lower = idmapped(&cache.at).map_err(err("mapping the person's cache"))?;
+    let shared = idmapped(&cache.shared).map_err(err("mapping the shared cache layer"))?;
+    let run = idmapped(&cache.run).map_err(err("mapping the run's cache layer"))?;
+    // `upper` and `work` on the one mount overlayfs wants them on (a clone
+    // of the run's directory), and still the directories checked.
+    let open = |name: &std::ffi::CStr, checked: &Root| -> Result<OwnedFd, Errno> {
+        let fd = sys::at::open_at(run.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        let st = sys::at::stat_fd(fd.as_raw_fd())?;
+        if (st.dev, st.ino) != (checked.id().dev, checked.id().ino) {
+            return Err(Errno(libc::ESTALE));
+        }
+        Ok(fd)
+    };
+    let upper =
+        open(c"upper", &cache.upper).map_err(err("opening the cache store's upper layer"))?;
+    let work =
+        open(c"work", &cache.work).map_err(err("opening the cache store's work directory"))?;
+    sys::mount::overlay_fds(
+        &[shared.as_raw_fd(), lower.as_raw_fd()],
+        upper.as_raw_fd(),
+        work.as_raw_fd(),
+        account,
+    )
+    .map_err(err("making the cache layer"))
+}
+
 /// The mount plan (with a mount namespace) and the trees the launcher
 /// cloned for it: in the elevated tier the writable roots, the home and a
 /// read-only workspace are cloned here, from the descriptors checked, in
-/// the namespace they were checked in; the child attaches them.
+/// the namespace they were checked in, and the caches' layers made; the
+/// child attaches them.
 fn mounts(
     spec: &RunSpec,
     roots: &[Root],
     elevation: Option<&Elevation>,
+    userns: Option<BorrowedFd<'_>>,
 ) -> Result<(Option<plan::MountPlan>, Vec<OwnedFd>), Error> {
     let mut trees: Vec<OwnedFd> = Vec::new();
     if !spec.namespaces().mount {
@@ -296,7 +348,50 @@ fn mounts(
         None => None,
     };
     let ws = ws.map(&mut plan_root).transpose()?;
-    let plan = plan::build(&spec.fs, &plan_input(spec, plan_roots, home, ws));
+    let mut caches = Vec::new();
+    for (i, cache) in spec.fs.caches.iter().enumerate() {
+        let opened;
+        let (at, layer) = match (elevation, userns) {
+            (Some(e), Some(userns)) => {
+                let checked = e
+                    .caches
+                    .get(i)
+                    .filter(|c| {
+                        c.at.path == cache.at
+                            && c.shared.path == cache.shared
+                            && c.run.path == cache.run
+                    })
+                    .ok_or_else(|| {
+                        Error::Launcher("the checked cache layers are not the spec's".into())
+                    })?;
+                trees.push(cache_overlay(checked, userns, e.account.pair())?);
+                (&checked.at, Layer::Tree(trees.len() - 1))
+            }
+            (Some(_), None) => {
+                return Err(Error::Launcher("a cache layer needs the id mapping".into()))
+            }
+            (None, _) => {
+                opened = Root::open(&cache.at).map_err(|errno| Error::Root {
+                    path: cache.at.clone(),
+                    errno,
+                })?;
+                let paths = Layer::Paths {
+                    shared: cache.shared.clone(),
+                    upper: cache.upper(),
+                    work: cache.work(),
+                };
+                (&opened, paths)
+            }
+        };
+        caches.push(PlanCache {
+            at: cache.at.clone(),
+            id: Some(at.id()),
+            layer,
+        });
+    }
+    let mut input = plan_input(spec, plan_roots, home, ws);
+    input.caches = caches;
+    let plan = plan::build(&spec.fs, &input);
     Ok((Some(plan), trees))
 }
 
@@ -539,7 +634,25 @@ pub(crate) fn prepare(
 
     let mut own_roots = Vec::new();
     let roots = opened_roots(spec, elevation, &mut own_roots)?;
-    let (plan, trees) = mounts(spec, roots, elevation)?;
+
+    // Identity: the unelevated tier maps the person into a user namespace;
+    // the elevated one idmaps mounts with a namespace that only carries
+    // the mapping.
+    let mut child_fds: Vec<OwnedFd> = Vec::new();
+    let (uid, gid) = sys::process::ids();
+    let mut idmap_ns = None;
+    if let Some(e) = elevation {
+        let (uid_map, gid_map) = crate::idmap::maps(e.caller.pair(), e.account.pair());
+        let ns = crate::idmap::namespace(e.pins.as_ref(), &uid_map, &gid_map)
+            .map_err(sys_err("creating the id mapping of the writable roots"))?;
+        idmap_ns = Some(ns);
+    }
+    let id_maps = ns.user.then(|| {
+        let line = |id: u32| format!("{} {} 1\n", id, id).into_bytes();
+        (line(uid), line(gid))
+    });
+
+    let (plan, trees) = mounts(spec, roots, elevation, idmap_ns.as_ref().map(|n| n.as_fd()))?;
     let landlock = landlock(
         spec,
         roots,
@@ -551,24 +664,6 @@ pub(crate) fn prepare(
     let filters = seccomp::build(spec.sockets())?;
     let ch = channels(spec)?;
     let (argv, envp, exec_paths, cwd) = command(spec, &env)?;
-
-    // Identity: the unelevated tier maps the person into a user namespace;
-    // the elevated one idmaps mounts with a namespace that only carries
-    // the mapping.
-    let mut child_fds: Vec<OwnedFd> = Vec::new();
-    let (uid, gid) = sys::process::ids();
-    let mut idmap = -1;
-    if let Some(e) = elevation {
-        let (uid_map, gid_map) = crate::idmap::maps(e.caller.pair(), e.account.pair());
-        let ns = crate::idmap::namespace(e.pins.as_ref(), &uid_map, &gid_map)
-            .map_err(sys_err("creating the id mapping of the writable roots"))?;
-        idmap = ns.as_raw_fd();
-        child_fds.push(ns);
-    }
-    let id_maps = ns.user.then(|| {
-        let line = |id: u32| format!("{} {} 1\n", id, id).into_bytes();
-        (line(uid), line(gid))
-    });
 
     let cgroup = resources(spec, launch, elevation.is_some(), &mut lost)?;
     let placed = cgroup.as_ref().map(|c| c.placed).unwrap_or_default();
@@ -623,10 +718,11 @@ pub(crate) fn prepare(
         dns,
         pty: ch.pty.as_ref().map(|p| (p.1.as_raw_fd(), p.2)),
         init: ns.pid,
-        idmap,
+        idmap: idmap_ns.as_ref().map_or(-1, |n| n.as_raw_fd()),
         account: elevation.map(|e| e.account.pair()),
     };
     // What the child uses, the parent closes once it is forked.
+    child_fds.extend(idmap_ns);
     child_fds.extend(trees);
     child_fds.push(ch.report.1);
     child_fds.push(ch.lifeline.0);

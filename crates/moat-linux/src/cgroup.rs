@@ -565,9 +565,10 @@ fn remove_at(parent: BorrowedFd<'_>, name: &CStr, v2: bool) -> Result<(), sys::E
             remove_at(dir.as_fd(), &sub, v2)?;
         }
     }
-    // A killed process leaves the cgroup once it is reaped; retry briefly.
+    // A killed process leaves the cgroup once it is reaped, which on a
+    // loaded machine can take seconds; retry for up to 5 s.
     let mut last = Ok(());
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if !v2 {
             kill_listed(dir.as_fd());
         }

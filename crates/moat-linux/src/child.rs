@@ -319,6 +319,25 @@ fn run_op(
                 None => Err(Errno(libc::EINVAL)),
             }
         }
+        Op::Overlay {
+            slot,
+            lower,
+            shared,
+            upper,
+            work,
+        } => {
+            let fd = overlay_paths(&[shared, lower], upper, work)?;
+            match slots.get_mut(*slot) {
+                Some(s) => {
+                    *s = fd;
+                    Ok(())
+                }
+                None => {
+                    sys::fd::close_raw(fd);
+                    Err(Errno(libc::EINVAL))
+                }
+            }
+        }
         Op::LockDown => set_attr(
             libc::AT_FDCWD,
             c"/",

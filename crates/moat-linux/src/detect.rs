@@ -171,6 +171,34 @@ pub fn detect() -> Support {
     }
 }
 
+/// Whether tool caches can be layered in runs of `isolation`: overlayfs is
+/// there, it takes its layers one by one (Linux 6.7; a user namespace may
+/// mount it from 5.11), and the launcher can give them by descriptor
+/// (Linux 6.13). The reason when not.
+pub fn cache_layers(isolation: moat_spec::Isolation) -> Result<(), String> {
+    use moat_spec::Isolation;
+    let filesystems = read_trim("/proc/filesystems").unwrap_or_default();
+    if !filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
+        return Err("the kernel has no overlayfs (modprobe overlay)".into());
+    }
+    let kernel = kernel_release();
+    match isolation {
+        Isolation::LandlockOnly => {
+            Err("the landlock-only mode has no mounts to lay a cache over".into())
+        }
+        Isolation::Namespaces if !kernel_at_least(&kernel, 6, 7) => {
+            Err("overlayfs layers added one by one in a user namespace need Linux 6.7".into())
+        }
+        Isolation::Elevated if !kernel_at_least(&kernel, 6, 13) => {
+            Err("overlayfs with layers given by descriptor needs Linux 6.13".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The Landlock ABI version, without the rest of [`detect`]'s cost.
 pub fn landlock_abi() -> i32 {
     sys::landlock::abi_version()

@@ -45,6 +45,7 @@ pub mod firewall;
 mod hostfs;
 pub mod idmap;
 pub mod launch;
+pub mod layers;
 pub mod placeholders;
 mod plan;
 pub mod report;

@@ -38,6 +38,16 @@ pub enum Op {
         source: Source,
         recursive: bool,
     },
+    /// Put in slot `slot` a detached overlay of `upper` (with `work`) over
+    /// `shared` over `lower`: a tool cache's layers, made while the host's
+    /// mounts are still writable.
+    Overlay {
+        slot: usize,
+        lower: CString,
+        shared: CString,
+        upper: CString,
+        work: CString,
+    },
     /// Read-only, nosuid, nodev on every mount.
     LockDown,
     /// Mount a tmpfs.
@@ -133,6 +143,31 @@ pub struct FileId {
     pub ino: u64,
 }
 
+/// A tool cache's layer as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanCache {
+    /// Where tools see it.
+    pub at: PathBuf,
+    /// What the directory there was when it was opened before the run.
+    pub id: Option<FileId>,
+    pub layer: Layer,
+}
+
+/// Where a cache's overlay comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// Made inside the sandbox from these directories (the unelevated
+    /// tier, in its user namespace).
+    Paths {
+        shared: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// Made by the launcher from checked descriptors
+    /// (`ChildSpec::trees[index]`).
+    Tree(usize),
+}
+
 /// A writable root (or the elevated tier's home) as the plan sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanRoot {
@@ -172,6 +207,7 @@ impl Op {
                 source: Source::Tree { path, .. },
                 ..
             } => format!("take the checked clone of {}", s(path)),
+            Op::Overlay { lower, .. } => format!("make the cache layer over {}", s(lower)),
             Op::LockDown => "make every mount read-only".into(),
             Op::Tmpfs { target, .. } => format!("mount a private tmpfs on {}", s(target)),
             Op::Mkdir { path, .. } => format!("create directory {}", s(path)),
@@ -237,6 +273,8 @@ pub struct PlanInput {
     /// The workspace when it is not writable, opened before the run: it
     /// stays visible (read-only) even under a private area.
     pub read_only_workspace: Option<PlanRoot>,
+    /// Tool caches' layers.
+    pub caches: Vec<PlanCache>,
     /// Whether the run gets its own network namespace.
     pub own_network: bool,
     /// Host directories that exist and are not symlinks.
@@ -405,6 +443,35 @@ pub fn build(fs: &Fs, input: &PlanInput) -> MountPlan {
         nodes.push((slot, *n));
     }
 
+    // Cache layers: an overlay needs its upper directory writable when it
+    // is made. One under a private area is hidden by it, so gets none.
+    let mut layers = Vec::new();
+    for cache in input.caches.iter().filter(|c| under_area(&c.at).is_none()) {
+        let slot = b.slot();
+        match &cache.layer {
+            Layer::Paths {
+                shared,
+                upper,
+                work,
+            } => b.op(Op::Overlay {
+                slot,
+                lower: c(&cache.at),
+                shared: c(shared),
+                upper: c(upper),
+                work: c(work),
+            }),
+            Layer::Tree(index) => b.op(Op::Clone {
+                slot,
+                source: Source::Tree {
+                    index: *index,
+                    path: c(&cache.at),
+                },
+                recursive: false,
+            }),
+        }
+        layers.push((slot, cache));
+    }
+
     // 3.
     b.op(Op::LockDown);
 
@@ -485,6 +552,20 @@ pub fn build(fs: &Fs, input: &PlanInput) -> MountPlan {
         b.op(Op::SetAttr {
             path: c(area),
             set: MOUNT_ATTR_RDONLY,
+        });
+    }
+    // Cache layers, over the home (and the roots) they lie in.
+    for (slot, cache) in &layers {
+        b.op(Op::Attach {
+            slot: *slot,
+            target: c(&cache.at),
+            set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            idmap: false,
+            expect: cache.id,
+        });
+        b.plan.inner_rules.push(InnerRule {
+            path: c(&cache.at),
+            access: InnerAccess::All,
         });
     }
 
@@ -858,5 +939,46 @@ mod tests {
         assert!(plan.ops.iter().any(|op| matches!(op,
             Op::Clone { source: Source::Path { path, expect: Some(WS) }, .. }
                 if path.as_bytes() == b"/home/u/prj")));
+    }
+
+    /// Cache layers are made before the lock-down (their upper directory
+    /// must still be writable), attached after the home and the roots,
+    /// and made writable to Landlock from inside.
+    #[test]
+    fn cache_layers_are_made_early_and_attached_late() {
+        let mut i = input();
+        i.caches = vec![
+            PlanCache {
+                at: PathBuf::from("/home/u/.cargo"),
+                id: Some(WS),
+                layer: Layer::Paths {
+                    shared: PathBuf::from("/home/u/.local/state/moat/caches/cargo/shared"),
+                    upper: PathBuf::from("/home/u/.local/state/moat/caches/cargo/runs/1/upper"),
+                    work: PathBuf::from("/home/u/.local/state/moat/caches/cargo/runs/1/work"),
+                },
+            },
+            PlanCache {
+                at: PathBuf::from("/tmp/x/.cache"),
+                id: None,
+                layer: Layer::Tree(0),
+            },
+        ];
+        let plan = build(&view(), &i);
+        let made = position(&plan, "make the cache layer over /home/u/.cargo");
+        let lock = position(&plan, "make every mount read-only");
+        let attached = position(
+            &plan,
+            "attach /home/u/.cargo (it must still be the directory checked before the run)",
+        );
+        assert!(made < lock && lock < attached, "{:?}", names(&plan));
+        assert!(attached < position(&plan, "hide /home/u/.ssh"));
+        assert!(
+            !names(&plan).iter().any(|n| n.contains("/tmp/x/.cache")),
+            "a cache under a private area gets no layer"
+        );
+        assert!(plan
+            .inner_rules
+            .iter()
+            .any(|r| r.path.as_bytes() == b"/home/u/.cargo" && r.access == InnerAccess::All));
     }
 }

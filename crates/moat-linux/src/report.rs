@@ -122,11 +122,15 @@ pub fn layers(spec: &RunSpec, facts: &Facts) -> Vec<Layer> {
             ),
             None => format!("{} writable roots", fs.writable.len()),
         };
+        let caches = match fs.caches.len() {
+            0 => String::new(),
+            n => format!(", {n} tool caches layered (writes kept in moat's store)"),
+        };
         layer(
             "mounts",
             LayerState::Full,
             format!(
-                "{roots}, {} protected paths, {} masked paths",
+                "{roots}{caches}, {} protected paths, {} masked paths",
                 fs.protected.len(),
                 fs.denied.len()
             ),
@@ -267,6 +271,17 @@ pub fn landlock_only_losses(spec: &RunSpec, abi: i32) -> Vec<String> {
             "{} protected paths inside writable roots (git hooks and config, editor and agent \
              settings) are not kept read-only; only new repositories are audited at the end",
             fs.protected.len()
+        ));
+    }
+    if !fs.caches.is_empty() {
+        lost.push(format!(
+            "{} tool caches ({}) get no writable layer without mounts: they stay read-only",
+            fs.caches.len(),
+            fs.caches
+                .iter()
+                .map(|c| c.at.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if fs

@@ -63,6 +63,18 @@ impl AsFd for Root {
     }
 }
 
+/// A tool cache's layers, checked by the launcher: the cache directory,
+/// the shared layer, and this run's directory with its `upper` and `work`,
+/// every one the caller's own.
+#[derive(Debug)]
+pub struct CheckedCache {
+    pub at: Root,
+    pub shared: Root,
+    pub run: Root,
+    pub upper: Root,
+    pub work: Root,
+}
+
 /// A uid and a gid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ids {
@@ -95,6 +107,9 @@ pub struct Elevation {
     /// The workspace when it is not writable, opened and checked as the
     /// caller: shown read-only.
     pub workspace: Option<Root>,
+    /// The spec's cache layers, in its order, opened and checked as the
+    /// caller.
+    pub caches: Vec<CheckedCache>,
     /// Where id mappings' namespaces are kept between runs; `None` makes
     /// a new one each run.
     pub pins: Option<RootDir>,

@@ -13,6 +13,8 @@
 //!   agent settings, shell start-up files), which reads are denied, which
 //!   repositories exist, computed through the [`HostFs`] trait so tests can
 //!   pass a fake filesystem.
+//! - **Tool caches** ([`caches`]): which package managers' caches under
+//!   the home directory get a writable layer of moat's own.
 //! - **Environment** ([`env`]): what the sandboxed command inherits, minus
 //!   secrets and host IPC addresses.
 //! - **Git audit** ([`gitconfig`], [`gitdir`]): which git settings and files
@@ -29,6 +31,7 @@
 //! check that the plan is enforced.
 
 pub mod audit;
+pub mod caches;
 pub mod domains;
 pub mod env;
 pub mod gitconfig;

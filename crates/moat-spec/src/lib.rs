@@ -128,6 +128,35 @@ pub struct Fs {
     /// Directories made mount points of their own above protected paths,
     /// so a rename of an ancestor cannot move a protected path away.
     pub pins: Vec<PathBuf>,
+    /// Tool caches shown writable, with what the command writes kept in
+    /// moat's store instead of the person's cache.
+    pub caches: Vec<Cache>,
+}
+
+/// A tool cache's layer: inside the sandbox `at` is writable, showing the
+/// person's directory there at the bottom (read-only), what earlier
+/// sandboxed runs left in `shared` above it (read-only), and this run's
+/// own `run/upper` on top; `run/work` is the overlay's scratch space. Each
+/// run writes only its own layer, so runs at the same time never share
+/// one; moat merges it into `shared` when no run is using that. The
+/// person's files are never written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cache {
+    pub at: PathBuf,
+    pub shared: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Cache {
+    /// Where what this run writes lands.
+    pub fn upper(&self) -> PathBuf {
+        self.run.join("upper")
+    }
+
+    /// The overlay's scratch directory, beside `upper` on its filesystem.
+    pub fn work(&self) -> PathBuf {
+        self.run.join("work")
+    }
 }
 
 /// Resource limits; `None` is unlimited.
@@ -305,6 +334,7 @@ impl RunSpec {
             .chain(fs.denied.iter().map(|e| &e.path))
             .chain(fs.protected.iter().map(|e| &e.path))
             .chain(&fs.pins)
+            .chain(fs.caches.iter().flat_map(|c| [&c.at, &c.shared, &c.run]))
             .chain(std::iter::once(&self.cwd));
         for p in paths {
             if !p.is_absolute() {

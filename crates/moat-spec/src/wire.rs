@@ -14,7 +14,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Entry, Fs, Isolation, Kind, Limits, Net, RunSpec};
+use crate::{Cache, Entry, Fs, Isolation, Kind, Limits, Net, RunSpec};
 
 /// The largest request accepted, in bytes.
 pub const MAX_REQUEST: usize = 1 << 20;
@@ -30,8 +30,8 @@ pub const MAX_STRING: usize = 128 * 1024;
 pub const MAX_PATHS: usize = 256;
 
 /// 3: the run spec (isolation, all writable roots, no account: the
-/// account follows from the network).
-pub const VERSION: u32 = 3;
+/// account follows from the network); 4: cache layers.
+pub const VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
@@ -85,6 +85,11 @@ const T_READABLE: u8 = b'r';
 const T_DENY: u8 = b'd';
 const T_PROTECTED: u8 = b'p';
 const T_PIN: u8 = b'n';
+// A cache layer: where it is shown, the shared layer, this run's layer,
+// in that order.
+const T_CACHE_AT: u8 = b'K';
+const T_CACHE_SHARED: u8 = b'k';
+const T_CACHE_RUN: u8 = b'j';
 const T_CWD: u8 = b'C';
 const T_ARG: u8 = b'a';
 const T_ENV: u8 = b'e';
@@ -161,6 +166,11 @@ pub fn encode(spec: &RunSpec) -> Vec<u8> {
     for p in &fs.pins {
         field(&mut out, T_PIN, &path(p));
     }
+    for c in &fs.caches {
+        field(&mut out, T_CACHE_AT, &path(&c.at));
+        field(&mut out, T_CACHE_SHARED, &path(&c.shared));
+        field(&mut out, T_CACHE_RUN, &path(&c.run));
+    }
     field(&mut out, T_CWD, &path(&spec.cwd));
     for a in &spec.argv {
         field(&mut out, T_ARG, a.as_bytes());
@@ -215,6 +225,7 @@ pub fn decode(bytes: &[u8]) -> Result<RunSpec, ParseError> {
     let mut s = Singles::default();
     let mut fs = Fs::default();
     let (mut readable, mut argv, mut env) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cache: (Option<PathBuf>, Option<PathBuf>) = (None, None);
     let mut rest = bytes;
     while let Some((&tag, after)) = rest.split_first() {
         let (value, next) = netstring(after)?;
@@ -270,6 +281,36 @@ pub fn decode(bytes: &[u8]) -> Result<RunSpec, ParseError> {
                 "pins",
                 MAX_PATHS,
             )?,
+            T_CACHE_AT => once(
+                &mut cache.0,
+                path(value, "a cache layer")?,
+                "a cache layer without its layers",
+            )?,
+            T_CACHE_SHARED => {
+                if cache.0.is_none() {
+                    return Err(ParseError::BadValue("a cache's shared layer out of order"));
+                }
+                once(
+                    &mut cache.1,
+                    path(value, "a cache's shared layer")?,
+                    "a cache's shared layer",
+                )?
+            }
+            T_CACHE_RUN => {
+                let (Some(at), Some(shared)) = (cache.0.take(), cache.1.take()) else {
+                    return Err(ParseError::BadValue("a cache's run layer out of order"));
+                };
+                push(
+                    &mut fs.caches,
+                    Cache {
+                        at,
+                        shared,
+                        run: path(value, "a cache's run layer")?,
+                    },
+                    "cache layers",
+                    MAX_PATHS,
+                )?
+            }
             T_ARG => push(
                 &mut argv,
                 OsString::from_vec(string(value, "an argument")?),
@@ -302,6 +343,9 @@ pub fn decode(bytes: &[u8]) -> Result<RunSpec, ParseError> {
     };
     if argv.is_empty() {
         return Err(ParseError::Missing("the command"));
+    }
+    if cache.0.is_some() {
+        return Err(ParseError::Missing("a cache's layers"));
     }
     fs.workspace = s.workspace.ok_or(ParseError::Missing("the workspace"))?;
     let number = |v: Option<&[u8]>, what| match v {
@@ -454,6 +498,11 @@ mod tests {
                     path: p("/home/a/prj/.git/hooks"),
                 }],
                 pins: vec![p("/home/a/prj/.git")],
+                caches: vec![Cache {
+                    at: p("/home/a/.cargo"),
+                    shared: p("/home/a/.local/state/moat/caches/cargo/shared"),
+                    run: p("/home/a/.local/state/moat/caches/cargo/runs/7-1"),
+                }],
             },
             limits: Limits {
                 timeout: Some(Duration::from_secs(60)),
@@ -487,7 +536,7 @@ mod tests {
         assert_eq!(decode(&encode(&minimal)), Ok(minimal));
     }
 
-    const HEAD: &[u8] = b"V1:3,I8:elevated,N3:off,W1:/,C1:/,";
+    const HEAD: &[u8] = b"V1:4,I8:elevated,N3:off,W1:/,C1:/,";
 
     #[test]
     fn malformed_requests_are_refused_with_a_reason() {
@@ -501,19 +550,19 @@ mod tests {
                 ParseError::Repeated("the workspace"),
             ),
             (HEAD.to_vec(), ParseError::Missing("the command")),
-            (b"V1:2,".to_vec(), ParseError::Version("2".into())),
-            (b"V01:3,".to_vec(), ParseError::BadLength),
-            (b"V1:3;".to_vec(), ParseError::MissingComma),
+            (b"V1:3,".to_vec(), ParseError::Version("3".into())),
+            (b"V01:4,".to_vec(), ParseError::BadLength),
+            (b"V1:4;".to_vec(), ParseError::MissingComma),
             (
-                b"V1:3,I3:any,N3:off,W1:/,C1:/,a1:x,".to_vec(),
+                b"V1:4,I3:any,N3:off,W1:/,C1:/,a1:x,".to_vec(),
                 ParseError::BadValue("the isolation"),
             ),
             (
-                b"V1:3,I8:elevated,N4:some,W1:/,C1:/,a1:x,".to_vec(),
+                b"V1:4,I8:elevated,N4:some,W1:/,C1:/,a1:x,".to_vec(),
                 ParseError::BadValue("the network"),
             ),
             (
-                b"V1:3,N3:off,W1:/,C1:/,a1:x,".to_vec(),
+                b"V1:4,N3:off,W1:/,C1:/,a1:x,".to_vec(),
                 ParseError::Missing("the isolation"),
             ),
             (with(b"a1:x,d2:x/,"), ParseError::BadValue("a denied path")),
@@ -537,6 +586,22 @@ mod tests {
             ),
             (with(b"a1:x,T2:-1,"), ParseError::BadValue("the timeout")),
             (
+                with(b"a1:x,k2:/s,"),
+                ParseError::BadValue("a cache's shared layer out of order"),
+            ),
+            (
+                with(b"a1:x,K2:/c,k2:/s,"),
+                ParseError::Missing("a cache's layers"),
+            ),
+            (
+                with(b"a1:x,K2:/c,j2:/r,"),
+                ParseError::BadValue("a cache's run layer out of order"),
+            ),
+            (
+                with(b"a1:x,K2:/c,K2:/d,"),
+                ParseError::Repeated("a cache layer without its layers"),
+            ),
+            (
                 with(b"a1:x,t1:2,"),
                 ParseError::BadValue("the terminal flag"),
             ),
@@ -556,7 +621,7 @@ mod tests {
             assert!(!want.to_string().is_empty());
         }
         let long_path = [
-            b"V1:3,I8:elevated,N3:off,W4096:/".as_slice(),
+            b"V1:4,I8:elevated,N3:off,W4096:/".as_slice(),
             &vec![b'x'; 4095],
             b",C1:/,a1:x,",
         ]

@@ -413,6 +413,7 @@ impl Command {
         if isolation == backend::Isolation::Elevated {
             report.tier = "elevated".into();
         }
+        let (layers, cache_hold) = cache_layers(&resolved, &view, isolation, &mut report.notes);
         let lowered = crate::lower::lower(
             &resolved.policy,
             &view,
@@ -424,6 +425,7 @@ impl Command {
                 cwd,
                 pty: self.pty,
             },
+            layers,
             isolation,
         );
         report.env_removed = lowered
@@ -488,6 +490,7 @@ impl Command {
         );
         c.placeholders = Some(placeholders);
         c.proxy = proxy;
+        c.cache_hold = cache_hold;
         Ok(c)
     }
 
@@ -503,6 +506,48 @@ impl Command {
     ) -> Result<Child, Error> {
         Err(Error::Unsupported)
     }
+}
+
+/// The tool-cache layers of a run (none without a mount namespace: the
+/// landlock-only mode leaves the caches read-only, and says so), and the
+/// hold on moat's store that lasts as long as the run.
+#[cfg(target_os = "linux")]
+fn cache_layers(
+    resolved: &Resolved,
+    view: &FsView,
+    isolation: backend::Isolation,
+    notes: &mut Vec<String>,
+) -> (crate::lower::Layers, Option<crate::caches::Held>) {
+    let fs = backend::LinuxFs::new();
+    let plan = moat_policy::caches::plan(&resolved.policy, view, &fs, &crate::caches::installed);
+    if plan.layers.is_empty() {
+        notes.extend(plan.notes);
+        return (crate::lower::Layers::default(), None);
+    }
+    if let Err(why) = backend::detect::cache_layers(isolation) {
+        notes.push(format!(
+            "tool caches get no writable layer here ({why}): ~/.cargo, ~/.npm, ~/.cache and the \
+             like stay read-only, and downloads into them fail; point the tool at the \
+             workspace (CARGO_HOME, npm_config_cache, PIP_CACHE_DIR) or use a tier that \
+             layers them"
+        ));
+        return (crate::lower::Layers::default(), None);
+    }
+    let xdg = resolved
+        .facts
+        .env
+        .iter()
+        .find(|(n, _)| n == "XDG_STATE_HOME")
+        .map(|(_, v)| PathBuf::from(v));
+    let store = crate::caches::store_root(&resolved.facts.home, xdg.as_deref());
+    let (caches, held) = crate::caches::prepare(&plan, &store, notes);
+    (
+        crate::lower::Layers {
+            caches,
+            store: Some(store),
+        },
+        held,
+    )
 }
 
 /// The proxy's listeners as `moat_linux` hands them over: HTTP and
@@ -576,6 +621,9 @@ pub struct Child {
     placeholders: Option<backend::placeholders::Placeholders>,
     #[cfg(target_os = "linux")]
     proxy: Option<crate::proxy::Proxy>,
+    /// The hold on moat's cache store, for as long as the run.
+    #[cfg(target_os = "linux")]
+    cache_hold: Option<crate::caches::Held>,
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -599,6 +647,8 @@ impl Child {
             placeholders: None,
             #[cfg(target_os = "linux")]
             proxy: None,
+            #[cfg(target_os = "linux")]
+            cache_hold: None,
             stdin,
             stdout,
             stderr,
@@ -639,7 +689,7 @@ impl Child {
                         c.kill();
                         c.reap();
                         let _ = self.audit();
-                        self.clean_up();
+                        self.clean_up(false);
                         return Err(e.into());
                     }
                 }
@@ -657,7 +707,9 @@ impl Child {
             Inner::NotFound(errno) => (Exit::NotStarted { errno: *errno }, Duration::ZERO),
         };
         let neutralised = self.audit();
-        self.clean_up();
+        // Only a command that ended by itself leaves cache layers worth
+        // keeping: one killed may have written half a download.
+        self.clean_up(matches!(exit, Exit::Code(_)));
         let mut report = std::mem::take(&mut self.report);
         report.neutralised = neutralised;
         report.exit_code = exit.code();
@@ -728,11 +780,15 @@ impl Child {
     /// a placeholder is a mount point until its mount namespace is gone,
     /// and unlinking it before would make the kernel detach those mounts
     /// one by one.
-    fn clean_up(&mut self) {
+    fn clean_up(&mut self, ended: bool) {
         #[cfg(target_os = "linux")]
         {
             if let Inner::Sandboxed(c, _) = &mut self.inner {
                 c.reap();
+            }
+            // Nothing in the sandbox writes the cache layers any more.
+            if let Some(held) = self.cache_hold.take() {
+                self.report.notes.extend(held.finish(ended));
             }
             // Nothing in the sandbox can use the proxy any more.
             if let Some(proxy) = self.proxy.take() {

@@ -32,6 +32,8 @@
 //! What each layer enforces is described by `moat-linux`; every run returns
 //! a [`RunReport`] saying which layers ran and what, if anything, was lost.
 
+#[cfg(target_os = "linux")]
+pub mod caches;
 mod command;
 mod error;
 #[cfg(target_os = "linux")]

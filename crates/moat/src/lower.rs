@@ -26,6 +26,15 @@ pub(crate) struct Command {
     pub pty: bool,
 }
 
+/// The tool-cache layers ready for the run, and moat's store they live in
+/// (hidden from the command: it sees the layers only where they are
+/// shown).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Layers {
+    pub caches: Vec<moat_spec::Cache>,
+    pub store: Option<PathBuf>,
+}
+
 fn net(mode: NetworkMode) -> Net {
     match mode {
         NetworkMode::Allow => Net::Proxy,
@@ -83,6 +92,7 @@ pub(crate) fn lower(
     view: &FsView,
     host_env: &[(OsString, OsString)],
     command: Command,
+    layers: Layers,
     isolation: Isolation,
 ) -> Lowered {
     let net = net(policy.network.value);
@@ -98,6 +108,12 @@ pub(crate) fn lower(
             path: d.path.clone(),
         })
         .collect();
+    if let Some(store) = layers.store.filter(|_| !layers.caches.is_empty()) {
+        denied.push(Entry {
+            kind: Kind::Dir,
+            path: store,
+        });
+    }
     if let Some(rt) = runtime_dir(host_env, &writable) {
         if !denied.iter().any(|d| rt.starts_with(&d.path)) {
             denied.push(Entry {
@@ -121,6 +137,7 @@ pub(crate) fn lower(
             })
             .collect(),
         pins: view.pins.clone(),
+        caches: layers.caches,
     };
     let l = &policy.limits;
     let value = |v: &Option<moat_policy::Sourced<u64>>| v.as_ref().map(|s| s.value);
@@ -215,7 +232,14 @@ mod tests {
     }
 
     fn lowered(mode: NetworkMode, isolation: Isolation) -> Lowered {
-        lower(&policy(mode), &view(), &host(), command(), isolation)
+        lower(
+            &policy(mode),
+            &view(),
+            &host(),
+            command(),
+            Layers::default(),
+            isolation,
+        )
     }
 
     fn var<'a>(spec: &'a RunSpec, name: &str) -> Option<&'a OsStr> {
@@ -299,5 +323,33 @@ mod tests {
         assert_eq!(runtime_dir(&env, std::slice::from_ref(&dir)), None);
         let relative = vec![(OsString::from("XDG_RUNTIME_DIR"), OsString::from("run"))];
         assert_eq!(runtime_dir(&relative, &writable), None);
+    }
+
+    /// Cache layers go into the spec, and moat's store is hidden.
+    #[test]
+    fn cache_layers_are_lowered_and_their_store_hidden() {
+        let cache = moat_spec::Cache {
+            at: PathBuf::from("/home/u/.cargo"),
+            shared: PathBuf::from("/home/u/.local/state/moat/caches/cargo/shared"),
+            run: PathBuf::from("/home/u/.local/state/moat/caches/cargo/runs/1-a"),
+        };
+        let store = PathBuf::from("/home/u/.local/state/moat/caches");
+        let l = lower(
+            &policy(NetworkMode::Off),
+            &view(),
+            &host(),
+            command(),
+            Layers {
+                caches: vec![cache.clone()],
+                store: Some(store.clone()),
+            },
+            Isolation::Namespaces,
+        );
+        assert_eq!(l.spec.fs.caches, vec![cache]);
+        assert!(l.spec.fs.denied.contains(&Entry {
+            kind: Kind::Dir,
+            path: store
+        }));
+        assert_eq!(l.spec.check(), Ok(()));
     }
 }

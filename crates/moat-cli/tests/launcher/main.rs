@@ -192,6 +192,11 @@ fn find_runs(dir: &Path, depth: u32, out: &mut Vec<String>) {
 
 /// Processes of the sandbox accounts.
 fn sandbox_processes() -> usize {
+    sandbox_process_list().len()
+}
+
+/// The sandbox accounts' processes: pid, state and command line.
+fn sandbox_process_list() -> Vec<String> {
     let uids: Vec<u32> = ["moat-offline", "moat-online"]
         .iter()
         .filter_map(|n| {
@@ -210,14 +215,23 @@ fn sandbox_processes() -> usize {
             std::fs::metadata(e.path()).is_ok_and(|m| uids.contains(&m.uid()))
                 && std::fs::read(e.path().join("cmdline")).is_ok_and(|c| !c.is_empty())
         })
-        .count()
+        .map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            format!(
+                "{} [{}]",
+                stat.split(") ").next().unwrap_or(""),
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            )
+        })
+        .collect()
 }
 
-/// Waits (up to 2 s) for the sandbox accounts' processes to be gone: a
-/// killed launcher's sandbox dies by its parent-death signal, which the
-/// kernel delivers asynchronously.
+/// Waits (up to 10 s, for a loaded machine) for the sandbox accounts'
+/// processes to be gone: a killed launcher's sandbox dies by its
+/// parent-death signal, which the kernel delivers asynchronously.
 fn processes_gone() -> bool {
-    let until = Instant::now() + Duration::from_secs(2);
+    let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         if sandbox_processes() == 0 {
             return true;
@@ -799,8 +813,11 @@ fn killed_or_stopped_at_each_step(v: &mut Verdicts, who: &Who) {
                     .collect();
                 if !after.cgroups.is_empty() || !stray_state.is_empty() || after.processes != 0 {
                     failures.push(format!(
-                        "after a kill at stop {n} and the next run: cgroups {:?}, files {:?}, {} processes",
-                        after.cgroups, stray_state, after.processes
+                        "after a kill at stop {n} and the next run: cgroups {:?}, files {:?}, \
+                         processes {:?}",
+                        after.cgroups,
+                        stray_state,
+                        sandbox_process_list()
                     ));
                 }
             }

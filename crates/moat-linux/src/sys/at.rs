@@ -203,3 +203,48 @@ pub fn names(dir: BorrowedFd<'_>) -> SysResult<Vec<std::ffi::CString>> {
     unsafe { libc::closedir(stream) };
     Ok(out)
 }
+
+/// The value of the extended attribute `name` of `path` (not following a
+/// final symlink), at most `buf.len()` bytes; `None` when it has none.
+pub fn get_xattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> SysResult<Option<usize>> {
+    // SAFETY: both strings are NUL-terminated and `buf` is a live buffer
+    // of the length passed; the kernel writes at most that much.
+    let ret = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    match check(ret as libc::c_long) {
+        Ok(n) => Ok(Some(n as usize)),
+        Err(Errno(libc::ENODATA)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the extended attribute `name` of `path` (not following a final
+/// symlink).
+pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> SysResult<()> {
+    // SAFETY: both strings are NUL-terminated and `value` is a live slice
+    // of the length passed, which the kernel only reads.
+    check_int(unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Makes an overlayfs whiteout at `path`: a character device 0:0, which
+/// needs no privilege (Linux 5.8).
+pub fn make_whiteout(path: &CStr) -> SysResult<()> {
+    // SAFETY: `path` is NUL-terminated; S_IFCHR with device 0 is the
+    // whiteout the kernel lets anyone make.
+    check_int(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR, 0) }).map(|_| ())
+}

@@ -63,9 +63,8 @@ fn header() -> CapHeader {
     }
 }
 
-/// True if the calling process holds any capability (effective or
-/// permitted).
-fn holds_any() -> SysResult<bool> {
+/// The calling process's capability sets.
+fn get() -> SysResult<[CapData; 2]> {
     let mut h = header();
     let mut data = [CapData {
         effective: 0,
@@ -82,7 +81,13 @@ fn holds_any() -> SysResult<bool> {
         )
     };
     super::check(ret)?;
-    Ok(data.iter().any(|d| d.effective != 0 || d.permitted != 0))
+    Ok(data)
+}
+
+/// True if the calling process holds any capability (effective or
+/// permitted).
+fn holds_any() -> SysResult<bool> {
+    Ok(get()?.iter().any(|d| d.effective != 0 || d.permitted != 0))
 }
 
 /// Drops every capability of the calling process for good.
@@ -141,5 +146,19 @@ pub fn drop_all_as(account: Option<(u32, u32)>) -> SysResult<()> {
     // version 3 (two data elements); the kernel only reads them.
     let ret =
         unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    super::check(ret).map(|_| ())
+}
+
+/// Raises every permitted capability into the effective set (changing the
+/// file-system uid from 0 drops the file-system ones from it).
+pub fn raise_effective() -> SysResult<()> {
+    let mut data = get()?;
+    for d in data.iter_mut() {
+        d.effective = d.permitted;
+    }
+    let h = header();
+    // SAFETY: `h` and `data` are live and laid out as capset(2) expects for
+    // version 3; the kernel only reads them.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &h as *const CapHeader, data.as_ptr()) };
     super::check(ret).map(|_| ())
 }
