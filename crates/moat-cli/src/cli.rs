@@ -229,6 +229,10 @@ pub struct RunArgs {
     /// lost.
     #[arg(long)]
     pub allow_degraded: bool,
+    /// Leave tool caches (~/.cargo, ~/.npm, ~/.cache, ...) read-only
+    /// instead of giving them a writable layer of moat's own.
+    #[arg(long)]
+    pub no_cache_layers: bool,
     /// Which layers to build the sandbox from (the unelevated tier).
     #[arg(long, value_enum, default_value = "full")]
     pub isolation: IsolationArg,

@@ -39,6 +39,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         .pty(args.pty)
         .forward_signals(true)
         .allow_degraded(args.allow_degraded)
+        .cache_layers(!args.no_cache_layers)
         .isolation(match args.isolation {
             IsolationArg::Full => Isolation::Namespaces,
             IsolationArg::LandlockOnly => Isolation::LandlockOnly,

@@ -428,12 +428,65 @@ fn two_runs_at_once(v: &mut Verdicts, who: &Who, reg: &Registry) {
     let _ = output(command_as(who, moat()).args(["cache", "clear", "--all"]));
 }
 
+/// moat killed (SIGKILL) while its command writes to a cache: what the run
+/// wrote is thrown away, and the next run's layer works (the overlays are
+/// volatile, and overlayfs refuses a work directory that still holds such
+/// a mount's marker until moat clears it).
+fn killed_run(v: &mut Verdicts, who: &Who, tier: &str) {
+    use std::io::BufRead;
+    let s = Scratch::new(who, "caches-kill");
+    let half = who
+        .home
+        .join(".npm")
+        .join(format!("moat-it-half-{}", std::process::id()));
+    let script = format!(
+        "echo half >> '{}' && echo ready && sleep 60",
+        half.display()
+    );
+    let mut run = command_as(who, moat())
+        .args(["run", "--tier", tier, "--workspace"])
+        .arg(&s.ws)
+        .args(["--", "sh", "-c", &script])
+        .current_dir(&s.ws)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let ready = std::io::BufReader::new(run.stdout.take().unwrap())
+        .read_line(&mut line)
+        .is_ok()
+        && line == "ready\n";
+    let _ = run.kill();
+    let _ = run.wait();
+    let check = format!(
+        "test ! -e '{0}' && echo more >> '{0}' && echo fresh",
+        half.display()
+    );
+    let next = moat_run(who, &s.ws, &["--tier", tier], &["sh", "-c", &check]);
+    v.check(
+        &format!(
+            "{} {tier}: after moat is killed mid-write, the next run's layer works, without the half-written file",
+            who.name
+        ),
+        ready && next.status.success() && stdout(&next).contains("fresh"),
+        format!("ready: {line:?}; next: {}", show(&next)),
+    );
+    v.check(
+        &format!("{} {tier}: neither run wrote the person's cache", who.name),
+        !half.exists(),
+        half.display().to_string(),
+    );
+    let _ = output(command_as(who, moat()).args(["cache", "clear", "--all"]));
+}
+
 #[test]
 fn package_managers_work_and_never_touch_the_persons_caches() {
     let reg = Registry::start();
     let mut v = Verdicts::default();
     for who in identities() {
         package_managers(&mut v, &who, &reg, "unelevated");
+        killed_run(&mut v, &who, "unelevated");
     }
     two_runs_at_once(&mut v, &user(), &reg);
     if is_root() && !Path::new("/var/lib/moat/setup.toml").exists() {
@@ -449,6 +502,7 @@ fn package_managers_work_and_never_touch_the_persons_caches() {
         assert!(out.status.success(), "{}", show(&out));
         for who in identities() {
             package_managers(&mut v, &who, &reg, "elevated");
+            killed_run(&mut v, &who, "elevated");
         }
     }
     v.finish();

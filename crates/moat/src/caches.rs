@@ -1,21 +1,31 @@
 //! moat's store of tool-cache layers, one directory per person:
-//! `$XDG_STATE_HOME/moat/caches` (`~/.local/state/moat/caches`), a
-//! directory per layer holding `shared/` and `runs/<run>/{upper,work}`.
+//! `$XDG_STATE_HOME/moat/caches` (`~/.local/state/moat/caches`).
 //! Inside a sandbox `~/.cargo`, `~/.npm`, `~/.cache`, ... show the
-//! person's own cache at the bottom (read-only), `shared` above it, and
-//! the run's own `upper` on top, where everything it writes lands. The
-//! person's caches are never written, and nothing outside a sandbox looks
-//! in the store, so nothing a sandboxed command downloaded or changed can
-//! reach an unsandboxed build.
+//! person's own cache at the bottom (read-only), what earlier sandboxed
+//! runs fetched (`<layer>/shared`) above it, and the run's own `upper` on
+//! top, where everything it writes lands. The person's caches are never
+//! written, and nothing outside a sandbox looks in the store, so nothing a
+//! sandboxed command downloaded or changed can reach an unsandboxed build.
 //!
-//! Runs at the same time each write their own layer. Every run holds a
-//! shared lock on the store while it lasts; when it ends, the run whose
-//! end leaves the store to nobody else moves every finished run's layer
-//! into `shared` (`moat_linux::layers::merge`), under the lock held
-//! exclusively, so `shared` never changes beneath a mounted overlay. A
-//! run that did not end by itself (killed, timed out) is thrown away: what
-//! it wrote may be half done. `moat cache clear` takes the lock
-//! exclusively too.
+//! ```text
+//! <layer>/shared/             merged, read-only under every run
+//! slots/<n>/<layer>/upper/    a run's own writes (the overlay's upper)
+//! slots/<n>/<layer>/work/     the overlay's scratch directory
+//! slots/<n>/<layer>/done      set when a run's writes wait to be merged
+//! slots/<n>.lock              held by the run using slot n
+//! .lock                       shared by runs, exclusive to merge or clear
+//! ```
+//!
+//! Runs at the same time each use a slot of their own. Slots are kept and
+//! reused, because on a journalled disk making and removing directories
+//! costs more than the rest of a run's cache layers together. When a run
+//! ends, a slot it wrote nothing to is simply free again; one it wrote to
+//! is marked `done`, and the run whose end leaves the store to nobody else
+//! merges every `done` slot into `shared` (`moat_linux::layers::merge`),
+//! under the store's lock held exclusively, so `shared` never changes
+//! beneath a mounted overlay. What a run that did not end by itself wrote
+//! (killed, timed out) is thrown away: it may be half done. `moat cache
+//! clear` takes the store's lock exclusively too.
 
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -56,110 +66,172 @@ fn make_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
-/// Marks a run's layer as ended by itself: only those are merged.
+/// Marks a slot's layer whose writes wait to be merged.
 const DONE: &str = "done";
 
-fn lock_file(store: &Path) -> std::io::Result<File> {
-    make_dir(store)?;
+/// How many runs at the same time may have cache layers.
+const MAX_SLOTS: usize = 64;
+
+fn open_lock(path: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(store.join(".lock"))
+        .open(path)
 }
 
-/// A run's hold on the store, and its layers.
+fn lock_file(store: &Path) -> std::io::Result<File> {
+    make_dir(store)?;
+    open_lock(&store.join(".lock"))
+}
+
+/// Whether the directory `dir` has anything in it.
+fn has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Empties the directory `dir`, keeping it.
+fn empty(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if std::fs::symlink_metadata(&p)?.is_dir() {
+            moat_linux::layers::remove_tree(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// A run's hold on the store and on its slot, and its layers.
 #[derive(Debug)]
 pub struct Held {
     store: PathBuf,
     lock: Option<File>,
-    /// This run's directory of each layer.
-    runs: Vec<PathBuf>,
+    slot: Option<File>,
+    /// The slot's directory of each of the run's layers.
+    layers: Vec<PathBuf>,
 }
 
 impl Held {
-    /// The run is over: with `ended` (the command ended by itself) its
-    /// layers are kept for merging, else thrown away; then, if no other
-    /// run holds the store, every finished run's layers are merged into
-    /// the shared ones. What went wrong, for the run's notes.
+    /// The run is over: with `ended` (the command ended by itself) what it
+    /// wrote is kept for merging, else thrown away; then, with something
+    /// to merge and no other run holding the store, every `done` slot is
+    /// merged into the shared layers. What went wrong, for the run's
+    /// notes.
     pub fn finish(mut self, ended: bool) -> Vec<String> {
         let mut notes = Vec::new();
-        for run in &self.runs {
-            let kept = ended && std::fs::write(run.join(DONE), "").is_ok();
-            if !kept {
-                let _ = moat_linux::layers::remove_tree(run);
+        let mut pending = false;
+        // Most runs write nothing to a cache: their slot is free at once.
+        for layer in &self.layers {
+            let upper = layer.join("upper");
+            if !has_entries(&upper) {
+                continue;
+            }
+            if ended && std::fs::write(layer.join(DONE), "").is_ok() {
+                pending = true;
+            } else if let Err(e) = empty(&upper) {
+                notes.push(format!("clearing {}: {e}", upper.display()));
             }
         }
-        // Give up the shared hold, then try for the store alone.
-        let Some(lock) = self.lock.take() else {
-            return notes;
-        };
-        drop(lock);
-        if let Ok(file) = lock_file(&self.store) {
-            if file.try_lock().is_ok() {
-                notes.extend(merge_all(&self.store));
+        drop(self.slot.take());
+        drop(self.lock.take());
+        if pending {
+            if let Ok(file) = lock_file(&self.store) {
+                if file.try_lock().is_ok() {
+                    notes.extend(merge_all(&self.store));
+                }
             }
         }
         notes
     }
 }
 
-/// Merges the finished runs of every layer into its shared layer, and
-/// throws away the runs whose moat is gone without finishing. Under the
-/// store's lock, held exclusively.
+/// The slots of the store, by number.
+fn slots(store: &Path) -> Vec<PathBuf> {
+    (0..MAX_SLOTS)
+        .map(|n| store.join("slots").join(n.to_string()))
+        .take_while(|d| d.is_dir())
+        .collect()
+}
+
+/// Merges every `done` slot's layers into the shared ones. Under the
+/// store's lock, held exclusively: no run is using a slot or a shared
+/// layer.
 fn merge_all(store: &Path) -> Vec<String> {
     let mut notes = Vec::new();
-    for (_, name, _) in TOOL_CACHES {
-        let layer = store.join(name);
-        let Ok(runs) = std::fs::read_dir(layer.join("runs")) else {
-            continue;
-        };
-        for run in runs.flatten().map(|e| e.path()) {
-            if run.join(DONE).exists() {
-                if let Err(e) = moat_linux::layers::merge(&run.join("upper"), &layer.join("shared"))
-                {
-                    notes.push(format!(
-                        "the cache layer of {} could not be kept for later runs: {e}",
-                        run.display()
-                    ));
-                }
-                let _ = moat_linux::layers::remove_tree(&run);
-            } else if !alive(&run) {
-                let _ = moat_linux::layers::remove_tree(&run);
+    for slot in slots(store) {
+        for (_, name, _) in TOOL_CACHES {
+            let layer = slot.join(name);
+            if !layer.join(DONE).exists() {
+                continue;
             }
+            let upper = layer.join("upper");
+            let shared = store.join(name).join("shared");
+            let merged =
+                make_dir(&shared).and_then(|()| moat_linux::layers::merge(&upper, &shared));
+            if let Err(e) = merged {
+                notes.push(format!(
+                    "what a run wrote to the {name} cache could not be kept for later runs: {e}"
+                ));
+            }
+            // Merged or not, the slot is free again.
+            let _ = empty(&upper);
+            let _ = std::fs::remove_file(layer.join(DONE));
         }
     }
     notes
 }
 
-/// Whether the moat that made the run directory `run` (`<pid>-<nonce>`) is
-/// still there.
-fn alive(run: &Path) -> bool {
-    let pid = run
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.split('-').next())
-        .and_then(|p| p.parse::<u32>().ok());
-    match pid {
-        Some(p) => Path::new("/proc").join(p.to_string()).exists(),
-        None => false,
+/// The overlays are volatile (`moat_linux::sys::mount`), and overlayfs
+/// refuses to mount over a work directory that still holds the marker an
+/// earlier volatile mount left in it. Every directory on the way has mode
+/// 0, as overlayfs makes them; their owner may open them again.
+fn unmark_volatile(work: &Path) {
+    let mut dir = work.to_path_buf();
+    for part in ["work", "incompat", "volatile"] {
+        dir.push(part);
+        if std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_err() {
+            return;
+        }
     }
+    let _ = std::fs::remove_file(dir.join("dirty"));
+    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir(work.join("work/incompat"));
 }
 
-/// A name for this run's layers, unique on this machine.
-fn run_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}-{nanos:x}", std::process::id())
+/// Takes a free slot: one no run holds and whose layers wait for no merge
+/// (what a killed run left there is thrown away).
+fn take_slot(store: &Path, names: &[&str]) -> std::io::Result<(File, PathBuf)> {
+    for n in 0..MAX_SLOTS {
+        let dir = store.join("slots").join(n.to_string());
+        make_dir(&dir)?;
+        let lock = open_lock(&store.join("slots").join(format!("{n}.lock")))?;
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        if names.iter().any(|name| dir.join(name).join(DONE).exists()) {
+            continue;
+        }
+        for name in names {
+            let upper = dir.join(name).join("upper");
+            if has_entries(&upper) {
+                empty(&upper)?;
+            }
+            unmark_volatile(&dir.join(name).join("work"));
+        }
+        return Ok((lock, dir));
+    }
+    Err(std::io::Error::other(format!(
+        "all {MAX_SLOTS} slots are in use or wait to be merged"
+    )))
 }
 
 /// The layers ready for a run: each cache's directory exists (an empty one
-/// is made for a missing cache of an installed tool), is the person's own,
-/// and has a shared layer and this run's own in the store. Layers that
-/// cannot be made are left out with a note (the cache then stays
-/// read-only). The store is held until [`Held::finish`].
+/// is made for a missing cache of an installed tool) and is the person's
+/// own, and it has a shared layer and the run's own, in a slot of the
+/// store. Layers that cannot be made are left out with a note (the cache
+/// then stays read-only). The store is held until [`Held::finish`].
 pub fn prepare(
     plan: &CachePlan,
     store: &Path,
@@ -169,30 +241,36 @@ pub fn prepare(
     if plan.layers.is_empty() {
         return (Vec::new(), None);
     }
-    // Waits while a run ending merges, or a clear clears.
+    let unusable = |notes: &mut Vec<String>, e: std::io::Error| {
+        notes.push(format!(
+            "the cache store {} cannot be used ({e}), so tool caches stay read-only in this run",
+            store.display()
+        ));
+        (Vec::new(), None)
+    };
+    // Waits while a run that ended merges, or a clear clears.
     let lock = match lock_file(store).and_then(|f| f.lock_shared().map(|()| f)) {
         Ok(f) => f,
-        Err(e) => {
-            notes.push(format!(
-                "the cache store {} cannot be used ({e}), so tool caches stay read-only in this run",
-                store.display()
-            ));
-            return (Vec::new(), None);
-        }
+        Err(e) => return unusable(notes, e),
+    };
+    let names: Vec<&str> = plan.layers.iter().map(|l| l.name).collect();
+    let (slot_lock, slot) = match take_slot(store, &names) {
+        Ok(s) => s,
+        Err(e) => return unusable(notes, e),
     };
     // Our own uid, as the owner of the file just made.
     let me = std::fs::metadata(store.join(".lock")).map(|m| m.uid()).ok();
-    let run = run_name();
     let mut held = Held {
         store: store.to_path_buf(),
         lock: Some(lock),
-        runs: Vec::new(),
+        slot: Some(slot_lock),
+        layers: Vec::new(),
     };
     let mut caches = Vec::new();
     for layer in &plan.layers {
-        match ready(layer, store, &run, me) {
+        match ready(layer, store, &slot, me) {
             Ok(c) => {
-                held.runs.push(c.run.clone());
+                held.layers.push(c.run.clone());
                 caches.push(c);
             }
             Err(why) => notes.push(format!(
@@ -204,7 +282,7 @@ pub fn prepare(
     (caches, Some(held))
 }
 
-fn ready(layer: &CacheLayer, store: &Path, run: &str, me: Option<u32>) -> Result<Cache, String> {
+fn ready(layer: &CacheLayer, store: &Path, slot: &Path, me: Option<u32>) -> Result<Cache, String> {
     if layer.missing {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -219,21 +297,26 @@ fn ready(layer: &CacheLayer, store: &Path, run: &str, me: Option<u32>) -> Result
     if Some(meta.uid()) != me {
         return Err(format!("it belongs to uid {}, not to you", meta.uid()));
     }
-    let dir = store.join(layer.name);
     let cache = Cache {
         at: layer.at.clone(),
-        shared: dir.join("shared"),
-        run: dir.join("runs").join(run),
+        shared: store.join(layer.name).join("shared"),
+        run: slot.join(layer.name),
     };
-    for d in [&cache.shared, &cache.upper(), &cache.work()] {
-        make_dir(d).map_err(|e| format!("making {}: {e}", d.display()))?;
-    }
     // The top directories are what tools see there: with the mode the
-    // person's cache has.
+    // person's cache has. Made once, and kept.
     let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
-    for d in [&cache.shared, &cache.upper()] {
-        std::fs::set_permissions(d, mode.clone())
-            .map_err(|e| format!("setting the mode of {}: {e}", d.display()))?;
+    for top in [cache.shared.clone(), cache.upper()] {
+        if std::fs::symlink_metadata(&top).is_ok_and(|m| m.mode() & 0o7777 == meta.mode() & 0o7777)
+        {
+            continue;
+        }
+        make_dir(&top).map_err(|e| format!("making {}: {e}", top.display()))?;
+        std::fs::set_permissions(&top, mode.clone())
+            .map_err(|e| format!("making {}: {e}", top.display()))?;
+    }
+    let work = cache.work();
+    if !work.is_dir() {
+        make_dir(&work).map_err(|e| format!("making {}: {e}", work.display()))?;
     }
     Ok(cache)
 }
@@ -270,14 +353,21 @@ fn size(dir: &Path) -> (u64, u64) {
     (bytes, files)
 }
 
-/// Every layer the store holds, with what it holds.
+/// Every layer the store holds, with what it holds (shared and waiting to
+/// be merged).
 pub fn list(store: &Path) -> Vec<Shown> {
+    let slots = slots(store);
     TOOL_CACHES
         .iter()
         .filter_map(|(rel, name, _)| {
             let dir = store.join(name);
             dir.is_dir().then(|| {
-                let (bytes, files) = size(&dir);
+                let (mut bytes, mut files) = size(&dir);
+                for s in &slots {
+                    let (b, f) = size(&s.join(name).join("upper"));
+                    bytes += b;
+                    files += f;
+                }
                 Shown {
                     name: name.to_string(),
                     at: format!("~/{rel}"),
@@ -334,13 +424,19 @@ pub fn clear(store: &Path, name: Option<&str>) -> Result<Vec<String>, ClearError
         }
     }
     let mut cleared = Vec::new();
+    let slots = slots(store);
     for n in chosen {
-        let dir = store.join(n);
-        if dir.exists() {
-            moat_linux::layers::remove_tree(&dir).map_err(|source| ClearError::Io {
+        let dirs: Vec<PathBuf> = std::iter::once(store.join(n))
+            .chain(slots.iter().map(|s| s.join(n)))
+            .filter(|d| d.exists())
+            .collect();
+        for dir in &dirs {
+            moat_linux::layers::remove_tree(dir).map_err(|source| ClearError::Io {
                 path: dir.clone(),
                 source,
             })?;
+        }
+        if !dirs.is_empty() {
             cleared.push(n.to_string());
         }
     }
@@ -368,9 +464,10 @@ mod tests {
         );
     }
 
-    /// Layers are made ready, merged when the run ends, listed with their
-    /// size, and cleared; an unknown name is refused, and clearing waits
-    /// for no run.
+    /// Layers are made ready in a slot, merged when the run ends, listed
+    /// with their size, and cleared; runs at once take their own slots; a
+    /// killed run's writes are thrown away; an unknown name is refused,
+    /// and clearing waits for no run.
     #[test]
     fn layers_are_made_merged_listed_and_cleared() {
         let base = std::env::temp_dir().join(format!("moat-caches-{}", std::process::id()));
@@ -395,8 +492,10 @@ mod tests {
             clear(&store, Some("npm")),
             Err(ClearError::Busy(_))
         ));
-        // A second run, killed: its layer is thrown away.
+        // A second run at the same time takes another slot; it is killed,
+        // and what it wrote is thrown away.
         let (other, other_held) = prepare(&plan, &store, &mut notes);
+        assert_ne!(other[0].run, c.run);
         let _ = std::fs::write(other[0].upper().join("half"), "x");
         if let Some(h) = other_held {
             assert!(h.finish(false).is_empty());
@@ -409,7 +508,11 @@ mod tests {
             Some("12345")
         );
         assert!(!c.shared.join("half").exists());
-        assert!(!c.run.exists() && !other[0].run.exists());
+        assert!(!has_entries(&c.upper()) && !has_entries(&other[0].upper()));
+        // The slot is reused.
+        let (again, again_held) = prepare(&plan, &store, &mut notes);
+        assert_eq!(again[0].run, c.run);
+        drop(again_held);
         let shown = list(&store);
         assert_eq!(shown.len(), 1);
         assert_eq!((shown[0].bytes, shown[0].files), (5, 1));
@@ -432,7 +535,12 @@ mod tests {
             at: base.join(".npm"),
             missing: false,
         };
-        let got = ready(&layer, &base.join("store"), "1-1", Some(u32::MAX - 7));
+        let got = ready(
+            &layer,
+            &base.join("store"),
+            &base.join("slot"),
+            Some(u32::MAX - 7),
+        );
         assert!(
             got.as_ref().is_err_and(|e| e.contains("not to you")),
             "{got:?}"

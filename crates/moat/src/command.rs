@@ -102,6 +102,7 @@ pub struct Command {
     pty: bool,
     forward_signals: bool,
     allow_degraded: bool,
+    cache_layers: bool,
     #[cfg(target_os = "linux")]
     isolation: backend::Isolation,
     tier: Tier,
@@ -135,6 +136,7 @@ impl Command {
             pty: false,
             forward_signals: false,
             allow_degraded: false,
+            cache_layers: true,
             #[cfg(target_os = "linux")]
             isolation: backend::Isolation::Namespaces,
             tier: Tier::Auto,
@@ -209,6 +211,13 @@ impl Command {
     /// report lists what was lost.
     pub fn allow_degraded(&mut self, on: bool) -> &mut Command {
         self.allow_degraded = on;
+        self
+    }
+
+    /// Give tool caches under the home directory a writable layer of
+    /// moat's own (the default), or leave them read-only.
+    pub fn cache_layers(&mut self, on: bool) -> &mut Command {
+        self.cache_layers = on;
         self
     }
 
@@ -413,7 +422,11 @@ impl Command {
         if isolation == backend::Isolation::Elevated {
             report.tier = "elevated".into();
         }
-        let (layers, cache_hold) = cache_layers(&resolved, &view, isolation, &mut report.notes);
+        let (layers, cache_hold) = if self.cache_layers {
+            cache_layers(&resolved, &view, isolation, &mut report.notes)
+        } else {
+            (crate::lower::Layers::default(), None)
+        };
         let lowered = crate::lower::lower(
             &resolved.policy,
             &view,

@@ -289,6 +289,12 @@ fn overlay_context() -> SysResult<RawFd> {
 /// which both tiers then read alike. Fork-safe.
 fn overlay_mount(fs: RawFd) -> SysResult<RawFd> {
     fsconfig(fs, FSCONFIG_SET_FLAG, Some(c"userxattr"), None, 0)?;
+    // Volatile: unmounting does not sync the whole upper file system
+    // (milliseconds on a busy disk, at every run's end). The upper layers
+    // hold tool caches, which the tools themselves write without fsync;
+    // a run cut short by a crash leaves its slot unmerged and it is
+    // thrown away.
+    fsconfig(fs, FSCONFIG_SET_FLAG, Some(c"volatile"), None, 0)?;
     fsconfig(fs, FSCONFIG_CMD_CREATE, None, None, 0)?;
     // SAFETY: no pointers; fsmount returns a new descriptor.
     let mnt = check(unsafe {
