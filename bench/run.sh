@@ -13,6 +13,8 @@
 #    1,000 tunnels (bench/proxy.py).
 # 5. The elevated tier: start-up against the unelevated tier, and per-run
 #    cost against workspace size (bench/elevated.sh; root only).
+# 6. The tool-cache layers: what they add to start-up, and a warm
+#    `cargo build` with dependencies (bench/caches.sh).
 #
 # Needs hyperfine and bubblewrap (installed here if missing, as root).
 set -euo pipefail
@@ -108,6 +110,9 @@ python3 "$root/bench/proxy.py" "$moat" > "$work/proxy.md"
 # 5. The elevated tier.
 bash "$root/bench/elevated.sh" "$moat" "$work" > "$work/elevated.md"
 
+# 6. The tool-cache layers.
+bash "$root/bench/caches.sh" "$moat" "$work" > "$work/caches.md"
+
 cat > "$out" <<EOF
 # Benchmarks
 
@@ -155,6 +160,8 @@ repository scan and the end-of-run audit in a tree this size.
 $(cat "$work/proxy.md")
 
 $(cat "$work/elevated.md")
+
+$(cat "$work/caches.md")
 
 ## Reading
 

@@ -187,7 +187,7 @@ fn cache_layers_json() -> serde_json::Value {
     use moat::advanced::Isolation;
     let tier = |i: Isolation| match detect::cache_layers(i) {
         Ok(()) => json!({ "layered": true }),
-        Err(why) => json!({ "layered": false, "why": why }),
+        Err(why) => json!({ "layered": false, "why": why, "fallback": "redirected" }),
     };
     json!({
         "store": moat::caches::this_store().map(|p| p.display().to_string()),
@@ -208,12 +208,17 @@ fn caches_line() -> String {
     ) {
         (Ok(()), Ok(())) => format!(
             "layered in both tiers (overlayfs): writes to ~/.cargo, ~/.npm, ~/.cache, ... are \
-             kept in {store} (moat cache); the landlock-only mode leaves them read-only"
+             kept in {store} (moat cache); in the landlock-only mode the tools are pointed at \
+             empty caches of moat's own through their environment (CARGO_HOME, XDG_CACHE_HOME, \
+             ...) instead"
         ),
         (Ok(()), Err(why)) => format!(
             "layered in the unelevated tier, kept in {store}; not in the elevated tier ({why}): \
-             read-only there"
+             there the tools are pointed at empty caches of moat's own through their environment"
         ),
-        (Err(why), _) => format!("not layered ({why}): tool caches stay read-only"),
+        (Err(why), _) => format!(
+            "not layered ({why}): the tools are pointed at empty caches of moat's own in {store} \
+             through their environment (CARGO_HOME, XDG_CACHE_HOME, ...)"
+        ),
     }
 }

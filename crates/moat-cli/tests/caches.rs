@@ -161,6 +161,18 @@ fn npm_install(
     moat_run(who, dir, moat_args, &cmd)
 }
 
+/// Checks that the person's caches are byte for byte what they were.
+fn unchanged(v: &mut Verdicts, who: &Who, before: &[BTreeMap<PathBuf, (u32, Vec<u8>)>], tag: &str) {
+    for (c, b) in caches_of(who).iter().zip(before) {
+        let diff = changed(b, &digest(c));
+        v.check(
+            &format!("{tag}: {} is byte for byte what it was", c.display()),
+            diff.is_empty(),
+            format!("{diff:?}"),
+        );
+    }
+}
+
 /// The person's caches the tests watch.
 fn caches_of(who: &Who) -> [PathBuf; 3] {
     [
@@ -173,6 +185,144 @@ fn caches_of(who: &Who) -> [PathBuf; 3] {
 /// Runs `sh -c script` as `who`, outside any sandbox, in `dir`.
 fn sh_as(who: &Who, dir: &Path, script: &str) -> std::process::Output {
     output(command_as(who, "sh").args(["-c", script]).current_dir(dir))
+}
+
+/// cargo, npm and pip each install `moat-leaf` from the registry at `url`
+/// with the moat options `net`, then again from what the first run left in
+/// `cache` (moat's layer, or its own cache where there are none): cargo
+/// and npm offline with `off`, pip (which always asks the index) with
+/// `net`. The server's count says what was fetched.
+#[allow(clippy::too_many_arguments)]
+fn installs(
+    v: &mut Verdicts,
+    who: &Who,
+    s: &Scratch,
+    reg: &Registry,
+    url: &str,
+    net: &[&str],
+    off: &[&str],
+    tag: &str,
+    cache: &str,
+) {
+    let host = url.trim_start_matches("http://").split(':').next().unwrap();
+    let out = sh_as(
+        who,
+        &s.ws,
+        &format!(
+            "cargo new -q --vcs none proj && cd proj && echo 'moat-leaf = \"1\"' >> Cargo.toml && \
+             mkdir .cargo && printf '[source.crates-io]\\nreplace-with = \"local\"\\n\
+             [source.local]\\nregistry = \"sparse+{url}/cargo/index/\"\\n' > .cargo/config.toml"
+        ),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let proj = s.ws.join("proj");
+    // Cargo before 1.68 (Debian's, the test account's) has sparse indexes
+    // only as an unstable feature.
+    let old_cargo = stdout(&sh_as(who, &s.ws, "cargo --version"))
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.split('.').nth(1))
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|minor| minor < 68);
+    let cargo = |extra: &[&str], moat_args: &[&str]| {
+        let mut args: Vec<&str> = moat_args.to_vec();
+        let mut cmd = vec!["cargo"];
+        if old_cargo {
+            args.extend(["--env", "RUSTC_BOOTSTRAP=1"]);
+            cmd.extend(["-Z", "sparse-registry"]);
+        }
+        cmd.push("build");
+        cmd.extend(extra);
+        moat_run(who, &proj, &args, &cmd)
+    };
+    let count = reg.served();
+    let first = cargo(&[], net);
+    v.check(
+        &format!("{tag}: cargo build fetches a new dependency into {cache}"),
+        first.status.success() && reg.served() == count + 1,
+        format!("{} served {}", show(&first), reg.served() - count),
+    );
+    let _ = sh_as(who, &proj, "cargo clean -q");
+    let count = reg.served();
+    let second = cargo(&["--offline"], off);
+    v.check(
+        &format!("{tag}: a second cargo build works offline from {cache}"),
+        second.status.success() && reg.served() == count,
+        show(&second),
+    );
+
+    let npm_dir = s.mkdir("ws/npm");
+    let registry = format!("{url}/npm/");
+    let count = reg.served();
+    let first = npm_install(who, &npm_dir, net, &registry, false);
+    v.check(
+        &format!("{tag}: npm install fetches a package into {cache}"),
+        first.status.success()
+            && npm_dir.join("node_modules/moat-leaf/index.js").exists()
+            && reg.served() == count + 1,
+        show(&first),
+    );
+    let _ = sh_as(
+        who,
+        &npm_dir,
+        "rm -rf node_modules package.json package-lock.json",
+    );
+    let count = reg.served();
+    let second = npm_install(who, &npm_dir, off, &registry, true);
+    v.check(
+        &format!("{tag}: a second npm install works offline from {cache}"),
+        second.status.success()
+            && npm_dir.join("node_modules/moat-leaf/index.js").exists()
+            && reg.served() == count,
+        show(&second),
+    );
+
+    // The interpreter by its own path (a pyenv shim would try to rehash).
+    let python = stdout(&sh_as(
+        who,
+        &s.ws,
+        "python3 -c 'import sys; print(sys.executable)'",
+    ))
+    .trim()
+    .to_string();
+    let index = format!("{url}/pip/simple/");
+    let pip = |dir: &str| {
+        let args = [
+            python.as_str(),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            // pip caches what it fetches over plain HTTP only from a
+            // trusted host.
+            "--trusted-host",
+            host,
+            "--index-url",
+            &index,
+            "--target",
+            dir,
+            "moat-leaf",
+        ];
+        moat_run(who, &s.ws, net, &args)
+    };
+    let count = reg.served();
+    let first = pip("lib1");
+    v.check(
+        &format!("{tag}: pip install fetches a wheel into {cache}"),
+        first.status.success()
+            && s.ws.join("lib1/moat_leaf/__init__.py").exists()
+            && reg.served() == count + 1,
+        show(&first),
+    );
+    let count = reg.served();
+    let second = pip("lib2");
+    v.check(
+        &format!("{tag}: a second pip install takes the wheel from {cache}"),
+        second.status.success()
+            && s.ws.join("lib2/moat_leaf/__init__.py").exists()
+            && reg.served() == count,
+        show(&second),
+    );
 }
 
 /// A run of the package managers in one tier for one person.
@@ -209,127 +359,7 @@ fn package_managers(v: &mut Verdicts, who: &Who, reg: &Registry, tier: &str) {
     }
     let before: Vec<_> = caches_of(who).iter().map(|c| digest(c)).collect();
 
-    // cargo: the first build downloads; a build offline, network off,
-    // finds the crate in moat's layer.
-    let out = sh_as(
-        who,
-        &s.ws,
-        &format!(
-            "cargo new -q --vcs none proj && cd proj && echo 'moat-leaf = \"1\"' >> Cargo.toml && \
-             mkdir .cargo && printf '[source.crates-io]\\nreplace-with = \"local\"\\n\
-             [source.local]\\nregistry = \"sparse+{url}/cargo/index/\"\\n' > .cargo/config.toml"
-        ),
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    let proj = s.ws.join("proj");
-    // Cargo before 1.68 (Debian's, the test account's) has sparse indexes
-    // only as an unstable feature.
-    let old_cargo = stdout(&sh_as(who, &s.ws, "cargo --version"))
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.split('.').nth(1))
-        .and_then(|m| m.parse::<u32>().ok())
-        .is_some_and(|minor| minor < 68);
-    let cargo = |extra: &[&str], moat_args: &[&str]| {
-        let mut args: Vec<&str> = moat_args.to_vec();
-        let mut cmd = vec!["cargo"];
-        if old_cargo {
-            args.extend(["--env", "RUSTC_BOOTSTRAP=1"]);
-            cmd.extend(["-Z", "sparse-registry"]);
-        }
-        cmd.push("build");
-        cmd.extend(extra);
-        moat_run(who, &proj, &args, &cmd)
-    };
-    let count = reg.served();
-    let first = cargo(&[], &net);
-    v.check(
-        &format!("{tag}: cargo build fetches a new dependency into moat's layer"),
-        first.status.success() && reg.served() == count + 1,
-        format!("{} served {}", show(&first), reg.served() - count),
-    );
-    let _ = sh_as(who, &proj, "cargo clean -q");
-    let count = reg.served();
-    let second = cargo(&["--offline"], &off);
-    v.check(
-        &format!("{tag}: a second cargo build works offline from moat's layer"),
-        second.status.success() && reg.served() == count,
-        show(&second),
-    );
-
-    // npm.
-    let npm_dir = s.mkdir("ws/npm");
-    let registry = format!("{url}/npm/");
-    let count = reg.served();
-    let first = npm_install(who, &npm_dir, &net, &registry, false);
-    v.check(
-        &format!("{tag}: npm install fetches a package into moat's layer"),
-        first.status.success()
-            && npm_dir.join("node_modules/moat-leaf/index.js").exists()
-            && reg.served() == count + 1,
-        show(&first),
-    );
-    let _ = sh_as(
-        who,
-        &npm_dir,
-        "rm -rf node_modules package.json package-lock.json",
-    );
-    let count = reg.served();
-    let second = npm_install(who, &npm_dir, &off, &registry, true);
-    v.check(
-        &format!("{tag}: a second npm install works offline from moat's layer"),
-        second.status.success()
-            && npm_dir.join("node_modules/moat-leaf/index.js").exists()
-            && reg.served() == count,
-        show(&second),
-    );
-
-    // pip: it always asks the index again, so the second run has the
-    // network too; the wheel itself must come from the layer. The
-    // interpreter by its own path (a pyenv shim would try to rehash).
-    let python = stdout(&sh_as(
-        who,
-        &s.ws,
-        "python3 -c 'import sys; print(sys.executable)'",
-    ))
-    .trim()
-    .to_string();
-    let pip = |dir: &str| {
-        let index = format!("{url}/pip/simple/");
-        let args = [
-            python.as_str(),
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--trusted-host",
-            "registry.test",
-            "--index-url",
-            &index,
-            "--target",
-            dir,
-            "moat-leaf",
-        ];
-        moat_run(who, &s.ws, &net, &args)
-    };
-    let count = reg.served();
-    let first = pip("lib1");
-    v.check(
-        &format!("{tag}: pip install fetches a wheel into moat's layer"),
-        first.status.success()
-            && s.ws.join("lib1/moat_leaf/__init__.py").exists()
-            && reg.served() == count + 1,
-        show(&first),
-    );
-    let count = reg.served();
-    let second = pip("lib2");
-    v.check(
-        &format!("{tag}: a second pip install takes the wheel from moat's layer"),
-        second.status.success()
-            && s.ws.join("lib2/moat_leaf/__init__.py").exists()
-            && reg.served() == count,
-        show(&second),
-    );
+    installs(v, who, &s, reg, &url, &net, &off, &tag, "moat's layer");
 
     // The poisoning attack: inside, the writes land (in moat's layer) and
     // the command reads them back; the person's files do not change.
@@ -355,15 +385,7 @@ fn package_managers(v: &mut Verdicts, who: &Who, reg: &Registry, tier: &str) {
             format!("{text:?}"),
         );
     }
-    let after: Vec<_> = caches_of(who).iter().map(|c| digest(c)).collect();
-    for ((c, b), a) in caches_of(who).iter().zip(&before).zip(&after) {
-        let diff = changed(b, a);
-        v.check(
-            &format!("{tag}: {} is byte for byte what it was", c.display()),
-            diff.is_empty(),
-            format!("{diff:?}"),
-        );
-    }
+    unchanged(v, who, &before, &tag);
     // Control: the same append outside the sandbox changes them.
     for t in &targets {
         let out = sh_as(who, &s.ws, &format!("echo evil >> '{}'", t.display()));
@@ -428,6 +450,95 @@ fn two_runs_at_once(v: &mut Verdicts, who: &Who, reg: &Registry) {
     let _ = output(command_as(who, moat()).args(["cache", "clear", "--all"]));
 }
 
+/// The landlock-only mode has no mounts, so no layers: the tools are
+/// pointed at caches of moat's own through their environment. cargo, npm
+/// and pip install (the host's network, `--network on`: the allowlist
+/// needs a network namespace), a second run finds what the first fetched,
+/// the person's caches are byte for byte what they were, and writing them
+/// fails (with the control: the same append outside the sandbox works).
+fn redirected(v: &mut Verdicts, who: &Who, reg: &Registry) {
+    let tag = format!("{} landlock-only", who.name);
+    let s = Scratch::new(who, "caches-ll");
+    let _ = output(command_as(who, moat()).args(["cache", "clear", "--all"]));
+    let url = format!("http://127.0.0.1:{}", reg.port);
+    let args = [
+        "--isolation",
+        "landlock-only",
+        "--allow-degraded",
+        "--network",
+        "on",
+    ];
+    let before: Vec<_> = caches_of(who).iter().map(|c| digest(c)).collect();
+    let shown = moat_run(
+        who,
+        &s.ws,
+        &args,
+        &["sh", "-c", "echo $CARGO_HOME $XDG_CACHE_HOME"],
+    );
+    let store = who.home.join(".local/state/moat/caches");
+    let expected = format!(
+        "{} {}",
+        store.join("cargo/direct").display(),
+        store.join("cache/direct").display()
+    );
+    v.check(
+        &format!("{tag}: the tools are pointed at moat's own caches, and the run says so"),
+        shown.status.success()
+            && stdout(&shown).trim() == expected
+            && stderr(&shown).contains("tools are pointed at caches of moat's own"),
+        format!("expected {expected}; {}", show(&shown)),
+    );
+    installs(
+        v,
+        who,
+        &s,
+        reg,
+        &url,
+        &args,
+        &args,
+        &tag,
+        "moat's own cache",
+    );
+
+    unchanged(v, who, &before, &tag);
+    // The person's caches stay read-only: an append fails (EACCES), and
+    // the same append outside the sandbox works.
+    let target = who
+        .home
+        .join(".npm")
+        .join(format!("moat-it-ll-{}", std::process::id()));
+    let made = sh_as(
+        who,
+        &s.ws,
+        &format!("printf 'clean\\n' > '{}'", target.display()),
+    );
+    assert!(made.status.success(), "{}", show(&made));
+    let inside = moat_run(
+        who,
+        &s.ws,
+        &args,
+        &["sh", "-c", &format!("echo evil >> '{}'", target.display())],
+    );
+    v.check(
+        &format!("{tag}: appending to the person's cache fails inside"),
+        !inside.status.success()
+            && stderr(&inside).contains("Permission denied")
+            && std::fs::read_to_string(&target).unwrap_or_default() == "clean\n",
+        show(&inside),
+    );
+    let outside = sh_as(who, &s.ws, &format!("echo evil >> '{}'", target.display()));
+    v.check(
+        &format!("{tag}: control: the same append outside works"),
+        outside.status.success()
+            && std::fs::read_to_string(&target)
+                .unwrap_or_default()
+                .contains("evil"),
+        show(&outside),
+    );
+    let _ = std::fs::remove_file(&target);
+    let _ = output(command_as(who, moat()).args(["cache", "clear", "--all"]));
+}
+
 /// moat killed (SIGKILL) while its command writes to a cache: what the run
 /// wrote is thrown away, and the next run's layer works (the overlays are
 /// volatile, and overlayfs refuses a work directory that still holds such
@@ -487,6 +598,7 @@ fn package_managers_work_and_never_touch_the_persons_caches() {
     for who in identities() {
         package_managers(&mut v, &who, &reg, "unelevated");
         killed_run(&mut v, &who, "unelevated");
+        redirected(&mut v, &who, &reg);
     }
     two_runs_at_once(&mut v, &user(), &reg);
     if is_root() && !Path::new("/var/lib/moat/setup.toml").exists() {

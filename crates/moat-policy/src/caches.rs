@@ -38,6 +38,91 @@ pub const TOOL_CACHES: &[(&str, &str, &str)] = &[
     (".cache", "cache", ""),
 ];
 
+/// How a tool is pointed at a directory of moat's own instead of its cache
+/// under the home directory, through its environment: the fallback where
+/// no layer can be laid over the cache (the landlock-only mode has no
+/// mounts). The tool then starts from an empty cache, kept for later
+/// sandboxed runs; the person's own stays read-only and unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirect {
+    /// Variables set to the directory, or to a path under it (`""`: the
+    /// directory itself).
+    pub vars: &'static [(&'static str, &'static str)],
+    /// A Java system property, added to the options variable the person's
+    /// environment may already hold: (variable, property, path under the
+    /// directory).
+    pub property: Option<(&'static str, &'static str, &'static str)>,
+    /// The person's own configuration in the usual cache directory, which
+    /// the tool looks for beside its cache: linked into the directory.
+    pub links: &'static [&'static str],
+}
+
+/// The redirect of the layer `name` (one of [`TOOL_CACHES`]).
+pub fn redirect(name: &str) -> Redirect {
+    let vars: &'static [(&'static str, &'static str)] = match name {
+        "cargo" => &[("CARGO_HOME", "")],
+        "npm" => &[("npm_config_cache", "")],
+        // Yarn 2 and later: the global folder holds its shared cache.
+        "yarn" => &[("YARN_GLOBAL_FOLDER", "")],
+        "pnpm" => &[("npm_config_store_dir", "store")],
+        // GOPATH holds the module cache (pkg/mod) and `go install`'s bin.
+        "go" => &[("GOPATH", "")],
+        "gradle" => &[("GRADLE_USER_HOME", "")],
+        "ccache" => &[("CCACHE_DIR", "")],
+        // pip, uv, Go's build cache, yarn 1 and every tool that follows
+        // XDG.
+        "cache" => &[("XDG_CACHE_HOME", "")],
+        _ => &[],
+    };
+    Redirect {
+        vars,
+        property: (name == "maven").then_some(("MAVEN_OPTS", "maven.repo.local", "repository")),
+        links: match name {
+            "cargo" => &["config.toml", "config"],
+            "gradle" => &["gradle.properties", "init.d", "init.gradle"],
+            _ => &[],
+        },
+    }
+}
+
+/// The variables that point the tool of layer `name` at `dir`, given the
+/// person's environment `host` (for the options variable a property is
+/// added to).
+pub fn redirect_env(
+    name: &str,
+    dir: &Path,
+    host: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Vec<(&'static str, std::ffi::OsString)> {
+    let r = redirect(name);
+    let mut out: Vec<(&'static str, std::ffi::OsString)> = r
+        .vars
+        .iter()
+        .map(|(var, sub)| {
+            let path = if sub.is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(sub)
+            };
+            (*var, path.into_os_string())
+        })
+        .collect();
+    if let Some((var, property, sub)) = r.property {
+        let mut value = host
+            .iter()
+            .find(|(n, _)| n == var)
+            .map(|(_, v)| {
+                let mut v = v.clone();
+                v.push(" ");
+                v
+            })
+            .unwrap_or_default();
+        value.push(format!("-D{property}="));
+        value.push(dir.join(sub));
+        out.push((var, value));
+    }
+    out
+}
+
 /// One cache that gets a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheLayer {
@@ -224,6 +309,41 @@ mod tests {
             plan.notes.iter().any(|n| n.contains("~/.m2 is a symlink")),
             "{:?}",
             plan.notes
+        );
+    }
+
+    #[test]
+    fn every_cache_has_a_redirect() {
+        for (_, name, _) in TOOL_CACHES {
+            let r = redirect(name);
+            assert!(
+                !r.vars.is_empty() || r.property.is_some(),
+                "{name} has no way to point its tool elsewhere"
+            );
+        }
+        let dir = Path::new("/s/direct/go");
+        assert_eq!(
+            redirect_env("go", dir, &[]),
+            vec![("GOPATH", OsString::from("/s/direct/go"))]
+        );
+        assert_eq!(
+            redirect_env("pnpm", Path::new("/s/p"), &[]),
+            vec![("npm_config_store_dir", OsString::from("/s/p/store"))]
+        );
+        let host = vec![(OsString::from("MAVEN_OPTS"), OsString::from("-Xmx1g"))];
+        assert_eq!(
+            redirect_env("maven", Path::new("/s/m"), &host),
+            vec![(
+                "MAVEN_OPTS",
+                OsString::from("-Xmx1g -Dmaven.repo.local=/s/m/repository")
+            )]
+        );
+        assert_eq!(
+            redirect_env("maven", Path::new("/s/m"), &[]),
+            vec![(
+                "MAVEN_OPTS",
+                OsString::from("-Dmaven.repo.local=/s/m/repository")
+            )]
         );
     }
 

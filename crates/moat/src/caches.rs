@@ -13,6 +13,8 @@
 //! slots/<n>/<layer>/work/     the overlay's scratch directory
 //! slots/<n>/<layer>/done      set when a run's writes wait to be merged
 //! slots/<n>.lock              held by the run using slot n
+//! <layer>/direct/             the fallback without layers (see
+//!                             [`prepare_direct`])
 //! .lock                       shared by runs, exclusive to merge or clear
 //! ```
 //!
@@ -196,8 +198,8 @@ fn unmark_volatile(work: &Path) {
         }
     }
     let _ = std::fs::remove_file(dir.join("dirty"));
+    // An empty `incompat` is no obstacle: overlayfs removes it itself.
     let _ = std::fs::remove_dir(&dir);
-    let _ = std::fs::remove_dir(work.join("work/incompat"));
 }
 
 /// Takes a free slot: one no run holds and whose layers wait for no merge
@@ -319,6 +321,101 @@ fn ready(layer: &CacheLayer, store: &Path, slot: &Path, me: Option<u32>) -> Resu
         make_dir(&work).map_err(|e| format!("making {}: {e}", work.display()))?;
     }
     Ok(cache)
+}
+
+/// Where no layer can be made (the landlock-only mode has no mounts), the
+/// fallback: each cache's tool is pointed through its environment at a
+/// directory of the store, `<layer>/direct`, writable in the run
+/// (`moat_policy::caches::redirect`). The tool starts there from an empty
+/// cache, kept for later sandboxed runs like a layer; the person's own
+/// cache stays read-only and unused, never written. The variables, the
+/// directories to make writable, and the hold on the store (shared, so
+/// `moat cache clear` waits for the run).
+pub fn prepare_direct(
+    plan: &CachePlan,
+    store: &Path,
+    host: &[(std::ffi::OsString, std::ffi::OsString)],
+    notes: &mut Vec<String>,
+) -> Redirected {
+    notes.extend(plan.notes.iter().cloned());
+    let mut out = Redirected::default();
+    if plan.layers.is_empty() {
+        return out;
+    }
+    let lock = match lock_file(store).and_then(|f| f.lock_shared().map(|()| f)) {
+        Ok(f) => f,
+        Err(e) => {
+            notes.push(format!(
+                "the cache store {} cannot be used ({e}), so tool caches stay read-only in this run",
+                store.display()
+            ));
+            return out;
+        }
+    };
+    let me = std::fs::metadata(store.join(".lock")).map(|m| m.uid()).ok();
+    for layer in &plan.layers {
+        let dir = store.join(layer.name).join("direct");
+        match direct_dir(&dir, me) {
+            Ok(()) => {
+                link_config(layer, &dir);
+                out.env
+                    .extend(moat_policy::caches::redirect_env(layer.name, &dir, host));
+                out.writable.push(dir);
+            }
+            Err(why) => notes.push(format!(
+                "{} gets no cache of moat's own ({why}) and stays read-only",
+                layer.at.display()
+            )),
+        }
+    }
+    out.held = Some(Held {
+        store: store.to_path_buf(),
+        lock: Some(lock),
+        slot: None,
+        layers: Vec::new(),
+    });
+    out
+}
+
+/// What [`prepare_direct`] gives a run.
+#[derive(Debug, Default)]
+pub struct Redirected {
+    pub env: Vec<(&'static str, std::ffi::OsString)>,
+    pub writable: Vec<PathBuf>,
+    pub held: Option<Held>,
+}
+
+/// Makes `dir` a directory of the person's (`me`). Earlier sandboxed runs
+/// could write beside it, so whatever else stands there (a symlink to
+/// somewhere else) is removed first.
+fn direct_dir(dir: &Path, me: Option<u32>) -> Result<(), String> {
+    if let Some(parent) = dir.parent() {
+        make_dir(parent).map_err(|e| format!("making {}: {e}", parent.display()))?;
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && Some(m.uid()) == me => return Ok(()),
+        Ok(m) if m.is_dir() => return Err(format!("{} is not yours", dir.display())),
+        Ok(_) => {
+            std::fs::remove_file(dir).map_err(|e| format!("replacing {}: {e}", dir.display()))?
+        }
+        Err(_) => {}
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("making {}: {e}", dir.display()))
+}
+
+/// Links the person's configuration that the tool reads beside its cache
+/// (`~/.cargo/config.toml`) into the redirected directory.
+fn link_config(layer: &CacheLayer, dir: &Path) {
+    for name in moat_policy::caches::redirect(layer.name).links {
+        let theirs = layer.at.join(name);
+        let ours = dir.join(name);
+        if std::fs::symlink_metadata(&theirs).is_ok() && std::fs::symlink_metadata(&ours).is_err() {
+            let _ = std::os::unix::fs::symlink(&theirs, &ours);
+        }
+    }
 }
 
 /// One layer as `moat cache` shows it.

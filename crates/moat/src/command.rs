@@ -521,9 +521,10 @@ impl Command {
     }
 }
 
-/// The tool-cache layers of a run (none without a mount namespace: the
-/// landlock-only mode leaves the caches read-only, and says so), and the
-/// hold on moat's store that lasts as long as the run.
+/// The tool-cache layers of a run, and the hold on moat's store that lasts
+/// as long as the run. Where layers cannot be made (the landlock-only mode
+/// has no mounts), the tools are pointed at caches of moat's own through
+/// their environment instead, and the run says so.
 #[cfg(target_os = "linux")]
 fn cache_layers(
     resolved: &Resolved,
@@ -537,15 +538,6 @@ fn cache_layers(
         notes.extend(plan.notes);
         return (crate::lower::Layers::default(), None);
     }
-    if let Err(why) = backend::detect::cache_layers(isolation) {
-        notes.push(format!(
-            "tool caches get no writable layer here ({why}): ~/.cargo, ~/.npm, ~/.cache and the \
-             like stay read-only, and downloads into them fail; point the tool at the \
-             workspace (CARGO_HOME, npm_config_cache, PIP_CACHE_DIR) or use a tier that \
-             layers them"
-        ));
-        return (crate::lower::Layers::default(), None);
-    }
     let xdg = resolved
         .facts
         .env
@@ -553,11 +545,31 @@ fn cache_layers(
         .find(|(n, _)| n == "XDG_STATE_HOME")
         .map(|(_, v)| PathBuf::from(v));
     let store = crate::caches::store_root(&resolved.facts.home, xdg.as_deref());
+    if let Err(why) = backend::detect::cache_layers(isolation) {
+        let r = crate::caches::prepare_direct(&plan, &store, &resolved.facts.env, notes);
+        if !r.env.is_empty() {
+            let vars: Vec<&str> = r.env.iter().map(|(n, _)| *n).collect();
+            notes.push(format!(
+                "tool caches get no layer here ({why}): the tools are pointed at caches of \
+                 moat's own instead ({}, in {}/*/direct), which start empty and are kept for \
+                 later sandboxed runs; yours stay read-only and unused",
+                vars.join(", "),
+                store.display()
+            ));
+        }
+        let layers = crate::lower::Layers {
+            env: r.env,
+            writable: r.writable,
+            ..Default::default()
+        };
+        return (layers, r.held);
+    }
     let (caches, held) = crate::caches::prepare(&plan, &store, notes);
     (
         crate::lower::Layers {
             caches,
             store: Some(store),
+            ..Default::default()
         },
         held,
     )

@@ -28,11 +28,14 @@ pub(crate) struct Command {
 
 /// The tool-cache layers ready for the run, and moat's store they live in
 /// (hidden from the command: it sees the layers only where they are
-/// shown).
+/// shown); or, where there are no layers, the variables that point the
+/// tools at caches of moat's own, and those directories, writable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Layers {
     pub caches: Vec<moat_spec::Cache>,
     pub store: Option<PathBuf>,
+    pub env: Vec<(&'static str, OsString)>,
+    pub writable: Vec<PathBuf>,
 }
 
 fn net(mode: NetworkMode) -> Net {
@@ -97,9 +100,18 @@ pub(crate) fn lower(
 ) -> Lowered {
     let net = net(policy.network.value);
     let forced = forced(net, host_env);
-    let forced: Vec<(&str, &OsStr)> = forced.iter().map(|(n, v)| (*n, v.as_os_str())).collect();
+    let forced: Vec<(&str, &OsStr)> = forced
+        .iter()
+        .chain(&layers.env)
+        .map(|(n, v)| (*n, v.as_os_str()))
+        .collect();
     let plan = env::build(host_env, &policy.env, &forced);
-    let writable: Vec<PathBuf> = view.writable.iter().map(|w| w.path.clone()).collect();
+    let writable: Vec<PathBuf> = view
+        .writable
+        .iter()
+        .map(|w| w.path.clone())
+        .chain(layers.writable.iter().cloned())
+        .collect();
     let mut denied: Vec<Entry> = view
         .denied
         .iter()
@@ -342,6 +354,7 @@ mod tests {
             Layers {
                 caches: vec![cache.clone()],
                 store: Some(store.clone()),
+                ..Default::default()
             },
             Isolation::Namespaces,
         );
@@ -350,6 +363,41 @@ mod tests {
             kind: Kind::Dir,
             path: store
         }));
+        assert_eq!(l.spec.check(), Ok(()));
+    }
+
+    /// Without layers, the tools' variables are set whatever the host has,
+    /// and their directories are writable; the store is not hidden.
+    #[test]
+    fn redirected_caches_are_set_and_writable() {
+        let dir = PathBuf::from("/home/u/.local/state/moat/caches/cargo/direct");
+        let mut host_env = host();
+        host_env.push((
+            OsString::from("CARGO_HOME"),
+            OsString::from("/home/u/.cargo"),
+        ));
+        let l = lower(
+            &policy(NetworkMode::Off),
+            &view(),
+            &host_env,
+            command(),
+            Layers {
+                env: vec![("CARGO_HOME", dir.clone().into_os_string())],
+                writable: vec![dir.clone()],
+                ..Default::default()
+            },
+            Isolation::LandlockOnly,
+        );
+        assert!(l
+            .spec
+            .env
+            .contains(&(OsString::from("CARGO_HOME"), dir.clone().into_os_string())));
+        assert!(!l.spec.env.contains(&(
+            OsString::from("CARGO_HOME"),
+            OsString::from("/home/u/.cargo")
+        )));
+        assert!(l.spec.fs.writable.contains(&dir));
+        assert!(l.spec.fs.caches.is_empty());
         assert_eq!(l.spec.check(), Ok(()));
     }
 }
