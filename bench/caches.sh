@@ -36,10 +36,22 @@ done
 printf '[package]\nname = "bench-deps"\nversion = "0.1.0"\nedition = "2021"\n[dependencies]\n%b' "$deps" > Cargo.toml
 printf 'pub fn f(b: &[u8]) -> usize { memchr::memchr(0, b).unwrap_or(0) + itoa::Buffer::new().format(1u8).len() + libc::EXIT_SUCCESS as usize }\n' > src/lib.rs
 cargo build --offline -q
-hyperfine --warmup 1 --runs 15 --prepare "rm -rf target" --export-json "$work/cache-cargo.json" \
-    "cargo build --offline -q" "$moat run -- cargo build --offline -q" >/dev/null 2>&1
-c_bare=$(median "$work/cache-cargo.json" 0)
-c_moat=$(median "$work/cache-cargo.json" 1)
+# Interleaved: each round builds from clean bare, then inside moat.
+python3 - "$moat" "$work/cache-cargo.txt" <<'PY'
+import statistics, subprocess, sys, time
+moat, out = sys.argv[1], sys.argv[2]
+cmds = [["cargo", "build", "--offline", "-q"], [moat, "run", "--", "cargo", "build", "--offline", "-q"]]
+times = [[], []]
+for r in range(16):
+    for i, c in enumerate(cmds):
+        subprocess.run(["rm", "-rf", "target"], check=True)
+        t = time.perf_counter()
+        subprocess.run(c, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if r:  # the first round warms up
+            times[i].append(time.perf_counter() - t)
+open(out, "w").write(" ".join("%.2f" % (statistics.median(t) * 1000) for t in times) + "\n")
+PY
+read -r c_bare c_moat < "$work/cache-cargo.txt"
 cd "$root"
 
 cat <<MD
@@ -58,7 +70,7 @@ the run ends) and without them (\`--no-cache-layers\`):
 A warm \`cargo build --offline\` from clean of a crate with three
 dependencies (\`$(echo -e "$deps" | cut -d' ' -f1 | xargs | sed 's/ /, /g')\`) already in the
 person's cache, which moat's cargo reads through the layer over
-\`~/.cargo\` (15 runs each):
+\`~/.cargo\` (15 interleaved rounds after one to warm up):
 
 | command | bare | inside moat | ratio |
 |---|---|---|---|

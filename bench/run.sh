@@ -233,5 +233,23 @@ $(cat "$work/caches.md")
   \`MADV_POPULATE_READ\` (slower). Avoiding glibc's start-up needs a musl
   build of Rust's standard library, which this machine's package sources
   do not provide.
+- **Tool-cache layers.** Issue 14 asks for a warm \`cargo build\` within
+  3 % of bare (met: within this VM's noise, 0.85 to 1.09 over five runs
+  of the script, the last 0.95) and for the layers to add under 0.3 ms to
+  \`moat run -- true\` (not met: +2.7 to +6.1 ms over five runs, with the
+  four caches this home has). Where it goes (perf, 2026-12-07): every
+  overlay's teardown waits for an expedited RCU grace period
+  (\`ovl_free_fs\` unmounting its private clones of the layers), one per
+  cache, at the end of every run; and overlayfs makes its work directory
+  afresh at every mount, a few journalled directory operations on this
+  disk (\`ext4\` with \`discard\`). With the store on a tmpfs the layers
+  still added 2.9 ms. Kept: slots of the store reused across runs
+  (no directories made or removed per run), volatile overlays
+  (no sync of the disk at every run's end: -1.2 ms in an interleaved
+  run). The next step is one overlay over the home for every cache, its
+  subtrees attached where the caches are (one grace period instead of one
+  per cache; cloning from a detached mount needs Linux 6.15); below that,
+  moat would have to stop waiting for the sandbox's mount namespace to be
+  torn down before it returns.
 EOF
 cat "$out"
