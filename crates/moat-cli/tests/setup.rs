@@ -558,10 +558,12 @@ fn cgroup_limits(v: &mut Verdicts, who: &Who, ws: &std::path::Path) {
         .current_dir(ws)
         .spawn()
         .unwrap();
-    let launcher = (0..150).find_map(|_| {
+    // Once the run's cgroups exist (killed before, it leaves none).
+    let running = (0..300).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(10));
-        launcher_of(child.id())
+        !run_cgroups().is_empty()
     });
+    let launcher = launcher_of(child.id()).filter(|_| running);
     let _ = Command::new("kill")
         .args(["-9", &launcher.unwrap_or(0).to_string()])
         .status();
