@@ -246,10 +246,12 @@ $(cat "$work/caches.md")
   still added 2.9 ms. Kept: slots of the store reused across runs
   (no directories made or removed per run), volatile overlays
   (no sync of the disk at every run's end: -1.2 ms in an interleaved
-  run). The next step is one overlay over the home for every cache, its
-  subtrees attached where the caches are (one grace period instead of one
-  per cache; cloning from a detached mount needs Linux 6.15); below that,
-  moat would have to stop waiting for the sandbox's mount namespace to be
-  torn down before it returns.
+  run). Tried and dropped: one overlay over the home for every cache,
+  each cache attached as its subtree (one grace period instead of one per
+  cache): overlayfs refuses a lower layer inside another (\`ELOOP\`,
+  "overlapping lowerdir path"), and the shared layer lives in the store,
+  inside the home. What is left is for moat to stop waiting for the
+  sandbox's mount namespace to be torn down before it returns, which
+  would take the namespace's own grace period off every run too.
 EOF
 cat "$out"
