@@ -237,21 +237,25 @@ $(cat "$work/caches.md")
   3 % of bare (met: within this VM's noise, 0.85 to 1.09 over five runs
   of the script, the last 0.95) and for the layers to add under 0.3 ms to
   \`moat run -- true\` (not met: +2.7 to +6.1 ms over five runs, with the
-  four caches this home has). Where it goes (perf, 2026-12-07): every
-  overlay's teardown waits for an expedited RCU grace period
-  (\`ovl_free_fs\` unmounting its private clones of the layers), one per
-  cache, at the end of every run; and overlayfs makes its work directory
-  afresh at every mount, a few journalled directory operations on this
-  disk (\`ext4\` with \`discard\`). With the store on a tmpfs the layers
-  still added 2.9 ms. Kept: slots of the store reused across runs
-  (no directories made or removed per run), volatile overlays
-  (no sync of the disk at every run's end: -1.2 ms in an interleaved
-  run). Tried and dropped: one overlay over the home for every cache,
-  each cache attached as its subtree (one grace period instead of one per
-  cache): overlayfs refuses a lower layer inside another (\`ELOOP\`,
-  "overlapping lowerdir path"), and the shared layer lives in the store,
-  inside the home. What is left is for moat to stop waiting for the
-  sandbox's mount namespace to be torn down before it returns, which
-  would take the namespace's own grace period off every run too.
+  four caches this home has). Where it goes (perf trace, 2026-12-07):
+  each overlay's creation takes about 0.5 ms in \`fsconfig(FSCONFIG_CMD_CREATE)\`
+  (overlayfs remakes its work directory and probes the upper file system
+  at every mount: xattrs, whiteout renames, \`O_TMPFILE\`, the volatile
+  marker, each a journalled metadata operation on this disk, \`ext4\` with
+  \`discard\`), and moat clearing the previous mount's volatile marker
+  about 0.3 ms more per cache; four caches, about 3.5 ms. Tearing the
+  overlays down (an expedited RCU grace period each) mostly overlaps with
+  moat's own finishing: a build of moat that did not wait for it was
+  0.5 ms faster. Kept: slots of the store reused across runs (no
+  directories made or removed per run), volatile overlays (no sync of the
+  disk at every run's end: -1.2 ms in an interleaved run). Tried and
+  dropped: one overlay over the home for every cache, each cache attached
+  as its subtree: overlayfs refuses a lower layer inside another
+  (\`ELOOP\`, "overlapping lowerdir path"), and the shared layer lives in
+  the store, inside the home; and two slots used in turn, each cleared
+  of its markers on a thread while the other's run is being built (no
+  difference this VM's noise could show: the ext4 journal serialises
+  both). Below 0.3 ms no per-cache overlay fits on this machine, whose
+  disk made the same four layers cost from +2.7 to +9.5 ms over the day.
 EOF
 cat "$out"
