@@ -17,6 +17,10 @@ pub struct Cli {
 pub enum Verb {
     /// Run a command in the sandbox: moat run [OPTIONS] -- CMD [ARGS...]
     Run(RunArgs),
+    /// Run a command line with your shell in the sandbox: moat shell
+    /// [OPTIONS] -c STRING (also `moat [OPTIONS] -c STRING`, for an agent's
+    /// shell prefix).
+    Shell(ShellArgs),
     /// Show or check the effective policy.
     Policy {
         #[command(subcommand)]
@@ -207,6 +211,28 @@ pub struct PolicyArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
+    pub opts: RunOptions,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `moat shell -c STRING`, and `moat [OPTIONS] -c STRING`, the form an
+/// agent's shell prefix calls.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub opts: RunOptions,
+    /// The command line, run by your shell ($SHELL, else /bin/sh) in the
+    /// sandbox.
+    #[arg(short = 'c', value_name = "STRING", required = true)]
+    pub command: OsString,
+}
+
+/// What `moat run` and `moat shell` take besides the command.
+#[derive(Debug, Clone, Args)]
+pub struct RunOptions {
+    #[command(flatten)]
     pub policy: PolicyArgs,
     /// Give the command a terminal of its own.
     #[arg(long)]
@@ -239,7 +265,4 @@ pub struct RunArgs {
     /// Which tier runs the command.
     #[arg(long, value_enum, default_value = "auto")]
     pub tier: TierArg,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<OsString>,
 }

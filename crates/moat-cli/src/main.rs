@@ -1,6 +1,6 @@
 //! `moat`: run commands of coding agents in a sandbox.
 //!
-//! Exit status: the command's own for `moat run` (128+N when killed by
+//! Exit status: the command's own for `moat run` and `moat shell` (128+N when killed by
 //! signal N, 124 on timeout, 127 when not found, 126 when not executable);
 //! 125 when moat itself refuses or fails; 2 for usage errors.
 
@@ -12,6 +12,7 @@ mod policy_show;
 mod probe;
 mod run;
 mod setup;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -33,9 +34,10 @@ impl std::error::Error for Reported {}
 pub const MOAT_FAILED: u8 = 125;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(shell::as_shell_verb(std::env::args_os().collect()));
     let result = match cli.command {
         cli::Verb::Run(args) => run::run(args),
+        cli::Verb::Shell(args) => shell::shell(args),
         cli::Verb::Policy {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use moat::advanced::Isolation;
 use moat::{Command, Exit, Policy, RunReport};
 
-use crate::cli::{IsolationArg, RunArgs, TierArg};
+use crate::cli::{IsolationArg, RunArgs, RunOptions, TierArg};
 use crate::flags;
 
 fn say(json: bool, kind: &str, message: &str) {
@@ -22,14 +22,27 @@ fn say(json: bool, kind: &str, message: &str) {
     }
 }
 
-/// Runs the command; returns the exit status to end with.
+/// `moat run`: runs the command; returns the exit status to end with.
 pub fn run(args: RunArgs) -> Result<u8> {
+    execute(&args.opts, &args.command).map(|e| e.code)
+}
+
+/// How a command ended: the exit status for moat to end with (128+N for
+/// signal N), and the signal that killed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended {
+    pub code: u8,
+    pub signal: Option<i32>,
+}
+
+/// Runs `command` in the sandbox `args` describe.
+pub fn execute(args: &RunOptions, command: &[std::ffi::OsString]) -> Result<Ended> {
     let layer = flags::layer(&args.policy).map_err(|e| report_error(args.json, e))?;
     let mut policy = Policy::from_layer(layer);
     if !args.policy.no_config {
         policy = policy.with_config_files();
     }
-    let (program, rest) = match args.command.split_first() {
+    let (program, rest) = match command.split_first() {
         Some(split) => split,
         None => anyhow::bail!("no command given: moat run [OPTIONS] -- CMD [ARGS...]"),
     };
@@ -174,7 +187,13 @@ pub fn run(args: RunArgs) -> Result<u8> {
         _ => {}
     }
     write_report(json, args.report.as_deref(), report)?;
-    Ok(outcome.code().clamp(0, 255) as u8)
+    Ok(Ended {
+        code: outcome.code().clamp(0, 255) as u8,
+        signal: match outcome.exit {
+            Exit::Signal(n) => Some(n),
+            _ => None,
+        },
+    })
 }
 
 fn write_report(json: bool, file: Option<&std::path::Path>, report: &RunReport) -> Result<()> {

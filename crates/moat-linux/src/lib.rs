@@ -66,7 +66,7 @@ pub use hostfs::LinuxFs;
 pub use moat_spec::{Isolation, DNS_PORT, PROXY_PORTS, TRANSPARENT_PORTS};
 pub use report::{Enforcement, Layer, LayerState};
 pub use run::{spawn, spawn_elevated, Error, Exit, Launch, StdioSpec};
-pub use supervise::{Child, WaitOptions};
+pub use supervise::{end_by_signal, Child, WaitOptions};
 
 /// Whether this process runs as root (uid 0).
 pub fn is_root() -> bool {

@@ -597,3 +597,13 @@ fn copy_available(from: RawFd, to: RawFd) {
         }
     }
 }
+
+/// Ends this process by `signal`, as the command it supervised ended:
+/// with the signal's default action, and no core dump of moat's own.
+/// Returns only if that default is to do nothing.
+pub fn end_by_signal(signal: libc::c_int) {
+    let _ = sys::process::set_rlimit(libc::RLIMIT_CORE, 0, 0);
+    let _ = sys::signal::set_default(signal);
+    let _ = sys::signal::mask(libc::SIG_UNBLOCK, &sys::signal::SigSet::of(&[signal]));
+    let _ = sys::process::kill(std::process::id() as libc::pid_t, signal);
+}

@@ -35,6 +35,13 @@ pub const DENIED_UNDER_HOME: &[&str] = &[
     ".m2/settings-security.xml",
     ".gradle/gradle.properties",
     ".vault-token",
+    // Coding agents' own credentials: their login tokens, and the MCP
+    // servers' settings, which hold API keys in their environment.
+    ".claude/.credentials.json",
+    ".claude.json",
+    ".codex/auth.json",
+    ".gemini/oauth_creds.json",
+    ".config/github-copilot",
     // Browser profiles (cookies, saved passwords, sessions).
     ".mozilla",
     ".config/google-chrome",

@@ -58,7 +58,7 @@ pub use report::{EnvRemoved, LayerReport, RunReport};
 pub mod advanced {
     pub use moat_config::{load, user_config_path, ConfigError, WORKSPACE_CONFIG};
     #[cfg(target_os = "linux")]
-    pub use moat_linux::{cgroup, detect, launch, seccomp, Isolation};
+    pub use moat_linux::{cgroup, detect, end_by_signal, launch, seccomp, Isolation};
     pub use moat_policy::{
         audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings,
         Source, Sourced, Trust,
