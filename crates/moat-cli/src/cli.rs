@@ -32,6 +32,10 @@ pub enum Verb {
     /// Try the catalogue of known sandbox escapes against the sandbox
     /// `moat run` builds here (or another sandbox's prefix) and report.
     Probe(ProbeArgs),
+    /// The network allowlist's proxy on its own, for agents' proxy
+    /// settings: HTTP (CONNECT and plain) and SOCKS5, with the allowlist
+    /// of `moat run --network allow` and a JSON line per decision.
+    Proxy(ProxyArgs),
     /// Show what this machine supports and how `moat run` will enforce.
     Doctor {
         /// Machine-readable output.
@@ -47,6 +51,44 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Serve HTTP (CONNECT, and plain requests) at ADDR:PORT (repeatable)
+    /// [default: 127.0.0.1:3128 unless --socks is given].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Serve SOCKS5 at ADDR:PORT (repeatable).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub socks: Vec<std::net::SocketAddr>,
+    /// Listen on addresses other than loopback too: anyone who can reach
+    /// them can then use the proxy.
+    #[arg(long)]
+    pub non_loopback: bool,
+    /// Append the decisions to FILE as JSON lines [default: standard
+    /// output].
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// A name, *.suffix or @group the proxy lets through (repeatable).
+    #[arg(long = "allow-domain", value_name = "NAME")]
+    pub allow_domain: Vec<String>,
+    /// A name or *.suffix never let through; wins over --allow-domain.
+    #[arg(long = "deny-domain", value_name = "NAME")]
+    pub deny_domain: Vec<String>,
+    /// A private address block the proxy may connect to (10.0.0.0/8).
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidr: Vec<String>,
+    /// Pin NAME to ADDRESS, like curl's --resolve (repeatable).
+    #[arg(long, value_name = "NAME:ADDRESS")]
+    pub resolve: Vec<String>,
+    /// Whose config files give the allowlist (the workspace's narrows it)
+    /// [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Ignore the config files (yours and the workspace's).
+    #[arg(long)]
+    pub no_config: bool,
 }
 
 #[derive(Debug, Subcommand)]

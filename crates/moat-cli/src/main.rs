@@ -10,6 +10,7 @@ mod doctor;
 mod flags;
 mod policy_show;
 mod probe;
+mod proxy;
 mod run;
 mod setup;
 mod shell;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Verb::Run(args) => run::run(args),
         cli::Verb::Shell(args) => shell::shell(args),
+        cli::Verb::Proxy(args) => proxy::proxy(args),
         cli::Verb::Policy {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
+pub mod registry;
+
 pub const TEST_USER: &str = "moat-test";
 
 pub fn moat() -> PathBuf {
