@@ -11,7 +11,7 @@ if [ "$(id -u)" = 0 ]; then
     # machine without user namespaces, Debian's cargo and python3 are the
     # toolchains the unprivileged account can reach (root's rustup is in a
     # home it cannot enter), nftables holds the elevated tier's firewall.
-    packages=(util-linux bsdutils bubblewrap git gcc python3 python3-pip cargo curl openssl nftables)
+    packages=(util-linux bsdutils bubblewrap git gcc python3 python3-pip python3-venv cargo curl openssl nftables)
     missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -22,6 +22,15 @@ if [ "$(id -u)" = 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     id moat-test >/dev/null 2>&1 || useradd --create-home --shell /bin/bash moat-test
+    # The official MCP SDK, the client `moat mcp` is tested with; in
+    # Debian's Python, so the test account can run it too.
+    if ! /opt/moat-test/venv/bin/python -c 'import mcp' 2>/dev/null; then
+        echo "test.sh: installing the MCP SDK in /opt/moat-test/venv"
+        rm -rf /opt/moat-test/venv
+        /usr/bin/python3 -m venv /opt/moat-test/venv
+        /opt/moat-test/venv/bin/pip install -q --disable-pip-version-check 'mcp==2.3.0'
+    fi
+    chmod -R a+rX /opt/moat-test
 else
     echo "test.sh: not root: the tests run moat as $(id -un) only (run as root to also test the unprivileged account and to install packages)"
 fi

@@ -32,6 +32,10 @@ pub enum Verb {
     /// Try the catalogue of known sandbox escapes against the sandbox
     /// `moat run` builds here (or another sandbox's prefix) and report.
     Probe(ProbeArgs),
+    /// A stdio MCP server with a `run` tool that runs commands in the
+    /// sandbox; calls (and Codex's permission profile) can only narrow the
+    /// policy it starts with.
+    Mcp(McpArgs),
     /// The network allowlist's proxy on its own, for agents' proxy
     /// settings: HTTP (CONNECT and plain) and SOCKS5, with the allowlist
     /// of `moat run --network allow` and a JSON line per decision.
@@ -51,6 +55,20 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The policy every call starts from (the workspace defaults to the
+    /// server's working directory).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Most bytes of each of a command's standard output and error kept in
+    /// a result (its beginning and end).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub max_output: usize,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +311,13 @@ pub struct RunOptions {
     /// as a JSON line.
     #[arg(long = "net-log", value_name = "FILE")]
     pub net_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// How the sandbox is built, beside its policy.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
     /// Run even if some layers cannot be enforced; the run says what was
     /// lost.
     #[arg(long)]

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use moat::advanced::{units, Layer, Source};
 use moat::{NetworkMode, Preset, ReadMode};
 
-use crate::cli::PolicyArgs;
+use crate::cli::{IsolationArg, PolicyArgs, SandboxArgs, TierArg};
 
 /// Turns the flags into a layer above the config files.
 pub fn layer(args: &PolicyArgs) -> Result<Layer> {
@@ -134,4 +134,19 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// Sets how `cmd`'s sandbox is built.
+pub fn sandbox(cmd: &mut moat::Command, args: &SandboxArgs) {
+    cmd.allow_degraded(args.allow_degraded)
+        .cache_layers(!args.no_cache_layers)
+        .isolation(match args.isolation {
+            IsolationArg::Full => moat::advanced::Isolation::Namespaces,
+            IsolationArg::LandlockOnly => moat::advanced::Isolation::LandlockOnly,
+        })
+        .tier(match args.tier {
+            TierArg::Auto => moat::Tier::Auto,
+            TierArg::Elevated => moat::Tier::Elevated,
+            TierArg::Unelevated => moat::Tier::Unelevated,
+        });
 }

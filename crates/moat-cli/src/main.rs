@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod doctor;
 mod flags;
+mod mcp;
 mod policy_show;
 mod probe;
 mod proxy;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         cli::Verb::Run(args) => run::run(args),
         cli::Verb::Shell(args) => shell::shell(args),
         cli::Verb::Proxy(args) => proxy::proxy(args),
+        cli::Verb::Mcp(args) => mcp::mcp(args),
         cli::Verb::Policy {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),

@@ -1,10 +1,9 @@
 //! `moat run`.
 
 use anyhow::{Context, Result};
-use moat::advanced::Isolation;
 use moat::{Command, Exit, Policy, RunReport};
 
-use crate::cli::{IsolationArg, RunArgs, RunOptions, TierArg};
+use crate::cli::{RunArgs, RunOptions};
 use crate::flags;
 
 fn say(json: bool, kind: &str, message: &str) {
@@ -51,17 +50,8 @@ pub fn execute(args: &RunOptions, command: &[std::ffi::OsString]) -> Result<Ende
         .policy(policy)
         .pty(args.pty)
         .forward_signals(true)
-        .allow_degraded(args.allow_degraded)
-        .cache_layers(!args.no_cache_layers)
-        .isolation(match args.isolation {
-            IsolationArg::Full => Isolation::Namespaces,
-            IsolationArg::LandlockOnly => Isolation::LandlockOnly,
-        })
-        .tier(match args.tier {
-            TierArg::Auto => moat::Tier::Auto,
-            TierArg::Elevated => moat::Tier::Elevated,
-            TierArg::Unelevated => moat::Tier::Unelevated,
-        });
+        .forward_signals(true);
+    flags::sandbox(&mut cmd, &args.sandbox);
     if let Some(ws) = &args.policy.workspace {
         cmd.workspace(ws);
     }

@@ -39,6 +39,7 @@ pub mod gitdir;
 pub mod host;
 pub mod known;
 mod layer;
+pub mod narrow;
 pub mod paths;
 mod resolve;
 pub mod scan;

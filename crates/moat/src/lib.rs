@@ -60,7 +60,7 @@ pub mod advanced {
     #[cfg(target_os = "linux")]
     pub use moat_linux::{cgroup, detect, end_by_signal, launch, seccomp, Isolation};
     pub use moat_policy::{
-        audit, env, host, known, scan, units, view, Layer, Policy as ResolvedPolicy, Settings,
-        Source, Sourced, Trust,
+        audit, env, host, known, narrow, scan, units, view, Layer, Policy as ResolvedPolicy,
+        Settings, Source, Sourced, Trust,
     };
 }
