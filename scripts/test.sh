@@ -86,10 +86,15 @@ if [ "$(id -u)" = 0 ] && [ ! -e /var/lib/moat/setup.toml ]; then
     # filter works. The id mappings' namespaces were made by the runs above.
     no_userns="python3 $(pwd)/crates/moat-cli/tests/no_userns.py"
     as_test="setpriv --reuid=moat-test --regid=moat-test --init-groups --reset-env --"
-    control=$(cd / && $no_userns $as_test "$moat_bin" run --tier unelevated --workspace /tmp -- true 2>&1) && {
+    # An empty workspace of the test account's: what else lies around in
+    # /tmp is no business of this control.
+    nouserns_ws=$(mktemp -d /tmp/moat-nouserns.XXXXXX)
+    chown moat-test "$nouserns_ws"
+    control=$(cd / && $no_userns $as_test "$moat_bin" run --tier unelevated --workspace "$nouserns_ws" -- true 2>&1) && {
         echo "test.sh: the unelevated tier ran without user namespaces: the filter does not work" >&2
         exit 1
     }
+    rm -rf "$nouserns_ws"
     case "$control" in *"user namespaces are not available"*) ;; *)
         echo "test.sh: unexpected refusal without user namespaces: $control" >&2
         exit 1 ;;
