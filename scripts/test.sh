@@ -55,14 +55,25 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo clippy --workspace --all-targets -- -D warnings
 
 cargo build --workspace --bins
+moat_bin=$PWD/target/x86_64-unknown-linux-gnu/debug/moat
+[ -x "$moat_bin" ] || moat_bin=$PWD/target/debug/moat
+
+# A setup the tests made and could not remove (the run was killed) is
+# marked; remove it, or every later run would take the elevated tier it
+# names. A setup without the mark is the machine's own and is left alone.
+test_setup_mark=/var/lib/moat-test-setup
+if [ "$(id -u)" = 0 ] && [ -e "$test_setup_mark" ]; then
+    echo "test.sh: removing the setup an interrupted test run left"
+    "$moat_bin" setup --remove >/dev/null
+    rm -f "$test_setup_mark"
+fi
+
 cargo test --workspace -- --test-threads="${MOAT_TEST_THREADS:-4}"
 
 # moat probe: the catalogue of escapes in both modes (named, so a mode that
 # cannot start fails the run instead of being skipped),
 # as root and as the unprivileged account. Any escape, inconclusive probe or
 # leftover on the host fails the run.
-moat_bin=$PWD/target/x86_64-unknown-linux-gnu/debug/moat
-[ -x "$moat_bin" ] || moat_bin=$PWD/target/debug/moat
 echo "test.sh: moat probe as $(id -un)"
 "$moat_bin" probe --mode full --mode landlock-only --mode allow
 if [ "$(id -u)" = 0 ]; then
@@ -74,7 +85,8 @@ fi
 # through it as both, and remove it, checking nothing is left. A machine
 # with a setup of its own is left alone.
 if [ "$(id -u)" = 0 ] && [ ! -e /var/lib/moat/setup.toml ]; then
-    trap '"$moat_bin" setup --remove >/dev/null 2>&1 || true' EXIT
+    echo "moat's test.sh made the setup in /var/lib/moat" > "$test_setup_mark"
+    trap '"$moat_bin" setup --remove >/dev/null 2>&1 && rm -f "$test_setup_mark"' EXIT
     "$moat_bin" setup --user moat-test >/dev/null
     echo "test.sh: moat probe through the elevated tier as $(id -un)"
     "$moat_bin" probe --mode elevated --mode elevated-allow
@@ -108,5 +120,6 @@ if [ "$(id -u)" = 0 ] && [ ! -e /var/lib/moat/setup.toml ]; then
             python3 scripts/check-probe.py --control-refused "create a user namespace"
     done
     "$moat_bin" setup --remove
+    rm -f "$test_setup_mark"
     trap - EXIT
 fi

@@ -541,14 +541,8 @@ fn package_managers_work_and_never_touch_the_persons_caches() {
         redirected(&mut v, &who, &reg);
     }
     two_runs_at_once(&mut v, &user(), &reg);
-    if is_root() && !Path::new("/var/lib/moat/setup.toml").exists() {
-        struct Removed;
-        impl Drop for Removed {
-            fn drop(&mut self) {
-                let _ = Command::new(moat()).args(["setup", "--remove"]).output();
-            }
-        }
-        let _guard = Removed;
+    let setup = if is_root() { TestSetup::begin() } else { None };
+    if let Some(_setup) = setup {
         let who = user();
         let out = output(Command::new(moat()).args(["setup", "--user", &who.name]));
         assert!(out.status.success(), "{}", show(&out));

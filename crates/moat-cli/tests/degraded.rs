@@ -46,7 +46,7 @@ fn without_userns(
     .arg(&s.ws)
     .arg("--")
     .arg(&copy)
-    .args(["run", "--workspace"])
+    .args(["run", "--tier", "unelevated", "--workspace"])
     .arg(&s.ws)
     .args(moat_args)
     .arg("--")

@@ -13,11 +13,11 @@ use std::process::Command;
 
 use common::*;
 
-struct Removed;
+/// Also deletes the account the conflict check makes under a sandbox name.
+struct TakenName;
 
-impl Drop for Removed {
+impl Drop for TakenName {
     fn drop(&mut self) {
-        let _ = Command::new(moat()).args(["setup", "--remove"]).output();
         let _ = Command::new("userdel").arg("moat-offline").output();
     }
 }
@@ -118,6 +118,19 @@ fn elevated_tier(who: &Who) {
         v.check(
             &format!("{tag}: control runs as the person"),
             stdout(&out).trim() == person.name,
+            show(&out),
+        );
+        // Once set up, a run that names no tier takes the elevated one.
+        let out = output(
+            command_as(person, moat())
+                .args(["run", "--workspace"])
+                .arg(&s.ws)
+                .args(["--", "id", "-un"])
+                .current_dir(&s.ws),
+        );
+        v.check(
+            &format!("{tag}: with no --tier the run is elevated"),
+            stdout(&out).trim() == "moat-offline",
             show(&out),
         );
         // Files the sandbox makes belong to the person on disk.
@@ -632,11 +645,11 @@ fn setup_check_firewall_drift_conflict_and_removal() {
         eprintln!("skipped: moat setup needs root");
         return;
     }
-    if std::path::Path::new("/var/lib/moat/setup.toml").exists() {
+    let _taken = TakenName;
+    let Some(_setup) = TestSetup::begin() else {
         eprintln!("skipped: this machine has a moat setup of its own; not touching it");
         return;
-    }
-    let _guard = Removed;
+    };
     let who = user();
 
     // Not as an ordinary account.

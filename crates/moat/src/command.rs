@@ -263,7 +263,7 @@ impl Command {
         match self.tier {
             Tier::Unelevated => Ok(self.isolation),
             Tier::Elevated if explicit => Err(Error::Tier(
-                "--tier elevated builds every layer; it cannot be combined with --isolation                  landlock-only"
+                "--tier elevated builds every layer; it cannot be combined with --isolation landlock-only"
                     .into(),
             )),
             Tier::Elevated => Ok(Isolation::Elevated),

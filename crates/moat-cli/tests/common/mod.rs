@@ -33,6 +33,49 @@ pub fn probe() -> PathBuf {
     p
 }
 
+/// Written before a test makes the machine's moat setup and removed with it:
+/// a run killed before its cleanup leaves this behind, and the next
+/// `scripts/test.sh` removes the setup it names instead of mistaking it for
+/// the machine's own.
+pub const TEST_SETUP_MARK: &str = "/var/lib/moat-test-setup";
+
+/// A moat setup made by a test: marked, and removed (with the mark) when
+/// dropped, also when an assertion fails.
+pub struct TestSetup;
+
+impl TestSetup {
+    /// None when the machine has a setup of its own, which tests leave alone.
+    pub fn begin() -> Option<TestSetup> {
+        if Path::new("/var/lib/moat/setup.toml").exists() {
+            if !Path::new(TEST_SETUP_MARK).exists() {
+                return None;
+            }
+            // Left by a test run that was killed: ours to remove.
+            let out = output(Command::new(moat()).args(["setup", "--remove"]));
+            assert!(
+                out.status.success(),
+                "a test's leftover setup: {}",
+                show(&out)
+            );
+        }
+        std::fs::write(
+            TEST_SETUP_MARK,
+            "moat's tests made the setup in /var/lib/moat\n",
+        )
+        .unwrap();
+        Some(TestSetup)
+    }
+}
+
+impl Drop for TestSetup {
+    fn drop(&mut self) {
+        let removed = Command::new(moat()).args(["setup", "--remove"]).output();
+        if removed.map(|o| o.status.success()).unwrap_or(false) {
+            let _ = std::fs::remove_file(TEST_SETUP_MARK);
+        }
+    }
+}
+
 pub fn is_root() -> bool {
     let out = Command::new("id").arg("-u").output().expect("id -u");
     String::from_utf8_lossy(&out.stdout).trim() == "0"
@@ -230,10 +273,15 @@ pub fn chown_r(path: &Path, who: &Who) {
     assert!(st.success());
 }
 
-/// `moat run [moat_args] -- cmd...` as `who`, in `ws`.
+/// `moat run [moat_args] -- cmd...` as `who`, in `ws`. The unelevated tier
+/// unless `moat_args` choose one, so that a machine with a moat setup of
+/// its own still tests what the test means to.
 pub fn moat_run<S: AsRef<OsStr>>(who: &Who, ws: &Path, moat_args: &[&str], cmd: &[S]) -> Output {
     let mut c = command_as(who, moat());
     c.arg("run").arg("--workspace").arg(ws);
+    if !moat_args.contains(&"--tier") {
+        c.args(["--tier", "unelevated"]);
+    }
     c.args(moat_args).arg("--").args(cmd).current_dir(ws);
     output(&mut c)
 }
