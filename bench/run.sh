@@ -16,11 +16,14 @@
 # 6. The tool-cache layers: what they add to start-up, and a warm
 #    `cargo build` with dependencies (bench/caches.sh).
 # 7. An MCP tool call through `moat mcp` against `moat run` (bench/mcp.py).
+# 8. Denial reporting: moat against moat before the observer
+#    (bench/denials.sh).
 #
 # Needs hyperfine and bubblewrap (installed here if missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+. "$root/bench/fixtures.sh"
 out=${1:-BENCHMARKS.md}
 case "$out" in /*) ;; *) out="$root/$out" ;; esac
 
@@ -56,17 +59,8 @@ t_bwrap=$(median "$work/startup.json" 2)
 t_floor=$(median "$work/startup.json" 3)
 
 # 2. A 50,000-file repository: 250 directories of 200 files.
-mkdir -p "$work/tree"
+make_tree "$work/tree"
 cd "$work/tree"
-python3 - <<'EOF'
-import os
-for d in range(250):
-    os.makedirs(f"src/d{d:03}", exist_ok=True)
-    for f in range(200):
-        with open(f"src/d{d:03}/f{f:03}.txt", "w") as fh:
-            fh.write(f"{d} {f}\n")
-EOF
-git init -q . && git add -A && git -c user.name=b -c user.email=b@b commit -q -m tree
 # Twenty runs of each tool in one shell, bare and in one sandbox: the
 # sandbox's start-up (measured above) is spread over twenty runs, so this
 # measures what the layers cost the work itself.
@@ -88,16 +82,7 @@ f1_bare=$(median "$work/once.json" 2)
 f1_moat=$(median "$work/once.json" 3)
 
 # 3. cargo build of moat-policy (about 5,000 lines, no dependencies).
-mkdir -p "$work/crate"
-cp -r "$root/crates/moat-policy/src" "$work/crate/"
-cat > "$work/crate/Cargo.toml" <<'EOF'
-[package]
-name = "bench-policy"
-version = "0.1.0"
-edition = "2021"
-[lib]
-path = "src/lib.rs"
-EOF
+make_crate "$work/crate" "$root"
 cd "$work/crate"
 hyperfine --warmup 1 --runs 15 --prepare "rm -rf target" --export-json "$work/cargo.json" \
     "cargo build --offline -q" "$moat run -- cargo build --offline -q" >/dev/null 2>&1
@@ -116,6 +101,9 @@ bash "$root/bench/caches.sh" "$moat" "$work" > "$work/caches.md"
 
 # 7. An MCP tool call.
 python3 "$root/bench/mcp.py" "$moat" 500 > "$work/mcp.md"
+
+# 8. Denial reporting.
+bash "$root/bench/denials.sh" "$moat" "$work" > "$work/denials.md"
 
 cat > "$out" <<EOF
 # Benchmarks
@@ -168,6 +156,8 @@ $(cat "$work/elevated.md")
 $(cat "$work/caches.md")
 
 $(cat "$work/mcp.md")
+
+$(cat "$work/denials.md")
 
 ## Reading
 

@@ -21,7 +21,8 @@ pub enum Verb {
     /// [OPTIONS] -c STRING (also `moat [OPTIONS] -c STRING`, for an agent's
     /// shell prefix).
     Shell(ShellArgs),
-    /// Show or check the effective policy.
+    /// Show the effective policy, or suggest the config a run's denials
+    /// needed.
     Policy {
         #[command(subcommand)]
         command: PolicyVerb,
@@ -159,6 +160,9 @@ pub struct ProbeArgs {
     pub mode: Vec<String>,
 }
 
+// Parsed once per run: the size difference between Show and Suggest is
+// nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum PolicyVerb {
     /// Print the effective policy and where each value came from.
@@ -168,6 +172,15 @@ pub enum PolicyVerb {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the config lines that would have allowed a run's denials
+    /// (from its --report FILE or --json output), for you to review;
+    /// nothing is written.
+    Suggest {
+        /// The run report: the FILE of `moat run --report FILE`, or the
+        /// output of `moat run --json`; `-` reads standard input.
+        #[arg(long, value_name = "REPORT")]
+        from: PathBuf,
     },
 }
 
@@ -300,6 +313,10 @@ pub struct RunOptions {
     /// Report as JSON on stderr (moat's own messages too).
     #[arg(long)]
     pub json: bool,
+    /// No summary of refused actions on stderr at the end (the run report
+    /// still lists them).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Also write the JSON run report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

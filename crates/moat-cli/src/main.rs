@@ -2,7 +2,9 @@
 //!
 //! Exit status: the command's own for `moat run` and `moat shell` (128+N when killed by
 //! signal N, 124 on timeout, 127 when not found, 126 when not executable);
-//! 125 when moat itself refuses or fails; 2 for usage errors.
+//! 125 when moat itself refuses or fails; 2 for usage errors. `moat policy
+//! suggest`: 1 when moat never allows what the run was refused, 2 when the
+//! report cannot be read or used.
 
 mod cache;
 mod cli;
@@ -12,9 +14,11 @@ mod mcp;
 mod policy_show;
 mod probe;
 mod proxy;
+mod refusals;
 mod run;
 mod setup;
 mod shell;
+mod suggest;
 
 use std::process::ExitCode;
 
@@ -45,6 +49,9 @@ fn main() -> ExitCode {
         cli::Verb::Policy {
             command: cli::PolicyVerb::Show { policy, json },
         } => policy_show::show(&policy, json).map(|()| 0),
+        cli::Verb::Policy {
+            command: cli::PolicyVerb::Suggest { from },
+        } => suggest::suggest(&from),
         cli::Verb::Doctor { json } => doctor::doctor(json).map(|()| 0),
         cli::Verb::Cache { command, json } => cache::cache(command, json),
         cli::Verb::Setup(args) => setup::setup(&args),

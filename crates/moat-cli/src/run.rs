@@ -122,27 +122,10 @@ pub fn execute(args: &RunOptions, command: &[std::ffi::OsString]) -> Result<Ende
     }
     let outcome = child.wait().map_err(|e| report_error(json, e.into()))?;
     let report = &outcome.report;
-    let denied: Vec<String> = report
-        .network_decisions
-        .iter()
-        .filter(|d| !d.allowed)
-        .map(|d| format!("{}:{}", d.name, d.port))
-        .fold(Vec::new(), |mut v, d| {
-            if !v.contains(&d) {
-                v.push(d);
-            }
-            v
-        });
-    if !denied.is_empty() {
-        say(
-            json,
-            "network",
-            &format!(
-                "denied {} destinations: {} (allow with --allow-domain; the run report has the rules)",
-                denied.len(),
-                denied.join(", ")
-            ),
-        );
+    if !json && !args.quiet {
+        if let Some(block) = crate::refusals::summary(report) {
+            say(json, "refusals", &block);
+        }
     }
     for n in &report.neutralised {
         say(json, "neutralised", n);

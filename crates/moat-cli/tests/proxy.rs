@@ -167,7 +167,8 @@ fn the_proxy_allows_the_list_and_nothing_else() {
                 who.name
             );
             assert!(
-                stderr(&out).contains("denied 1 destinations"),
+                stderr(&out).contains("refused 1 action")
+                    && stderr(&out).contains("--allow-domain"),
                 "{}",
                 show(&out)
             );

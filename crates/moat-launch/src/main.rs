@@ -123,7 +123,8 @@ fn launch(control: &OwnedFd, channel: &OwnedFd, caller: &Caller) -> Result<i32, 
             return Err(e.to_string());
         }
     };
-    reply::ended(control, exit);
+    let observed = child.observed();
+    reply::ended(control, channel, exit, &observed);
     // `exit` below skips destructors: the run's cgroups go here.
     child.reap();
     Ok(exit.code())

@@ -16,6 +16,9 @@
 pub enum Action {
     Allow,
     Errno(u16),
+    /// Ask the process holding the filter's listener (an observer that
+    /// records the call and answers it; see `crate::observe`).
+    Notify,
     KillProcess,
 }
 
@@ -24,6 +27,7 @@ impl Action {
         match self {
             Action::Allow => libc::SECCOMP_RET_ALLOW,
             Action::Errno(e) => libc::SECCOMP_RET_ERRNO | u32::from(e),
+            Action::Notify => libc::SECCOMP_RET_USER_NOTIF,
             Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
         }
     }
@@ -38,14 +42,29 @@ pub enum Cmp {
     AnyBit(u32),
 }
 
-/// One syscall's entry: `action` if any rule matches (a rule with no tests
-/// always matches), allow otherwise.
+/// One syscall's entry: the action of the first rule that matches, allow
+/// when none does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub nr: u32,
+    pub rules: Vec<Rule>,
+}
+
+/// A conjunction of `(argument index, test)`, and what it returns when all
+/// hold (a rule with no tests always matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub when: Vec<(u8, Cmp)>,
     pub action: Action,
-    /// Alternatives; each is a conjunction of `(argument index, test)`.
-    pub rules: Vec<Vec<(u8, Cmp)>>,
+}
+
+impl Rule {
+    pub fn always(action: Action) -> Rule {
+        Rule {
+            when: Vec::new(),
+            action,
+        }
+    }
 }
 
 /// The filter: architecture check, then syscall numbers at or above
@@ -167,13 +186,13 @@ fn dispatch(asm: &mut Asm, entries: &[Entry], bodies: &[usize], allow: usize) {
 }
 
 fn body(asm: &mut Asm, e: &Entry) {
-    if e.rules.is_empty() || e.rules.iter().any(|r| r.is_empty()) {
-        asm.ret(e.action);
-        return;
-    }
     for rule in &e.rules {
+        if rule.when.is_empty() {
+            asm.ret(rule.action);
+            return;
+        }
         let next = asm.label();
-        for &(arg, cmp) in rule {
+        for &(arg, cmp) in &rule.when {
             asm.emit(LD_W_ABS, 0, 0, off_arg_low(arg));
             match cmp {
                 // Fall through when the test holds, else try the next rule.
@@ -192,7 +211,7 @@ fn body(asm: &mut Asm, e: &Entry) {
                 }
             }
         }
-        asm.ret(e.action);
+        asm.ret(rule.action);
         asm.bind(next);
     }
     asm.ret(Action::Allow);
@@ -236,8 +255,9 @@ pub fn compile(filter: &Filter) -> Result<Vec<libc::sock_filter>, BpfError> {
     Ok(program)
 }
 
-/// Runs `program` on one syscall, as the kernel would (for tests).
-#[cfg(test)]
+/// Runs `program` on one syscall, as the kernel would: for tests, and for
+/// the observer, which answers a notified call as the filter without a
+/// listener would have.
 pub fn evaluate(program: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
     let mut data = [0u32; 16];
     data[0] = nr;
@@ -281,8 +301,14 @@ mod tests {
     fn deny(nr: u32) -> Entry {
         Entry {
             nr,
-            action: Action::Errno(1),
-            rules: Vec::new(),
+            rules: vec![Rule::always(Action::Errno(1))],
+        }
+    }
+
+    fn when(tests: Vec<(u8, Cmp)>, action: Action) -> Rule {
+        Rule {
+            when: tests,
+            action,
         }
     }
 
@@ -315,18 +341,17 @@ mod tests {
 
     #[test]
     fn argument_tests_use_the_low_word() {
+        let eperm = Action::Errno(1);
         let e = Entry {
             nr: 16,
-            action: Action::Errno(1),
             rules: vec![
-                vec![(1, Cmp::Eq(0x5412))],
-                vec![(0, Cmp::Ne(1)), (0, Cmp::Ne(2))],
+                when(vec![(1, Cmp::Eq(0x5412))], eperm),
+                when(vec![(0, Cmp::Ne(1)), (0, Cmp::Ne(2))], eperm),
             ],
         };
         let clone = Entry {
             nr: 56,
-            action: Action::Errno(1),
-            rules: vec![vec![(0, Cmp::AnyBit(0x1000_0000))]],
+            rules: vec![when(vec![(0, Cmp::AnyBit(0x1000_0000))], eperm)],
         };
         let program = compile(&filter(vec![e, clone])).unwrap_or_default();
         let eperm = libc::SECCOMP_RET_ERRNO | 1;
@@ -344,6 +369,22 @@ mod tests {
             eperm
         );
         assert_eq!(evaluate(&program, ARCH, 56, [0x11, 0, 0, 0, 0, 0]), allow);
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        let open = Entry {
+            nr: 257,
+            rules: vec![
+                when(vec![(3, Cmp::AnyBit(0o6000))], Action::Errno(1)),
+                when(vec![(2, Cmp::AnyBit(0o3))], Action::Notify),
+            ],
+        };
+        let program = compile(&filter(vec![open])).unwrap_or_default();
+        let at = |flags: u64, mode: u64| evaluate(&program, ARCH, 257, [0, 0, flags, mode, 0, 0]);
+        assert_eq!(at(0o1, 0o4755), libc::SECCOMP_RET_ERRNO | 1);
+        assert_eq!(at(0o1, 0o644), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(at(0, 0o644), libc::SECCOMP_RET_ALLOW);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(crate) struct Prepared {
     pub enforcement: Enforcement,
     pub temp_dir: Option<PathBuf>,
     pub cgroup: Option<RunCgroup>,
+    /// moat's end of the observer's socket, and what it judges by.
+    pub observe: (OwnedFd, crate::observe::Facts),
 }
 
 fn sys_err(what: &'static str) -> impl Fn(Errno) -> Error {
@@ -486,6 +488,8 @@ struct Channels {
     /// (moat's end, the child's end), and where the DNS stub answers.
     proxy: Option<(OwnedFd, OwnedFd, Vec<std::net::IpAddr>)>,
     pty: Option<(OwnedFd, OwnedFd, Option<libc::winsize>)>,
+    /// (moat's end, the command's end) for the observer's listener.
+    observe: (OwnedFd, OwnedFd),
 }
 
 fn channels(spec: &RunSpec) -> Result<Channels, Error> {
@@ -516,6 +520,7 @@ fn channels(spec: &RunSpec) -> Result<Channels, Error> {
         lifeline: pipe()?,
         proxy,
         pty,
+        observe: pair()?,
     })
 }
 
@@ -686,6 +691,7 @@ pub(crate) fn prepare(
     let plan = plan.unwrap_or_default();
     let ops = plan.ops.iter().map(|o| o.describe()).collect();
     let dns = ch.proxy.as_ref().map(|p| p.2.clone()).unwrap_or_default();
+    let observe_facts = crate::observe::Facts::new(spec, temp_dir.as_deref(), &filters);
     let proxy_sockets = match &ch.proxy {
         Some(_) => moat_spec::PROXY_PORTS.len() + moat_spec::TRANSPARENT_PORTS.len() + dns.len(),
         None => 0,
@@ -704,7 +710,8 @@ pub(crate) fn prepare(
         trees: trees.iter().map(|t| t.as_raw_fd()).collect(),
         ruleset,
         inner_rules,
-        filters: vec![filters.program],
+        filters: vec![filters.program.clone()],
+        observe: Some((filters.observed.clone(), ch.observe.1.as_raw_fd())),
         rlimits: rlimits(spec, placed, caller_limits),
         cwd,
         exec_paths,
@@ -725,6 +732,7 @@ pub(crate) fn prepare(
     child_fds.extend(idmap_ns);
     child_fds.extend(trees);
     child_fds.push(ch.report.1);
+    child_fds.push(ch.observe.1);
     child_fds.push(ch.lifeline.0);
     child_fds.extend(landlock.map(|l| l.fd));
     let (proxy_parent, pty_parent) = (
@@ -750,6 +758,7 @@ pub(crate) fn prepare(
         enforcement,
         temp_dir,
         cgroup,
+        observe: (ch.observe.0, observe_facts),
     })
 }
 

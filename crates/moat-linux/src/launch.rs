@@ -147,6 +147,20 @@ fn enforcement(spec: &RunSpec) -> Enforcement {
     }
 }
 
+/// Reads what the launcher's observer saw from the channel, once the run
+/// has ended (the launcher closes it when it exits).
+pub(crate) fn observed(channel: &OwnedFd) -> crate::observe::Observed {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16384];
+    while bytes.len() < 1 << 20 {
+        match sys::fd::read(channel.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    crate::observe::decode(&bytes)
+}
+
 /// Reads the launcher's reason for refusing from the channel.
 pub(crate) fn reason(channel: &OwnedFd) -> String {
     let mut text = Vec::new();
@@ -205,8 +219,15 @@ pub mod reply {
             .all(|fd| sys::fd::send_fd(channel.as_raw_fd(), *fd).is_ok())
     }
 
-    /// How the command ended.
-    pub fn ended(control: &OwnedFd, exit: Exit) {
+    /// How the command ended, after what the observer saw (on the
+    /// channel, which moat reads once it has this).
+    pub fn ended(
+        control: &OwnedFd,
+        channel: &OwnedFd,
+        exit: Exit,
+        observed: &crate::observe::Observed,
+    ) {
+        let _ = sys::fd::write_all(channel.as_raw_fd(), &crate::observe::encode(observed));
         let m = match exit {
             Exit::Code(code) => Message::Exited { code },
             Exit::Signal(signal) => Message::Signaled { signal },

@@ -46,6 +46,7 @@ mod hostfs;
 pub mod idmap;
 pub mod launch;
 pub mod layers;
+pub mod observe;
 pub mod placeholders;
 mod plan;
 pub mod report;

@@ -215,6 +215,8 @@ fn spawn_once(
     };
     // The child has its copies now.
     drop(std::mem::take(&mut p.child_fds));
+    let (observe_sock, observe_facts) = p.observe;
+    let observer = crate::observe::Observer::start(observe_sock, observe_facts);
     let pidfd = pidfd.ok_or(Error::Sys {
         what: "starting the sandbox",
         errno: Errno(libc::ENOSYS),
@@ -237,6 +239,8 @@ fn spawn_once(
         reader: Reader::new(),
         launch_channel: None,
         cgroup: p.cgroup.take(),
+        observer,
+        observed: None,
     };
     if let Some(sock) = p.proxy_parent {
         // Fails only if setup failed before the listeners were made; the

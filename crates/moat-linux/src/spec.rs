@@ -112,6 +112,10 @@ pub struct ChildSpec {
     pub ruleset: Option<RawFd>,
     pub inner_rules: Vec<(CString, u64)>,
     pub filters: Vec<Vec<libc::sock_filter>>,
+    /// The denial observer: the filter with notifications, installed
+    /// instead of the first of `filters` when the kernel gives it a
+    /// listener, and the socket that listener is sent to moat on.
+    pub observe: Option<(Vec<libc::sock_filter>, RawFd)>,
     /// (resource, soft, hard), in order: the elevated tier's caller's own
     /// limits first, then the policy's.
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,

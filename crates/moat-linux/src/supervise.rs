@@ -62,6 +62,10 @@ pub struct Child {
     // The elevated tier, in the launcher: the run's cgroups, removed once
     // init is reaped.
     pub(crate) cgroup: Option<crate::cgroup::RunCgroup>,
+    // The denial observer's thread (this process built the sandbox), or
+    // what the launcher's observer saw (the elevated tier).
+    pub(crate) observer: Option<crate::observe::Observer>,
+    pub(crate) observed: Option<crate::observe::Observed>,
 }
 
 /// Kills every process left that was reparented to us (landlock-only runs
@@ -126,6 +130,8 @@ impl Child {
             reader: Reader::new(),
             launch_channel: None,
             cgroup: None,
+            observer: None,
+            observed: None,
         }
     }
 
@@ -266,6 +272,21 @@ impl Child {
         }
         if let Some(mut cg) = self.cgroup.take() {
             let _ = cg.remove();
+        }
+    }
+
+    /// The refusals the run met, once it has ended ([`wait`] returned):
+    /// taken once.
+    ///
+    /// [`wait`]: Child::wait
+    pub fn observed(&mut self) -> crate::observe::Observed {
+        if let Some(o) = self.observed.take() {
+            return o;
+        }
+        match (self.observer.as_mut(), &self.launch_channel) {
+            (Some(o), _) => o.finish(),
+            (None, Some(channel)) => crate::launch::observed(channel),
+            (None, None) => crate::observe::Observed::default(),
         }
     }
 

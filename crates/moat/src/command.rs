@@ -494,6 +494,11 @@ impl Command {
             relay_pty: self.pty,
             hangup: None,
         };
+        let hint_facts = crate::denials::HintFacts {
+            protected: view.protected.iter().map(|p| p.path.clone()).collect(),
+            denied: view.denied.iter().map(|d| d.path.clone()).collect(),
+            home: resolved.facts.home.clone(),
+        };
         let mut c = Child::new(
             Inner::Sandboxed(Box::new(child), wait),
             report,
@@ -501,6 +506,7 @@ impl Command {
             started,
             Some(view),
         );
+        c.hint_facts = hint_facts;
         c.placeholders = Some(placeholders);
         c.proxy = proxy;
         c.cache_hold = cache_hold;
@@ -649,6 +655,8 @@ pub struct Child {
     /// The hold on moat's cache store, for as long as the run.
     #[cfg(target_os = "linux")]
     cache_hold: Option<crate::caches::Held>,
+    /// What a refusal's hint is worked out from.
+    hint_facts: crate::denials::HintFacts,
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -674,6 +682,7 @@ impl Child {
             proxy: None,
             #[cfg(target_os = "linux")]
             cache_hold: None,
+            hint_facts: crate::denials::HintFacts::default(),
             stdin,
             stdout,
             stderr,
@@ -810,6 +819,13 @@ impl Child {
         {
             if let Inner::Sandboxed(c, _) = &mut self.inner {
                 c.reap();
+                let observed = c.observed();
+                self.report.denials = observed
+                    .denials
+                    .iter()
+                    .map(|d| crate::denials::from_observed(d, &self.hint_facts))
+                    .collect();
+                self.report.denials_unseen = observed.unseen;
             }
             // Nothing in the sandbox writes the cache layers any more.
             if let Some(held) = self.cache_hold.take() {
@@ -818,6 +834,8 @@ impl Child {
             // Nothing in the sandbox can use the proxy any more.
             if let Some(proxy) = self.proxy.take() {
                 self.report.network_decisions = proxy.stop();
+                let refused = crate::denials::from_decisions(&self.report.network_decisions);
+                self.report.denials.extend(refused);
             }
             if let Some(mut p) = self.placeholders.take() {
                 p.remove();

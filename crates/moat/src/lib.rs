@@ -35,6 +35,7 @@
 #[cfg(target_os = "linux")]
 pub mod caches;
 mod command;
+mod denials;
 mod error;
 #[cfg(target_os = "linux")]
 mod lower;
@@ -46,6 +47,7 @@ pub use moat_proxy as proxy;
 mod report;
 
 pub use command::{Child, Command, Exit, Outcome, Output, Stdio, Tier};
+pub use denials::{Denial, Grant};
 pub use error::Error;
 pub use moat_policy::{NetworkMode, Preset, ReadMode};
 pub use policy::{resolve, Policy, Resolved};

@@ -49,6 +49,12 @@ pub struct RunReport {
     pub ignored: Vec<String>,
     /// Things worth knowing (scan limits hit, home directory split).
     pub notes: Vec<String>,
+    /// Every refused action: what, by which layer, by whom, how often, and
+    /// what would allow it.
+    pub denials: Vec<crate::denials::Denial>,
+    /// Kinds of refusal this run could not observe, and why: none of them
+    /// appear in `denials` even if they happened.
+    pub denials_unseen: Vec<String>,
     /// With `network = allow`: every destination the proxy decided on.
     #[cfg(target_os = "linux")]
     pub network_decisions: Vec<crate::proxy::NetDecision>,

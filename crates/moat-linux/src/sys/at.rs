@@ -18,6 +18,7 @@ struct OpenHow {
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Fork-safe: opens `path` relative to `dir` (`None`: the working
 /// directory, so an absolute `path` from `/`) with `flags`, refusing any
@@ -53,6 +54,42 @@ pub fn open_owned(
     let fd = open_no_symlinks(dir.map(|d| d.as_raw_fd()), path, flags)?;
     // SAFETY: openat2 just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` with `O_PATH` as a process whose root is `root` would
+/// resolve it: absolute symlinks and `..` stay inside `root`, and no
+/// magic link is followed. The last component is followed only with
+/// `follow`.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr, follow: bool) -> SysResult<OwnedFd> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: as in `open_no_symlinks`: NUL-terminated path, live open_how
+    // with its size; returns a new descriptor or -1.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = check(ret)? as RawFd;
+    // SAFETY: openat2 just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the mount holding `fd` is read-only.
+pub fn on_read_only_mount(fd: BorrowedFd<'_>) -> SysResult<bool> {
+    // SAFETY: statvfs is plain data; the kernel fills it in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live statvfs; fstatvfs only writes into it.
+    check_int(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_flag & libc::ST_RDONLY != 0)
 }
 
 /// What an open descriptor is.

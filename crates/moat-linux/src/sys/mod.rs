@@ -15,6 +15,7 @@ pub mod landlock;
 pub mod mount;
 pub mod net;
 pub mod nfgen;
+pub mod notify;
 pub mod process;
 pub mod pty;
 pub mod seccomp;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Denial reporting: what the observer costs. moat as it is against moat
+# just before the observer came in (built here from git, in its own target
+# directory), interleaved: start-up, the 50,000-file `git status` loop and
+# `cargo build` from clean. Prints a Markdown section; bench/run.sh
+# includes it in BENCHMARKS.md.
+#
+#   bash bench/denials.sh MOAT WORKDIR [BASE_COMMIT]
+set -euo pipefail
+moat=$1
+work=$2
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/fixtures.sh"
+base=${3:-$(git -C "$root" log --diff-filter=A --format=%H -- crates/moat-linux/src/observe.rs | tail -1)^}
+base=$(git -C "$root" rev-parse --short "$base")
+median() {
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
+}
+ratio() { python3 -c "import sys; print('%.3f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+
+# The moat of $base, built once.
+if [ ! -x "$work/base/moat" ]; then
+    rm -rf "$work/base-src"
+    git -C "$root" worktree add -q --detach "$work/base-src" "$base"
+    (cd "$work/base-src" && CARGO_TARGET_DIR="$work/base-target" cargo build -q --release -p moat-cli)
+    mkdir -p "$work/base"
+    cp "$(find "$work/base-target" -path '*release/moat' -type f | head -1)" "$work/base/moat"
+    git -C "$root" worktree remove --force "$work/base-src"
+fi
+old="$work/base/moat"
+
+# Start-up, interleaved.
+mkdir -p "$work/denials-empty"
+cd "$work/denials-empty"
+python3 "$root/bench/interleave.py" 2000 "$work/denials-start.json" \
+    "$old run -- true" "$moat run -- true"
+s_old=$(median "$work/denials-start.json" 0)
+s_new=$(median "$work/denials-start.json" 1)
+
+# The 50,000-file repository, twenty `git status` in one sandbox; then
+# `cargo build` from clean.
+[ -d "$work/tree/.git" ] || make_tree "$work/tree"
+[ -f "$work/crate/Cargo.toml" ] || make_crate "$work/crate" "$root"
+cd "$work/tree"
+loop20="for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do git status --porcelain >/dev/null; done"
+hyperfine -N --warmup 2 --runs 20 --export-json "$work/denials-git.json" \
+    "$old run -- sh -c '$loop20'" "$moat run -- sh -c '$loop20'" >/dev/null 2>&1
+g_old=$(median "$work/denials-git.json" 0)
+g_new=$(median "$work/denials-git.json" 1)
+cd "$work/crate"
+hyperfine --warmup 1 --runs 15 --prepare "rm -rf target" --export-json "$work/denials-cargo.json" \
+    "$old run -- cargo build --offline -q" "$moat run -- cargo build --offline -q" >/dev/null 2>&1
+c_old=$(median "$work/denials-cargo.json" 0)
+c_new=$(median "$work/denials-cargo.json" 1)
+# How many calls the observer was asked about in one such build.
+rm -rf target
+"$moat" run --report "$work/denials-cargo-report.json" -- cargo build --offline -q
+n_denials=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['report']['denials']))" "$work/denials-cargo-report.json")
+
+cat <<EOF
+## Denial reporting (\`bench/denials.sh\`, run by \`bench/run.sh\`)
+
+moat as it is against moat at $base, the commit before the observer
+(built from git here), interleaved. Every write through a path, every
+connect and every refused call now stops in the observer; plain reads do
+not.
+
+| work | before | with the observer | ratio |
+|---|---|---|---|
+| \`moat run -- true\` (2,000 interleaved rounds) | ${s_old} ms | ${s_new} ms | $(ratio "$s_new" "$s_old") |
+| 20 × \`git status --porcelain\`, 50,000 files, one sandbox | ${g_old} ms | ${g_new} ms | $(ratio "$g_new" "$g_old") |
+| \`cargo build --offline\` from clean (moat-policy, 15 runs) | ${c_old} ms | ${c_new} ms | $(ratio "$c_new" "$c_old") |
+
+That build reported ${n_denials} denials.
+EOF
