@@ -20,20 +20,7 @@ pub fn summary(report: &RunReport) -> Option<String> {
         d.len()
     );
     for x in d.iter().take(SHOWN) {
-        let who = match (&x.process, x.pid) {
-            (Some(p), Some(pid)) => format!(", {p}[{pid}]"),
-            (Some(p), None) => format!(", {p}"),
-            _ => String::new(),
-        };
-        let times = if x.count > 1 {
-            format!(" ×{}", x.count)
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "  {} {}{} (by {}{}) -> {}\n",
-            x.kind, x.target, times, x.layer, who, x.hint
-        ));
+        out.push_str(&format!("  {}\n", line(x)));
     }
     if d.len() > SHOWN {
         out.push_str(&format!("  ... and {} more\n", d.len() - SHOWN));
@@ -43,6 +30,25 @@ pub fn summary(report: &RunReport) -> Option<String> {
          turns one into config lines",
     );
     Some(out)
+}
+
+/// One refusal on one line: what, how often, by which layer and process,
+/// and what would allow it.
+pub fn line(x: &moat::Denial) -> String {
+    let who = match (&x.process, x.pid) {
+        (Some(p), Some(pid)) => format!(", {p}[{pid}]"),
+        (Some(p), None) => format!(", {p}"),
+        _ => String::new(),
+    };
+    let times = if x.count > 1 {
+        format!(" ×{}", x.count)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {}{} (by {}{}) -> {}",
+        x.kind, x.target, times, x.layer, who, x.hint
+    )
 }
 
 #[cfg(test)]

@@ -146,6 +146,8 @@ fn every_kind(v: &mut Verdicts, who: &Who, mode: &Mode) {
     let home_file = home_file.to_str().unwrap();
     let canary = s.outside.join("canary");
     let canary = canary.to_str().unwrap();
+    let secret = s.write("outside/secret", "secret\n");
+    let secret = secret.to_str().unwrap();
     let addr = host_server();
     // A repository with hooks: its hooks directory is protected.
     let git = output(
@@ -157,21 +159,25 @@ fn every_kind(v: &mut Verdicts, who: &Who, mode: &Mode) {
 
     // Controls: each action works without the sandbox.
     let control = output(command_as(who, "sh").arg("-c").arg(format!(
-        "touch {home_file} && rm {home_file} && echo ok >> {canary} && \
+        "touch {home_file} && rm {home_file} && echo ok >> {canary} && cat {secret} && \
          curl -s -o /dev/null -m 5 http://{addr}/ ; echo curl=$?; {PTRACE}"
     )));
     let text = stdout(&control);
     v.check(
-        &format!("{tag}: control: home, outside, connect and ptrace work unsandboxed"),
-        control.status.success() && text.contains("curl=0") && text.contains("ptrace 0"),
+        &format!("{tag}: control: home, outside, read, connect and ptrace work unsandboxed"),
+        control.status.success()
+            && text.contains("secret")
+            && text.contains("curl=0")
+            && text.contains("ptrace 0"),
         show(&control),
     );
 
     let script = format!(
-        "touch {home_file}; echo no >> {canary}; echo no > .git/hooks/pre-commit; \
+        "touch {home_file}; echo no >> {canary}; echo no > .git/hooks/pre-commit; cat {secret}; \
          curl -s -o /dev/null -m 5 http://{addr}/; echo curl=$?; {PTRACE}; true"
     );
-    let (out, report) = run(who, &s, mode.args, &script);
+    let args = [mode.args, &["--deny-read", secret]].concat();
+    let (out, report) = run(who, &s, &args, &script);
     v.check(
         &format!("{tag}: the run worked"),
         out.status.success(),
@@ -246,11 +252,23 @@ fn every_kind(v: &mut Verdicts, who: &Who, mode: &Mode) {
         "not allowed by moat in any mode",
         grants(&[]),
     );
-    let unseen = report["denials_unseen"].to_string();
     v.check(
-        &format!("{tag}: what is not observed is said"),
-        unseen.contains("reads of denied paths"),
-        &unseen,
+        &format!("{tag}: the secret stays unread"),
+        !stdout(&out).contains("secret"),
+        show(&out),
+    );
+    expect(
+        v,
+        &format!("{tag}: a read of a denied path"),
+        &report,
+        ("read", secret, mode.write_layer, Some("cat")),
+        &format!("--allow-read {secret}"),
+        grants(&[("filesystem.allow_read", secret)]),
+    );
+    v.check(
+        &format!("{tag}: everything was observed"),
+        report["denials_unseen"] == serde_json::json!([]),
+        &report["denials_unseen"],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     v.check(

@@ -28,6 +28,10 @@ def structured(result):
     return result.structured_content or {}
 
 
+def text_of(result):
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
 def codex_meta(profile, cwd=WS):
     return {
         "codex/sandbox-state-meta": {
@@ -63,6 +67,12 @@ async def sdk():
               s.get("exit_code") not in (0, None) and ("Read-only" in s.get("stderr", "") or
                                                      "Permission denied" in s.get("stderr", ""))
               and open(OUTSIDE).read() == "outside\n", s)
+        denial = [d for d in (s.get("report") or {}).get("denials", [])
+                  if d.get("kind") == "write" and d.get("target") == OUTSIDE]
+        check("the refused write is in the result's denials, with its layer and a hint",
+              len(denial) == 1 and denial[0]["layer"] in ("mount", "landlock")
+              and denial[0]["hint"].startswith("--allow-write ")
+              and f"refused: write {OUTSIDE}" in text_of(r), s.get("report"))
 
         r = await client.call_tool("run", {"command": "exit 7"})
         check("the exit status comes back", structured(r).get("exit_code") == 7, structured(r))
@@ -83,6 +93,10 @@ async def sdk():
                                                     "import socket; socket.create_connection(('1.1.1.1', 53), 3)"]})
         s = structured(r)
         check("the network is refused", s.get("exit_code") not in (0, None), s)
+        check("and the refused connection is in the result's denials",
+              any(d.get("kind") == "network" and d.get("target") == "1.1.1.1:53"
+                  and d.get("layer") == "network-namespace"
+                  for d in (s.get("report") or {}).get("denials", [])), s.get("report"))
 
         r = await client.call_tool("run", {"command": "true", "network": ["example.com"]})
         s = structured(r)

@@ -67,7 +67,7 @@ pub use hostfs::LinuxFs;
 pub use moat_spec::{Isolation, DNS_PORT, PROXY_PORTS, TRANSPARENT_PORTS};
 pub use report::{Enforcement, Layer, LayerState};
 pub use run::{spawn, spawn_elevated, Error, Exit, Launch, StdioSpec};
-pub use supervise::{end_by_signal, Child, WaitOptions};
+pub use supervise::{end_by_signal, with_signals_blocked, Child, WaitOptions};
 
 /// Whether this process runs as root (uid 0).
 pub fn is_root() -> bool {

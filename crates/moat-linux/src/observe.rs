@@ -108,9 +108,9 @@ pub struct Observed {
 /// At most this many distinct denials are kept; more are counted.
 const MAX_DISTINCT: usize = 512;
 
-/// What reads of denied paths look like in every mode today.
-pub const READS_UNSEEN: &str = "reads of denied paths: they are refused (or hidden), but not \
-                                yet observed, so none are listed";
+/// What `--read restricted` leaves unlisted.
+pub const RESTRICTED_UNSEEN: &str = "reads outside the readable paths of `--read restricted`: \
+                                     they are refused, but not listed";
 
 /// The facts a denial is predicted from, taken from the run's spec.
 #[derive(Debug, Clone)]
@@ -120,6 +120,10 @@ pub(crate) struct Facts {
     /// Landlock-only runs: where writing is allowed (Landlock cannot keep
     /// protected paths inside them read-only; the run reports that loss).
     writable: Vec<PathBuf>,
+    /// Paths hidden from the command (masked, or refused by Landlock).
+    denied: Vec<PathBuf>,
+    /// Only listed paths are readable (`--read restricted`).
+    restricted: bool,
     filters: Filters,
 }
 
@@ -133,6 +137,8 @@ impl Facts {
             isolation: spec.isolation,
             net: spec.net,
             writable,
+            denied: fs.denied.iter().map(|e| e.path.clone()).collect(),
+            restricted: fs.readable.is_some(),
             filters: filters.clone(),
         }
     }
@@ -150,10 +156,12 @@ impl Observer {
     /// `sock`.
     pub(crate) fn start(sock: OwnedFd, facts: Facts) -> Option<Observer> {
         let (stop_read, stop) = sys::fd::pipe().ok()?;
-        let thread = std::thread::Builder::new()
-            .name("moat-observer".into())
-            .spawn(move || run(sock, stop_read, facts))
-            .ok()?;
+        let thread = crate::with_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("moat-observer".into())
+                .spawn(move || run(sock, stop_read, facts))
+        })
+        .ok()?;
         Some(Observer {
             stop: Some(stop),
             thread: Some(thread),
@@ -168,8 +176,7 @@ impl Observer {
             Some(Err(_)) => Observed {
                 denials: Vec::new(),
                 unseen: vec![format!(
-                    "writes, connections and refused system calls: the observer failed; {}",
-                    "the layers refused as before"
+                    "{OBSERVED}: the observer failed; the layers refused them as before"
                 )],
             },
             None => Observed::default(),
@@ -186,18 +193,24 @@ impl Drop for Observer {
     }
 }
 
+/// What the observer sees.
+const OBSERVED: &str = "reads of denied paths, writes, connections and refused system calls";
+
 /// Why nothing could be observed when the sandbox sent no listener.
-const NO_LISTENER: &str = "writes, connections and refused system calls: the seccomp filter \
-                           could not get a listener (moat runs inside another sandbox that \
-                           already observes it?), so they were refused unobserved";
+const NO_LISTENER: &str = "the seccomp filter could not get a listener (moat runs inside \
+                           another sandbox that already observes it?), so they were refused \
+                           unobserved";
 
 fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts) -> Observed {
     let mut seen = Seen::default();
-    let mut unseen = vec![READS_UNSEEN.to_string()];
+    let mut unseen = Vec::new();
+    if facts.restricted {
+        unseen.push(RESTRICTED_UNSEEN.to_string());
+    }
     let listener = match take_listener(&sock, &stop) {
         Some(l) => l,
         None => {
-            unseen.insert(0, NO_LISTENER.to_string());
+            unseen.insert(0, format!("{OBSERVED}: {NO_LISTENER}"));
             return Observed {
                 denials: Vec::new(),
                 unseen,
@@ -401,10 +414,23 @@ fn write_paths(nr: i64, a: &[u64; 6]) -> Vec<(i64, u64, Reach)> {
     }
 }
 
+/// O_WRONLY | O_RDWR | O_CREAT | O_TRUNC: an open that may change a file.
+const WRITE_FLAGS: u64 = 0o1 | 0o2 | 0o100 | 0o1000;
+
 fn judge(n: &notify::Notification, facts: &Facts) -> Option<(Kind, Layer, String)> {
     let nr = i64::from(n.nr);
     if nr == libc::SYS_connect {
         return judge_connect(n, facts);
+    }
+    let read_open = match nr {
+        libc::SYS_open => Some((AT_FDCWD, n.args[0], n.args[1])),
+        libc::SYS_openat => Some((n.args[0] as i32 as i64, n.args[1], n.args[2])),
+        _ => None,
+    };
+    if let Some((dirfd, addr, flags)) = read_open {
+        if flags & WRITE_FLAGS == 0 {
+            return judge_read(n.pid, dirfd, addr, facts);
+        }
     }
     for (dirfd, addr, reach) in write_paths(nr, &n.args) {
         if let Some(found) = judge_write(n.pid, dirfd, addr, reach, facts) {
@@ -533,6 +559,43 @@ fn judge_write(
         }
     }?;
     Some((Kind::Write, layer, shown))
+}
+
+/// An open for reading is refused (or shown an empty mask) when it names a
+/// denied path that exists. Judged by the name as given, made absolute
+/// (the observer's view of a denied path is the host's): a denied path
+/// reached through a symlink to it is hidden just the same, but listed
+/// only if the name itself lies under it.
+fn judge_read(pid: u32, dirfd: i64, addr: u64, facts: &Facts) -> Option<(Kind, Layer, String)> {
+    if facts.denied.is_empty() {
+        return None;
+    }
+    let raw = read_path(pid, addr)?;
+    let abs = absolute(pid, dirfd, &raw)?;
+    let path = Path::new(std::ffi::OsStr::from_bytes(&abs));
+    if !facts.denied.iter().any(|d| path.starts_with(d)) {
+        return None;
+    }
+    // A name that does not exist outside either (a tool probing for an
+    // optional file) was not refused by anything.
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return None;
+    };
+    let layer = if facts.isolation == Isolation::LandlockOnly {
+        // Landlock lists a denied directory (its parent's rights reach
+        // it); only what is in it is refused.
+        if meta.is_dir() {
+            return None;
+        }
+        Layer::Landlock
+    } else {
+        Layer::Mount
+    };
+    Some((
+        Kind::Read,
+        layer,
+        String::from_utf8_lossy(&abs).into_owned(),
+    ))
 }
 
 /// Whether writing what `fd` is (or making something in it) is refused,

@@ -246,36 +246,34 @@ pub struct Filters {
     pub observed: Vec<libc::sock_filter>,
 }
 
-/// Calls that change the file system through a path, with the index of
-/// the open flags where only writing opens count. With an observer they
-/// are notified, so that it can tell which of them a layer refuses; a
-/// plain read never is.
-const WRITES: &[(i64, Option<u8>)] = &[
-    (libc::SYS_open, Some(1)),
-    (libc::SYS_openat, Some(2)),
-    (libc::SYS_creat, None),
-    (libc::SYS_truncate, None),
-    (libc::SYS_mkdir, None),
-    (libc::SYS_mkdirat, None),
-    (libc::SYS_mknod, None),
-    (libc::SYS_mknodat, None),
-    (libc::SYS_unlink, None),
-    (libc::SYS_unlinkat, None),
-    (libc::SYS_rmdir, None),
-    (libc::SYS_rename, None),
-    (libc::SYS_renameat, None),
-    (libc::SYS_renameat2, None),
-    (libc::SYS_link, None),
-    (libc::SYS_linkat, None),
-    (libc::SYS_symlink, None),
-    (libc::SYS_symlinkat, None),
-    (libc::SYS_chmod, None),
-    (libc::SYS_fchmodat, None),
-    (libc::SYS_fchmodat2, None),
+/// Calls that change the file system through a path. With an observer
+/// they are notified, so that it can tell which of them a layer refuses.
+const WRITES: &[i64] = &[
+    libc::SYS_creat,
+    libc::SYS_truncate,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rmdir,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+    libc::SYS_chmod,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
 ];
 
-/// O_WRONLY | O_RDWR | O_CREAT | O_TRUNC: an open that may change a file.
-const WRITE_FLAGS: u32 = 0o1 | 0o2 | 0o100 | 0o1000;
+/// Opens. With an observer every one is notified, whatever its flags:
+/// one for writing may be refused by a layer, and one for reading may
+/// name a denied path.
+const OPENS: &[i64] = &[libc::SYS_open, libc::SYS_openat];
 
 fn entries(sockets: Sockets) -> Vec<Entry> {
     let mut out = Vec::new();
@@ -356,18 +354,8 @@ fn observed_entries(sockets: Sockets) -> Vec<Entry> {
             rules: vec![rule],
         }),
     };
-    for (nr, flags) in WRITES {
-        let when = match flags {
-            Some(i) => vec![(*i, Cmp::AnyBit(WRITE_FLAGS))],
-            None => Vec::new(),
-        };
-        notify(
-            *nr,
-            Rule {
-                when,
-                action: Action::Notify,
-            },
-        );
+    for nr in WRITES.iter().chain(OPENS) {
+        notify(*nr, Rule::always(Action::Notify));
     }
     notify(libc::SYS_connect, Rule::always(Action::Notify));
     out
@@ -568,13 +556,18 @@ mod tests {
         assert_eq!(observed(libc::SYS_mkdir, [0; 6]), notify);
         assert_eq!(observed(libc::SYS_connect, [0; 6]), notify);
         assert_eq!(observed(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), notify);
-        // Plain reads, and what callers fall back from, never trap.
+        // Opens for reading too (a denied path may be read); reads of
+        // open files, and what callers fall back from, never trap.
         let o_cloexec_rdonly = 0o2000000;
         assert_eq!(
             observed(libc::SYS_openat, [0, 0, o_cloexec_rdonly, 0, 0, 0]),
-            libc::SECCOMP_RET_ALLOW
+            notify
         );
         assert_eq!(observed(libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            observed(libc::SYS_newfstatat, [0; 6]),
+            libc::SECCOMP_RET_ALLOW
+        );
         assert_eq!(
             observed(libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]),
             libc::SECCOMP_RET_ALLOW

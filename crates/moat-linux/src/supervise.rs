@@ -619,6 +619,19 @@ fn copy_available(from: RawFd, to: RawFd) {
     }
 }
 
+/// Runs `start`, which starts threads, with every signal blocked, so that
+/// those threads inherit the full mask: a signal sent to moat (SIGINT,
+/// SIGTERM, to forward to the command) must never be taken by one of
+/// them, whose default action would end moat instead.
+pub fn with_signals_blocked<T>(start: impl FnOnce() -> T) -> T {
+    let old = sys::signal::mask(libc::SIG_SETMASK, &sys::signal::SigSet::full()).ok();
+    let out = start();
+    if let Some(old) = old {
+        let _ = sys::signal::mask(libc::SIG_SETMASK, &old);
+    }
+    out
+}
+
 /// Ends this process by `signal`, as the command it supervised ended:
 /// with the signal's default action, and no core dump of moat's own.
 /// Returns only if that default is to do nothing.

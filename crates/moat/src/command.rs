@@ -470,11 +470,12 @@ impl Command {
                     backend::wait_readable(l.as_fd(), ms)
                 },
             ));
-            crate::proxy::Proxy::start(
-                proxy_listeners(child.take_proxy_listeners()),
-                resolved.policy.domain_rules(),
-                hooks,
-            )
+            // Its threads (and theirs) never take a signal meant for the
+            // command.
+            let listeners = proxy_listeners(child.take_proxy_listeners());
+            backend::with_signals_blocked(|| {
+                crate::proxy::Proxy::start(listeners, resolved.policy.domain_rules(), hooks)
+            })
         });
         let e = child.enforcement();
         report.mode = e.isolation.as_str().into();

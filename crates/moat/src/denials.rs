@@ -144,7 +144,7 @@ pub(crate) fn from_observed(d: &moat_linux::observe::Denial, facts: &HintFacts) 
         Kind::Network => network_hint(&d.target),
         Kind::Read => (
             format!(
-                "it is a denied path; --allow-read {} would show it",
+                "--allow-read {} (it is hidden as a denied path; this shows it to the sandbox)",
                 d.target
             ),
             vec![grant("filesystem.allow_read", d.target.clone())],

@@ -286,13 +286,8 @@ pub fn call(server: &Server, params: &Value) -> Result<Value, String> {
     for n in &narrowed {
         text.push_str(&format!("\nnarrowed: {n}"));
     }
-    for d in outcome
-        .report
-        .network_decisions
-        .iter()
-        .filter(|d| !d.allowed)
-    {
-        text.push_str(&format!("\nrefused: {}:{} ({})", d.name, d.port, d.rule));
+    for d in &outcome.report.denials {
+        text.push_str(&format!("\nrefused: {}", crate::refusals::line(d)));
     }
     text.push_str(&format!("\n--- stdout ---\n{}", out.text()));
     text.push_str(&format!("\n--- stderr ---\n{}", err.text()));

@@ -242,7 +242,8 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult<()> {
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        check_int(libc::sendmsg(sock, &msg, 0) as libc::c_int).map(|_| ())
+        // A peer that is gone is an error to report, not a SIGPIPE.
+        check_int(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as libc::c_int).map(|_| ())
     }
 }
 
