@@ -122,7 +122,7 @@ pub fn execute(args: &RunOptions, command: &[std::ffi::OsString]) -> Result<Ende
     }
     let outcome = child.wait().map_err(|e| report_error(json, e.into()))?;
     let report = &outcome.report;
-    if !json && !args.quiet {
+    if !args.quiet {
         if let Some(block) = crate::refusals::summary(report) {
             say(json, "refusals", &block);
         }

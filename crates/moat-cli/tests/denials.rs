@@ -342,54 +342,54 @@ fn every_kind_is_reported_landlock_only() {
     v.finish();
 }
 
+/// The proxy's refusal of a name off the allowlist is a denial, and
+/// `moat policy suggest` turns it into the line that allows it.
+fn proxy_refusal(v: &mut Verdicts, who: &Who, tier: &[&str]) {
+    let tag = format!("{} {}", tier.join(" "), who.name);
+    let s = Scratch::new(who, "proxy-denial");
+    let args = [tier, &["--network", "allow", "--allow-domain", "pkg.test"]].concat();
+    let (out, report) = run(
+        who,
+        &s,
+        &args,
+        "curl -s -o /dev/null -w '%{http_code}' -m 5 http://other.test/; true",
+    );
+    v.check(
+        &format!("{tag}: the proxy refused"),
+        stdout(&out) == "403",
+        show(&out),
+    );
+    expect(
+        v,
+        &format!("{tag}: an unlisted name"),
+        &report,
+        ("network", "other.test:80", "proxy", None),
+        "--allow-domain other.test",
+        grants(&[("network.allow", "other.test")]),
+    );
+    let file = s.base.join("proxy-report.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({ "type": "report", "report": report }).to_string(),
+    )
+    .unwrap();
+    let out = output(
+        Command::new(moat())
+            .args(["policy", "suggest", "--from"])
+            .arg(&file),
+    );
+    v.check(
+        &format!("{tag}: suggest names the domain"),
+        out.status.success() && stdout(&out).contains("\"other.test\""),
+        show(&out),
+    );
+}
+
 #[test]
 fn the_proxys_refusals_are_denials() {
     let mut v = Verdicts::default();
     for who in identities() {
-        let s = Scratch::new(&who, "proxy-denial");
-        let (out, report) = run(
-            &who,
-            &s,
-            &[
-                "--tier",
-                "unelevated",
-                "--network",
-                "allow",
-                "--allow-domain",
-                "pkg.test",
-            ],
-            "curl -s -o /dev/null -w '%{http_code}' -m 5 http://other.test/; true",
-        );
-        v.check(
-            &format!("{}: the proxy refused", who.name),
-            stdout(&out) == "403",
-            show(&out),
-        );
-        expect(
-            &mut v,
-            &format!("{}: an unlisted name", who.name),
-            &report,
-            ("network", "other.test:80", "proxy", None),
-            "--allow-domain other.test",
-            grants(&[("network.allow", "other.test")]),
-        );
-        // The report turns into config lines that would allow it.
-        let file = s.base.join("proxy-report.json");
-        std::fs::write(
-            &file,
-            serde_json::json!({ "type": "report", "report": report }).to_string(),
-        )
-        .unwrap();
-        let out = output(
-            Command::new(moat())
-                .args(["policy", "suggest", "--from"])
-                .arg(&file),
-        );
-        v.check(
-            &format!("{}: suggest names the domain", who.name),
-            out.status.success() && stdout(&out).contains("\"other.test\""),
-            show(&out),
-        );
+        proxy_refusal(&mut v, &who, &["--tier", "unelevated"]);
     }
     v.finish();
 }
@@ -410,6 +410,7 @@ fn every_kind_is_reported_elevated() {
     for who in identities() {
         every_kind(&mut v, &who, &ELEVATED);
         ordinary_tools(&mut v, &who, &ELEVATED);
+        proxy_refusal(&mut v, &who, ELEVATED.args);
     }
     v.finish();
 }

@@ -168,7 +168,7 @@ fn the_proxy_allows_the_list_and_nothing_else() {
             );
             assert!(
                 stderr(&out).contains("refused 1 action")
-                    && stderr(&out).contains("--allow-domain"),
+                    && stderr(&out).contains("(by proxy)"),
                 "{}",
                 show(&out)
             );
