@@ -167,8 +167,7 @@ fn the_proxy_allows_the_list_and_nothing_else() {
                 who.name
             );
             assert!(
-                stderr(&out).contains("refused 1 action")
-                    && stderr(&out).contains("(by proxy)"),
+                stderr(&out).contains("refused 1 action") && stderr(&out).contains("(by proxy)"),
                 "{}",
                 show(&out)
             );

@@ -538,6 +538,9 @@ fn command_main(spec: &ChildSpec, pty_slave: RawFd) -> ! {
         // process: EBUSY) the plain filter below refuses the same calls,
         // unobserved; the observer then finds no listener and says so.
         if let Ok(listener) = sys::notify::install_with_listener(program) {
+            // Set before the first call can be notified (only a matter of
+            // speed; older kernels refuse it).
+            let _ = sys::notify::wake_synchronously(listener);
             must(report, Step::Seccomp, 10, sys::fd::send_fd(*sock, listener));
             sys::fd::close_raw(listener);
             observed = true;

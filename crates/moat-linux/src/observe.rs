@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use moat_spec::{Isolation, Net, RunSpec};
 
@@ -108,6 +109,12 @@ pub struct Observed {
 /// At most this many distinct denials are kept; more are counted.
 const MAX_DISTINCT: usize = 512;
 
+/// What the filter lets by unobserved, for speed, where it is refused.
+pub const LISTINGS_UNSEEN: &str = "listings of denied directories: a directory opened for \
+                                   reading is not observed (a tree walk opens thousands), so \
+                                   `ls` of one is hidden but not listed; opens of what is in it \
+                                   are";
+
 /// What `--read restricted` leaves unlisted.
 pub const RESTRICTED_UNSEEN: &str = "reads outside the readable paths of `--read restricted`: \
                                      they are refused, but not listed";
@@ -148,7 +155,46 @@ impl Facts {
 #[derive(Debug)]
 pub(crate) struct Observer {
     stop: Option<OwnedFd>,
-    thread: Option<std::thread::JoinHandle<Observed>>,
+    shared: Arc<Mutex<Shared>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the thread has seen so far; locked while it handles a call, so
+/// that once the sandbox is gone moat can take it without waiting for the
+/// thread to end (on a virtual machine, waking it and then being woken by
+/// its exit costs a few hundred microseconds of every run).
+#[derive(Debug, Default)]
+struct Shared {
+    phase: Phase,
+    seen: Seen,
+    unseen: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The sandbox has not sent the listener yet (or the thread has not
+    /// taken it).
+    #[default]
+    Waiting,
+    Observing,
+    Done,
+}
+
+impl Shared {
+    fn take(&mut self) -> Observed {
+        let seen = std::mem::take(&mut self.seen);
+        let mut unseen = std::mem::take(&mut self.unseen);
+        if seen.dropped > 0 {
+            unseen.push(format!(
+                "{} more refusals of other targets were not listed (at most {MAX_DISTINCT} are)",
+                seen.dropped
+            ));
+        }
+        Observed {
+            denials: seen.map.into_values().collect(),
+            unseen,
+        }
+    }
 }
 
 impl Observer {
@@ -156,40 +202,51 @@ impl Observer {
     /// `sock`.
     pub(crate) fn start(sock: OwnedFd, facts: Facts) -> Option<Observer> {
         let (stop_read, stop) = sys::fd::pipe().ok()?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let theirs = Arc::clone(&shared);
         let thread = crate::with_signals_blocked(|| {
+            // Its frames are small; a smaller stack is less to map and
+            // to give back.
             std::thread::Builder::new()
                 .name("moat-observer".into())
-                .spawn(move || run(sock, stop_read, facts))
+                .stack_size(256 * 1024)
+                .spawn(move || run(sock, stop_read, facts, &theirs))
         })
         .ok()?;
         Some(Observer {
             stop: Some(stop),
+            shared,
             thread: Some(thread),
         })
     }
 
-    /// Stops the thread once the sandbox is gone and takes what it saw.
+    /// What the thread saw, once every process of the sandbox is gone (no
+    /// call can be notified any more): taken as it stands while the thread
+    /// observes, else after the thread has ended.
     pub(crate) fn finish(&mut self) -> Observed {
         self.stop.take();
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(observed)) => observed,
-            Some(Err(_)) => Observed {
+        if let Ok(mut shared) = self.shared.lock() {
+            if shared.phase != Phase::Waiting {
+                return shared.take();
+            }
+        }
+        let ended = self.thread.take().map(|t| t.join());
+        match (ended, self.shared.lock()) {
+            (Some(Ok(())), Ok(mut shared)) => shared.take(),
+            _ => Observed {
                 denials: Vec::new(),
                 unseen: vec![format!(
                     "{OBSERVED}: the observer failed; the layers refused them as before"
                 )],
             },
-            None => Observed::default(),
         }
     }
 }
 
 impl Drop for Observer {
+    /// The thread ends on its own once told to stop; nothing waits for it.
     fn drop(&mut self) {
         self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -201,23 +258,28 @@ const NO_LISTENER: &str = "the seccomp filter could not get a listener (moat run
                            another sandbox that already observes it?), so they were refused \
                            unobserved";
 
-fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts) -> Observed {
-    let mut seen = Seen::default();
-    let mut unseen = Vec::new();
-    if facts.restricted {
-        unseen.push(RESTRICTED_UNSEEN.to_string());
+fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts, shared: &Mutex<Shared>) {
+    let lock = || {
+        shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if facts.isolation != Isolation::LandlockOnly && !facts.denied.is_empty() {
+        // (Landlock-only runs may list a denied directory: nothing there
+        // is refused.)
+        lock().unseen.push(LISTINGS_UNSEEN.to_string());
     }
-    let listener = match take_listener(&sock, &stop) {
-        Some(l) => l,
-        None => {
-            unseen.insert(0, format!("{OBSERVED}: {NO_LISTENER}"));
-            return Observed {
-                denials: Vec::new(),
-                unseen,
-            };
-        }
+    if facts.restricted {
+        lock().unseen.push(RESTRICTED_UNSEEN.to_string());
+    }
+    let Some(listener) = take_listener(&sock, &stop) else {
+        let mut s = lock();
+        s.unseen.insert(0, format!("{OBSERVED}: {NO_LISTENER}"));
+        s.phase = Phase::Done;
+        return;
     };
     drop(sock);
+    lock().phase = Phase::Observing;
     let mut stopping = false;
     loop {
         let mut fds = [
@@ -242,7 +304,7 @@ fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts) -> Observed {
         }
         if fds[0].revents & libc::POLLIN != 0 {
             if let Ok(n) = notify::receive(listener.as_fd()) {
-                handle(listener.as_fd(), &n, &facts, &mut seen);
+                handle(listener.as_fd(), &n, &facts, &mut lock().seen);
             }
             continue;
         }
@@ -253,16 +315,7 @@ fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts) -> Observed {
             stopping = true;
         }
     }
-    if seen.dropped > 0 {
-        unseen.push(format!(
-            "{} more refusals of other targets were not listed (at most {MAX_DISTINCT} are)",
-            seen.dropped
-        ));
-    }
-    Observed {
-        denials: seen.map.into_values().collect(),
-        unseen,
-    }
+    lock().phase = Phase::Done;
 }
 
 fn take_listener(sock: &OwnedFd, stop: &OwnedFd) -> Option<OwnedFd> {
@@ -291,7 +344,7 @@ fn take_listener(sock: &OwnedFd, stop: &OwnedFd) -> Option<OwnedFd> {
     sys::fd::recv_fd(sock.as_raw_fd()).ok()
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Seen {
     map: BTreeMap<(Kind, Layer, String), Denial>,
     dropped: u64,

@@ -270,10 +270,17 @@ const WRITES: &[i64] = &[
     libc::SYS_fchmodat2,
 ];
 
-/// Opens. With an observer every one is notified, whatever its flags:
-/// one for writing may be refused by a layer, and one for reading may
-/// name a denied path.
-const OPENS: &[i64] = &[libc::SYS_open, libc::SYS_openat];
+/// Opens, with the index of their flags. With an observer they are
+/// notified: one for writing may be refused by a layer, and one for
+/// reading may name a denied path; but not a directory opened for reading
+/// (a tree walk opens thousands, and each notification costs a round trip
+/// to the observer).
+const OPENS: &[(i64, u8)] = &[(libc::SYS_open, 1), (libc::SYS_openat, 2)];
+
+/// O_WRONLY | O_RDWR | O_CREAT | O_TRUNC: an open that may change a file.
+const WRITE_FLAGS: u32 = 0o1 | 0o2 | 0o100 | 0o1000;
+
+const O_DIRECTORY: u32 = 0o200000;
 
 fn entries(sockets: Sockets) -> Vec<Entry> {
     let mut out = Vec::new();
@@ -354,7 +361,25 @@ fn observed_entries(sockets: Sockets) -> Vec<Entry> {
             rules: vec![rule],
         }),
     };
-    for nr in WRITES.iter().chain(OPENS) {
+    for nr in WRITES {
+        notify(*nr, Rule::always(Action::Notify));
+    }
+    for (nr, flags) in OPENS {
+        let when = |bits| vec![(*flags, Cmp::AnyBit(bits))];
+        notify(
+            *nr,
+            Rule {
+                when: when(WRITE_FLAGS),
+                action: Action::Notify,
+            },
+        );
+        notify(
+            *nr,
+            Rule {
+                when: when(O_DIRECTORY),
+                action: Action::Allow,
+            },
+        );
         notify(*nr, Rule::always(Action::Notify));
     }
     notify(libc::SYS_connect, Rule::always(Action::Notify));
@@ -562,6 +587,23 @@ mod tests {
         assert_eq!(
             observed(libc::SYS_openat, [0, 0, o_cloexec_rdonly, 0, 0, 0]),
             notify
+        );
+        let o_directory = 0o200000;
+        assert_eq!(
+            observed(
+                libc::SYS_openat,
+                [0, 0, o_cloexec_rdonly | o_directory, 0, 0, 0]
+            ),
+            libc::SECCOMP_RET_ALLOW,
+            "a directory opened for reading"
+        );
+        assert_eq!(
+            observed(
+                libc::SYS_open,
+                [0, o_directory | 0o20000000 | 2, 0, 0, 0, 0]
+            ),
+            notify,
+            "O_TMPFILE"
         );
         assert_eq!(observed(libc::SYS_read, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(

@@ -35,6 +35,25 @@ pub fn install_with_listener(program: &[libc::sock_filter]) -> SysResult<RawFd> 
     check(ret).map(|fd| fd as RawFd)
 }
 
+/// Asks the kernel to hand each notification and its answer over on the
+/// same CPU (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6): the caller
+/// and the observer then switch directly instead of waking each other
+/// across CPUs, which on a virtual machine costs tens of microseconds.
+/// Fork-safe.
+pub fn wake_synchronously(listener: RawFd) -> SysResult<()> {
+    const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: libc::c_ulong = 1;
+    // SAFETY: this request takes its argument by value; nothing is read
+    // or written through a pointer.
+    check_int(unsafe {
+        libc::ioctl(
+            listener,
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    })
+    .map(|_| ())
+}
+
 /// One notified call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notification {
