@@ -147,30 +147,29 @@ fn enforcement(spec: &RunSpec) -> Enforcement {
     }
 }
 
-/// Reads what the launcher's observer saw from the channel, once the run
-/// has ended (the launcher closes it when it exits).
-pub(crate) fn observed(channel: &OwnedFd) -> crate::observe::Observed {
+/// Reads the channel to its end (the launcher closes it when it exits), at
+/// most `limit` bytes.
+fn read_channel(channel: &OwnedFd, limit: usize) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 16384];
-    while bytes.len() < 1 << 20 {
+    while bytes.len() < limit {
         match sys::fd::read(channel.as_raw_fd(), &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
         }
     }
-    crate::observe::decode(&bytes)
+    bytes
+}
+
+/// Reads what the launcher's observer saw from the channel, once the run
+/// has ended.
+pub(crate) fn observed(channel: &OwnedFd) -> crate::observe::Observed {
+    crate::observe::decode(&read_channel(channel, 1 << 20))
 }
 
 /// Reads the launcher's reason for refusing from the channel.
 pub(crate) fn reason(channel: &OwnedFd) -> String {
-    let mut text = Vec::new();
-    let mut buf = [0u8; 4096];
-    while text.len() < 64 * 1024 {
-        match sys::fd::read(channel.as_raw_fd(), &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-        }
-    }
+    let text = read_channel(channel, 64 * 1024);
     let text = String::from_utf8_lossy(&text).trim_end().to_string();
     if text.is_empty() {
         "the launcher ended without saying why".to_string()

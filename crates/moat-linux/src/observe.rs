@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use moat_spec::{Isolation, Net, RunSpec};
 
-use crate::seccomp::Filters;
+use crate::seccomp::{Filters, WRITE_FLAGS};
 use crate::sys::{self, notify, notify::Answer};
 
 /// What was refused.
@@ -131,7 +131,8 @@ pub(crate) struct Facts {
     denied: Vec<PathBuf>,
     /// Only listed paths are readable (`--read restricted`).
     restricted: bool,
-    filters: Filters,
+    /// The filter without an observer, whose answer a refused call gets.
+    plain: Vec<libc::sock_filter>,
 }
 
 impl Facts {
@@ -146,7 +147,7 @@ impl Facts {
             writable,
             denied: fs.denied.iter().map(|e| e.path.clone()).collect(),
             restricted: fs.readable.is_some(),
-            filters: filters.clone(),
+            plain: filters.program.clone(),
         }
     }
 }
@@ -380,8 +381,7 @@ impl Seen {
 }
 
 fn handle(listener: BorrowedFd<'_>, n: &notify::Notification, facts: &Facts, seen: &mut Seen) {
-    if let Some(errno) =
-        crate::seccomp::answer_without_observer(&facts.filters, n.arch, n.nr, n.args)
+    if let Some(errno) = crate::seccomp::answer_without_observer(&facts.plain, n.arch, n.nr, n.args)
     {
         let (kind, target) = refused(n, facts);
         seen.record(kind, Layer::Seccomp, target, n.pid);
@@ -467,9 +467,6 @@ fn write_paths(nr: i64, a: &[u64; 6]) -> Vec<(i64, u64, Reach)> {
     }
 }
 
-/// O_WRONLY | O_RDWR | O_CREAT | O_TRUNC: an open that may change a file.
-const WRITE_FLAGS: u64 = 0o1 | 0o2 | 0o100 | 0o1000;
-
 fn judge(n: &notify::Notification, facts: &Facts) -> Option<(Kind, Layer, String)> {
     let nr = i64::from(n.nr);
     if nr == libc::SYS_connect {
@@ -481,7 +478,7 @@ fn judge(n: &notify::Notification, facts: &Facts) -> Option<(Kind, Layer, String
         _ => None,
     };
     if let Some((dirfd, addr, flags)) = read_open {
-        if flags & WRITE_FLAGS == 0 {
+        if flags & u64::from(WRITE_FLAGS) == 0 {
             return judge_read(n.pid, dirfd, addr, facts);
         }
     }
@@ -501,10 +498,11 @@ fn read_path(pid: u32, addr: u64) -> Option<Vec<u8>> {
     }
     let mut out = Vec::new();
     let mut at = addr;
+    // Every open of the sandbox comes here: no allocation but the result.
+    let mut page = [0u8; 4096];
     while out.len() < libc::PATH_MAX as usize {
-        let to_page_end = 4096 - (at % 4096) as usize;
-        let mut buf = vec![0u8; to_page_end];
-        let got = notify::read_memory(pid, at, &mut buf).ok()?;
+        let buf = &mut page[..4096 - (at % 4096) as usize];
+        let got = notify::read_memory(pid, at, buf).ok()?;
         if got == 0 {
             return None;
         }

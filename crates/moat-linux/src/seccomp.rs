@@ -277,10 +277,9 @@ const WRITES: &[i64] = &[
 /// to the observer).
 const OPENS: &[(i64, u8)] = &[(libc::SYS_open, 1), (libc::SYS_openat, 2)];
 
-/// O_WRONLY | O_RDWR | O_CREAT | O_TRUNC: an open that may change a file.
-const WRITE_FLAGS: u32 = 0o1 | 0o2 | 0o100 | 0o1000;
-
-const O_DIRECTORY: u32 = 0o200000;
+/// The open flags of an open that may change a file.
+pub(crate) const WRITE_FLAGS: u32 =
+    (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
 fn entries(sockets: Sockets) -> Vec<Entry> {
     let mut out = Vec::new();
@@ -376,7 +375,7 @@ fn observed_entries(sockets: Sockets) -> Vec<Entry> {
         notify(
             *nr,
             Rule {
-                when: when(O_DIRECTORY),
+                when: when(libc::O_DIRECTORY as u32),
                 action: Action::Allow,
             },
         );
@@ -402,11 +401,16 @@ pub fn build(sockets: Sockets) -> Result<Filters, bpf::BpfError> {
     })
 }
 
-/// What the filter without an observer answers a call the observer was
-/// notified of: the errno it would have failed with, or `None` when it
-/// would have let it through.
-pub fn answer_without_observer(f: &Filters, arch: u32, nr: i32, args: [u64; 6]) -> Option<i32> {
-    let ret = bpf::evaluate(&f.program, arch, nr as u32, args);
+/// What the filter without an observer (`program`, [`Filters::program`])
+/// answers a call the observer was notified of: the errno it would have
+/// failed with, or `None` when it would have let it through.
+pub fn answer_without_observer(
+    program: &[libc::sock_filter],
+    arch: u32,
+    nr: i32,
+    args: [u64; 6],
+) -> Option<i32> {
+    let ret = bpf::evaluate(program, arch, nr as u32, args);
     match ret & libc::SECCOMP_RET_ACTION_FULL {
         libc::SECCOMP_RET_ALLOW => None,
         libc::SECCOMP_RET_ERRNO => Some((ret & libc::SECCOMP_RET_DATA) as i32),
@@ -619,19 +623,29 @@ mod tests {
         let arch = arch::AUDIT_ARCH;
         let nr = |n: i64| n as i32;
         assert_eq!(
-            answer_without_observer(&f, arch, nr(libc::SYS_ptrace), [0; 6]),
+            answer_without_observer(&f.program, arch, nr(libc::SYS_ptrace), [0; 6]),
             Some(libc::EPERM)
         );
         assert_eq!(
-            answer_without_observer(&f, arch, nr(libc::SYS_openat), [0, 0, 0o101, 0o4755, 0, 0]),
+            answer_without_observer(
+                &f.program,
+                arch,
+                nr(libc::SYS_openat),
+                [0, 0, 0o101, 0o4755, 0, 0]
+            ),
             Some(libc::EPERM)
         );
         assert_eq!(
-            answer_without_observer(&f, arch, nr(libc::SYS_openat), [0, 0, 0o101, 0o644, 0, 0]),
+            answer_without_observer(
+                &f.program,
+                arch,
+                nr(libc::SYS_openat),
+                [0, 0, 0o101, 0o644, 0, 0]
+            ),
             None
         );
         assert_eq!(
-            answer_without_observer(&f, arch, nr(libc::SYS_connect), [0; 6]),
+            answer_without_observer(&f.program, arch, nr(libc::SYS_connect), [0; 6]),
             None
         );
         assert_eq!(refused_name(nr(libc::SYS_ptrace), [0; 6]), "ptrace");

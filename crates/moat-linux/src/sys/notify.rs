@@ -8,31 +8,15 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
-use super::{check, check_int, Errno, SysResult};
+use super::{check, check_int, SysResult};
 
 /// Fork-safe: installs `program` on the calling thread with a new
 /// listener, returned as a raw descriptor (close-on-exec). EBUSY when a
 /// filter already installed on this process has a listener (a sandbox
 /// nested in another one that observes it).
 pub fn install_with_listener(program: &[libc::sock_filter]) -> SysResult<RawFd> {
-    if program.is_empty() || program.len() > u16::MAX as usize {
-        return Err(Errno(libc::EINVAL));
-    }
-    let prog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: `prog` points at `program`, which outlives the call; the
-    // kernel copies the instructions and returns a new descriptor or -1.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    check(ret).map(|fd| fd as RawFd)
+    super::seccomp::set_filter(program, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)
+        .map(|fd| fd as RawFd)
 }
 
 /// Asks the kernel to hand each notification and its answer over on the

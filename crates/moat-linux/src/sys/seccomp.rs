@@ -5,6 +5,13 @@ use super::{check, SysResult};
 /// Installs `program` on the calling thread. The caller has set
 /// `no_new_privs` already; the kernel refuses otherwise.
 pub fn install(program: &[libc::sock_filter]) -> SysResult<()> {
+    set_filter(program, 0).map(|_| ())
+}
+
+/// Fork-safe: installs `program` with `flags` (`SECCOMP_FILTER_FLAG_*`);
+/// what the kernel returns (a listener's descriptor with
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+pub(super) fn set_filter(program: &[libc::sock_filter], flags: libc::c_ulong) -> SysResult<i64> {
     if program.is_empty() || program.len() > u16::MAX as usize {
         return Err(super::Errno(libc::EINVAL));
     }
@@ -18,11 +25,11 @@ pub fn install(program: &[libc::sock_filter]) -> SysResult<()> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0u32,
+            flags,
             &prog as *const libc::sock_fprog,
         )
     };
-    check(ret).map(|_| ())
+    check(ret)
 }
 
 /// Whether the kernel can return `action` from a filter (for `moat doctor`).
