@@ -89,18 +89,8 @@ pub struct ProxyArgs {
     /// output].
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// A name, *.suffix or @group the proxy lets through (repeatable).
-    #[arg(long = "allow-domain", value_name = "NAME")]
-    pub allow_domain: Vec<String>,
-    /// A name or *.suffix never let through; wins over --allow-domain.
-    #[arg(long = "deny-domain", value_name = "NAME")]
-    pub deny_domain: Vec<String>,
-    /// A private address block the proxy may connect to (10.0.0.0/8).
-    #[arg(long = "allow-cidr", value_name = "CIDR")]
-    pub allow_cidr: Vec<String>,
-    /// Pin NAME to ADDRESS, like curl's --resolve (repeatable).
-    #[arg(long, value_name = "NAME:ADDRESS")]
-    pub resolve: Vec<String>,
+    #[command(flatten)]
+    pub destinations: Destinations,
     /// Whose config files give the allowlist (the workspace's narrows it)
     /// [default: the current directory].
     #[arg(long, value_name = "DIR")]
@@ -203,6 +193,26 @@ pub enum IsolationArg {
     LandlockOnly,
 }
 
+/// The allowlist of `--network allow`, shared by `moat run` and `moat
+/// proxy`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Destinations {
+    /// A name, *.suffix or @group (rust, python, javascript, debian) that
+    /// may be reached through moat's proxy (repeatable; `moat run` needs
+    /// --network allow for it).
+    #[arg(long = "allow-domain", value_name = "NAME")]
+    pub allow_domain: Vec<String>,
+    /// A name or *.suffix never reachable; wins over --allow-domain.
+    #[arg(long = "deny-domain", value_name = "NAME")]
+    pub deny_domain: Vec<String>,
+    /// A private address block that may be reached (10.0.0.0/8).
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidr: Vec<String>,
+    /// Pin NAME to ADDRESS, like curl's --resolve (repeatable).
+    #[arg(long, value_name = "NAME:ADDRESS")]
+    pub resolve: Vec<String>,
+}
+
 /// The flags that shape the policy.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PolicyArgs {
@@ -239,19 +249,8 @@ pub struct PolicyArgs {
     /// through moat's proxy) or on.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// With --network allow: a name, *.suffix or @group (rust, python,
-    /// javascript, debian) the command may reach (repeatable).
-    #[arg(long = "allow-domain", value_name = "NAME")]
-    pub allow_domain: Vec<String>,
-    /// A name or *.suffix never reachable; wins over --allow-domain.
-    #[arg(long = "deny-domain", value_name = "NAME")]
-    pub deny_domain: Vec<String>,
-    /// A private address block the command may reach (10.0.0.0/8).
-    #[arg(long = "allow-cidr", value_name = "CIDR")]
-    pub allow_cidr: Vec<String>,
-    /// Pin NAME to ADDRESS, like curl's --resolve (repeatable).
-    #[arg(long, value_name = "NAME:ADDRESS")]
-    pub resolve: Vec<String>,
+    #[command(flatten)]
+    pub destinations: Destinations,
     /// Set NAME=VALUE, or pass NAME through from this environment.
     #[arg(long, value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,

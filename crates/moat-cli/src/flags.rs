@@ -37,10 +37,10 @@ pub fn layer(args: &PolicyArgs) -> Result<Layer> {
                 .map_err(|e| anyhow::anyhow!("--network: {}", e))?,
         );
     }
-    l.allow_domains = args.allow_domain.clone();
-    l.deny_domains = args.deny_domain.clone();
-    l.allow_cidr = args.allow_cidr.clone();
-    l.resolve = args.resolve.clone();
+    l.allow_domains = args.destinations.allow_domain.clone();
+    l.deny_domains = args.destinations.deny_domain.clone();
+    l.allow_cidr = args.destinations.allow_cidr.clone();
+    l.resolve = args.destinations.resolve.clone();
     for e in &args.env {
         match e.split_once('=') {
             Some((name, value)) => l.env_set.push((name.to_string(), value.to_string())),
@@ -103,15 +103,15 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         (args.max_memory.is_some(), "--max-memory"),
         (args.max_file_size.is_some(), "--max-file-size"),
         (args.max_cpus.is_some(), "--max-cpus"),
-        (!args.allow_domain.is_empty(), "--allow-domain"),
-        (!args.deny_domain.is_empty(), "--deny-domain"),
-        (!args.allow_cidr.is_empty(), "--allow-cidr"),
-        (!args.resolve.is_empty(), "--resolve"),
+        (!args.destinations.allow_domain.is_empty(), "--allow-domain"),
+        (!args.destinations.deny_domain.is_empty(), "--deny-domain"),
+        (!args.destinations.allow_cidr.is_empty(), "--allow-cidr"),
+        (!args.destinations.resolve.is_empty(), "--resolve"),
     ]);
     let rules = given(&[
-        (!args.allow_domain.is_empty(), "--allow-domain"),
-        (!args.allow_cidr.is_empty(), "--allow-cidr"),
-        (!args.resolve.is_empty(), "--resolve"),
+        (!args.destinations.allow_domain.is_empty(), "--allow-domain"),
+        (!args.destinations.allow_cidr.is_empty(), "--allow-cidr"),
+        (!args.destinations.resolve.is_empty(), "--resolve"),
     ]);
     if let Some(mode) = args.network.as_deref().filter(|m| *m != "allow") {
         if !rules.is_empty() {

@@ -36,10 +36,7 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
     let flags = PolicyArgs {
         workspace: args.workspace.clone(),
         network: Some("allow".into()),
-        allow_domain: args.allow_domain.clone(),
-        deny_domain: args.deny_domain.clone(),
-        allow_cidr: args.allow_cidr.clone(),
-        resolve: args.resolve.clone(),
+        destinations: args.destinations.clone(),
         no_config: args.no_config,
         ..PolicyArgs::default()
     };
