@@ -8,10 +8,7 @@ set -euo pipefail
 moat=$1
 work=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
-median() {
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
-}
-ratio() { python3 -c "import sys; print('%.3f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+. "$root/bench/fixtures.sh"
 
 # Start-up, with and without the layers, interleaved.
 mkdir -p "$work/cache-empty"
@@ -74,5 +71,5 @@ person's cache, which moat's cargo reads through the layer over
 
 | command | bare | inside moat | ratio |
 |---|---|---|---|
-| \`cargo build --offline\` | ${c_bare} ms | ${c_moat} ms | $(ratio "$c_moat" "$c_bare") |
+| \`cargo build --offline\` | ${c_bare} ms | ${c_moat} ms | $(ratio "$c_moat" "$c_bare" 3) |
 MD

@@ -13,10 +13,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/fixtures.sh"
 base=${3:-$(git -C "$root" log --diff-filter=A --format=%H -- crates/moat-linux/src/observe.rs | tail -1)^}
 base=$(git -C "$root" rev-parse --short "$base")
-median() {
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
-}
-ratio() { python3 -c "import sys; print('%.3f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 
 # The moat of $base, built once.
 if [ ! -x "$work/base/moat" ]; then
@@ -69,9 +65,9 @@ every connect and every refused call now stops in the observer.
 
 | work | before | with the observer | ratio |
 |---|---|---|---|
-| \`moat run -- true\` (3,000 interleaved rounds) | ${s_old} ms | ${s_new} ms | $(ratio "$s_new" "$s_old") |
-| 20 × \`git status --porcelain\`, 50,000 files, one sandbox (20 rounds) | ${g_old} ms | ${g_new} ms | $(ratio "$g_new" "$g_old") |
-| \`cargo build --offline\` from clean (moat-policy, 20 rounds) | ${c_old} ms | ${c_new} ms | $(ratio "$c_new" "$c_old") |
+| \`moat run -- true\` (3,000 interleaved rounds) | ${s_old} ms | ${s_new} ms | $(ratio "$s_new" "$s_old" 3) |
+| 20 × \`git status --porcelain\`, 50,000 files, one sandbox (20 rounds) | ${g_old} ms | ${g_new} ms | $(ratio "$g_new" "$g_old" 3) |
+| \`cargo build --offline\` from clean (moat-policy, 20 rounds) | ${c_old} ms | ${c_new} ms | $(ratio "$c_new" "$c_old" 3) |
 
 That build reported ${n_denials} denials.
 EOF

@@ -10,6 +10,7 @@ set -euo pipefail
 moat=$1
 work=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/fixtures.sh"
 if [ "$(id -u)" != 0 ]; then
     echo "## The elevated tier"
     echo
@@ -23,9 +24,6 @@ if [ "$made" = 1 ]; then
 fi
 "$moat" setup --user root >/dev/null
 
-median() {
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
-}
 
 # Start-up, both tiers, from an empty workspace.
 mkdir -p "$work/elev-empty"
@@ -67,7 +65,6 @@ python3 "$root/bench/interleave.py" 1000 "$work/nop.json" "$nop/nop"
 t_nop=$(median "$work/nop.json" 0)
 rm -rf "$nop"
 
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 cat <<MD
 ## The elevated tier (\`bench/elevated.sh\`, run by \`bench/run.sh\` as root)
 

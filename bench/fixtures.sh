@@ -1,4 +1,15 @@
-# Work the benchmarks share; sourced by bench/run.sh and bench/denials.sh.
+# What the benchmarks share; sourced by each of them.
+
+# The median of command $2 (from 0) in the interleave.py or hyperfine JSON
+# file $1, in milliseconds.
+median() {
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
+}
+
+# $1 / $2, to $3 decimals (default 2).
+ratio() {
+    python3 -c "import sys; print('%.*f' % (int(sys.argv[3]), float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2" "${3:-2}"
+}
 
 # A 50,000-file git repository in $1: 250 directories of 200 files.
 make_tree() {

@@ -42,10 +42,6 @@ work=$(mktemp -d /var/tmp/moat-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -static -o "$work/floor" bench/floor.c
 
-median() { # json file, command index -> median in ms
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][int(sys.argv[2])]; print('%.2f' % (r['median']*1000))" "$1" "$2"
-}
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 
 # 1. Start-up, from an empty workspace.
 mkdir -p "$work/empty"

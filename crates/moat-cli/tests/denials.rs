@@ -336,24 +336,24 @@ fn ordinary_tools(v: &mut Verdicts, who: &Who, mode: &Mode) {
     );
 }
 
-#[test]
-fn every_kind_is_reported_unelevated() {
+/// Every kind and the ordinary tools in `mode`, as each identity.
+fn in_mode(mode: &Mode) -> Verdicts {
     let mut v = Verdicts::default();
     for who in identities() {
-        every_kind(&mut v, &who, &NAMESPACES);
-        ordinary_tools(&mut v, &who, &NAMESPACES);
+        every_kind(&mut v, &who, mode);
+        ordinary_tools(&mut v, &who, mode);
     }
-    v.finish();
+    v
+}
+
+#[test]
+fn every_kind_is_reported_unelevated() {
+    in_mode(&NAMESPACES).finish();
 }
 
 #[test]
 fn every_kind_is_reported_landlock_only() {
-    let mut v = Verdicts::default();
-    for who in identities() {
-        every_kind(&mut v, &who, &LANDLOCK_ONLY);
-        ordinary_tools(&mut v, &who, &LANDLOCK_ONLY);
-    }
-    v.finish();
+    in_mode(&LANDLOCK_ONLY).finish();
 }
 
 /// The proxy's refusal of a name off the allowlist is a denial, and
@@ -420,10 +420,8 @@ fn every_kind_is_reported_elevated() {
     };
     let out = output(Command::new(moat()).args(["setup", "--user", &user().name]));
     assert!(out.status.success(), "{}", show(&out));
-    let mut v = Verdicts::default();
+    let mut v = in_mode(&ELEVATED);
     for who in identities() {
-        every_kind(&mut v, &who, &ELEVATED);
-        ordinary_tools(&mut v, &who, &ELEVATED);
         proxy_refusal(&mut v, &who, ELEVATED.args);
     }
     v.finish();
