@@ -21,6 +21,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use moat::Grant;
 use serde::Deserialize;
 
 /// The exit status when moat never allows anything the run was refused.
@@ -72,13 +73,6 @@ struct Denial {
 
 fn one() -> u64 {
     1
-}
-
-/// A config key and the value that would have allowed a denial.
-#[derive(Debug, Deserialize)]
-struct Grant {
-    config: String,
-    value: String,
 }
 
 /// The config keys a denial may name, in the order they are printed.

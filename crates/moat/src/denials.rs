@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A setting that would allow a refused action: a config key and a value
-/// (`moat policy suggest` prints them as config lines).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// (`moat policy suggest` reads them back from a report and prints them as
+/// config lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// `filesystem.write`, `network.mode`, `network.allow` or
     /// `network.allow_cidr`.
