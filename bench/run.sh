@@ -18,6 +18,8 @@
 # 7. An MCP tool call through `moat mcp` against `moat run` (bench/mcp.py).
 # 8. Denial reporting: moat against moat before the observer
 #    (bench/denials.sh).
+# 9. The secret broker: requests through a terminated host against a
+#    plain tunnel (bench/secrets.py; root, for port 443).
 #
 # Needs hyperfine and bubblewrap (installed here if missing, as root).
 set -euo pipefail
@@ -101,6 +103,9 @@ python3 "$root/bench/mcp.py" "$moat" 500 > "$work/mcp.md"
 # 8. Denial reporting.
 bash "$root/bench/denials.sh" "$moat" "$work" > "$work/denials.md"
 
+# 9. The secret broker.
+python3 "$root/bench/secrets.py" "$moat" > "$work/secrets.md"
+
 cat > "$out" <<EOF
 # Benchmarks
 
@@ -154,6 +159,8 @@ $(cat "$work/caches.md")
 $(cat "$work/mcp.md")
 
 $(cat "$work/denials.md")
+
+$(cat "$work/secrets.md")
 
 ## Reading
 

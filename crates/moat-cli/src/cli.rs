@@ -251,6 +251,21 @@ pub struct PolicyArgs {
     pub network: Option<String>,
     #[command(flatten)]
     pub destinations: Destinations,
+    /// A secret that never enters the sandbox (repeatable): inside, NAME
+    /// holds a placeholder that moat's proxy replaces with NAME's value
+    /// from moat's own environment, only on requests to these hosts
+    /// (exact names or addresses; they are added to the allowlist).
+    #[arg(long, value_name = "NAME:HOST[,HOST...]")]
+    pub secret: Vec<String>,
+    /// Only these requests reach HOST (repeatable; METHODS comma-separated
+    /// or *, the path prefix optional): GET,HEAD:registry.npmjs.org or
+    /// GET,POST:git.example.com/org/repo.git/.
+    #[arg(long = "allow-request", value_name = "METHODS:HOST[/PATH-PREFIX]")]
+    pub allow_request: Vec<String>,
+    /// Another certificate authority (PEM) to verify upstream servers
+    /// with where moat terminates TLS (repeatable).
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    pub upstream_ca: Vec<PathBuf>,
     /// Set NAME=VALUE, or pass NAME through from this environment.
     #[arg(long, value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,

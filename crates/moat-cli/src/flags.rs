@@ -41,6 +41,20 @@ pub fn layer(args: &PolicyArgs) -> Result<Layer> {
     l.deny_domains = args.destinations.deny_domain.clone();
     l.allow_cidr = args.destinations.allow_cidr.clone();
     l.resolve = args.destinations.resolve.clone();
+    // Parsed here, not only when resolved, so that an error names the flag.
+    for s in &args.secret {
+        l.secrets.push(
+            s.parse()
+                .map_err(|e| anyhow::anyhow!("--secret {}: {}", s, e))?,
+        );
+    }
+    for r in &args.allow_request {
+        l.request_rules.push(
+            r.parse()
+                .map_err(|e| anyhow::anyhow!("--allow-request {}: {}", r, e))?,
+        );
+    }
+    l.upstream_ca = args.upstream_ca.clone();
     for e in &args.env {
         match e.split_once('=') {
             Some((name, value)) => l.env_set.push((name.to_string(), value.to_string())),
@@ -107,7 +121,12 @@ fn conflicts(args: &PolicyArgs, preset: Option<Preset>) -> Result<()> {
         (!args.destinations.deny_domain.is_empty(), "--deny-domain"),
         (!args.destinations.allow_cidr.is_empty(), "--allow-cidr"),
         (!args.destinations.resolve.is_empty(), "--resolve"),
+        (!args.secret.is_empty(), "--secret"),
+        (!args.allow_request.is_empty(), "--allow-request"),
+        (!args.upstream_ca.is_empty(), "--upstream-ca"),
     ]);
+    // Secrets and request rules without `--network allow` are refused when
+    // the run is built, where those from config files are refused too.
     let rules = given(&[
         (!args.destinations.allow_domain.is_empty(), "--allow-domain"),
         (!args.destinations.allow_cidr.is_empty(), "--allow-cidr"),

@@ -76,6 +76,11 @@ pub fn show(args: &PolicyArgs, as_json: bool) -> Result<()> {
             "deny": p.deny_domains.iter().map(sourced).collect::<Vec<_>>(),
             "allow_cidr": p.allow_cidr.iter().map(sourced).collect::<Vec<_>>(),
             "resolve": p.resolve.iter().map(|r| json!({"name": r.value.0, "address": r.value.1.to_string(), "source": r.source.to_string()})).collect::<Vec<_>>(),
+            // Names and hosts only: the values are read at run time, never here.
+            "secrets": p.secrets.iter().map(|s| json!({"env": s.value.env, "hosts": s.value.hosts, "file": s.value.file.as_ref().map(|f| f.display().to_string()), "source": s.source.to_string()})).collect::<Vec<_>>(),
+            // "Any" written as in the config: ["*"] methods, ["/"] paths.
+            "requests": p.request_rules.iter().map(|r| json!({"host": r.value.host, "methods": if r.value.methods.is_empty() { vec!["*".to_string()] } else { r.value.methods.clone() }, "paths": if r.value.paths.is_empty() { vec!["/".to_string()] } else { r.value.paths.clone() }, "source": r.source.to_string()})).collect::<Vec<_>>(),
+            "upstream_ca": p.upstream_ca.iter().map(sourced_path).collect::<Vec<_>>(),
         },
         "env": {
             "clear": sourced(&p.env.clear),
@@ -161,6 +166,18 @@ fn print_human(
         line(
             "network.resolve",
             format!("{} -> {}  ({})", r.value.0, r.value.1, r.source),
+        );
+    }
+    for s in &p.secrets {
+        line("network.secret", format!("{}  ({})", s.value, s.source));
+    }
+    for r in &p.request_rules {
+        line("network.request", format!("{}  ({})", r.value, r.source));
+    }
+    for c in &p.upstream_ca {
+        line(
+            "network.upstream_ca",
+            format!("{}  ({})", c.value.display(), c.source),
         );
     }
     line(

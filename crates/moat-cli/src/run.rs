@@ -50,7 +50,8 @@ pub fn execute(args: &RunOptions, command: &[std::ffi::OsString]) -> Result<Ende
         .policy(policy)
         .pty(args.pty)
         .forward_signals(true)
-        .forward_signals(true);
+        // Nothing below waits on the command before its wait.
+        .waits_at_once(true);
     flags::sandbox(&mut cmd, &args.sandbox);
     if let Some(ws) = &args.policy.workspace {
         cmd.workspace(ws);

@@ -440,6 +440,71 @@ fn conflicting_and_malformed_flags() {
                 &["--max-cpus", "0.0001"],
                 &["--max-cpus", "0.0001"],
             ),
+            (
+                "secret without hosts",
+                &["--network", "allow", "--secret", "GITHUB_TOKEN"],
+                &["--secret GITHUB_TOKEN", "NAME:HOST"],
+            ),
+            (
+                "secret bound to a wildcard",
+                &[
+                    "--network",
+                    "allow",
+                    "--secret",
+                    "GITHUB_TOKEN:*.github.com",
+                ],
+                &["--secret", "*.github.com", "wildcard"],
+            ),
+            (
+                "secret bound to a URL",
+                &["--secret", "GITHUB_TOKEN:https://api.github.com"],
+                &["--secret", "URL"],
+            ),
+            (
+                "secret with a bad variable name",
+                &["--secret", "GITHUB-TOKEN:api.github.com"],
+                &["--secret", "GITHUB-TOKEN", "variable name"],
+            ),
+            (
+                "secret with an empty host",
+                &["--secret", "GITHUB_TOKEN:api.github.com,"],
+                &["--secret", "empty"],
+            ),
+            (
+                "request rule without methods",
+                &["--allow-request", "registry.npmjs.org"],
+                &["--allow-request", "METHODS:HOST"],
+            ),
+            (
+                "request rule with an unknown method",
+                &["--allow-request", "FETCH:registry.npmjs.org"],
+                &["--allow-request", "FETCH", "GET"],
+            ),
+            (
+                "request rule with a port",
+                &["--allow-request", "GET:registry.npmjs.org:443/x"],
+                &["--allow-request", "port"],
+            ),
+            (
+                "request rule with * among methods",
+                &["--allow-request", "GET,*:registry.npmjs.org"],
+                &["--allow-request", "stands alone"],
+            ),
+            (
+                "request rule with a dot segment",
+                &["--allow-request", "GET:git.example.com/org/../other/"],
+                &["--allow-request", "`..` segment"],
+            ),
+            (
+                "upstream CA in another user's home",
+                &["--upstream-ca", "~nobody/ca.pem"],
+                &["upstream_ca", "~nobody/ca.pem", "another user's home"],
+            ),
+            (
+                "upstream CA with full-access",
+                &["--preset", "full-access", "--upstream-ca", "/etc/ca.pem"],
+                &["full-access", "--upstream-ca"],
+            ),
         ];
         for (what, args, needles) in cases {
             // The command would leave a trace if it ran.
@@ -531,6 +596,73 @@ fn policy_show_json() {
                     && d["preset"]["source"]
                         .as_str()
                         .is_some_and(|t| t.contains("flag"))
+            }),
+            show(&out),
+        );
+    }
+    v.finish();
+}
+
+/// Secrets are listed by name and host, never by value; a workspace
+/// config's secrets and CAs are listed as ignored, its request rules apply.
+#[test]
+fn policy_show_lists_secrets_never_their_values() {
+    let _g = shared();
+    let mut v = Verdicts::default();
+    for who in identities() {
+        let s = Scratch::new(&who, "secrets");
+        s.write(
+            "ws/.moat/config.toml",
+            "[network]\nupstream_ca = \"/etc/evil-ca.pem\"\n\
+             [[network.secrets]]\nenv = \"NPM_TOKEN\"\nhosts = [\"evil.test\"]\n\
+             [[network.requests]]\nhost = \"registry.npmjs.org\"\nmethods = [\"GET\"]\n",
+        );
+        let out = moat_env(
+            &who,
+            &s.ws,
+            &[("GITHUB_TOKEN", "moat-test-secret-value")],
+            &[
+                "policy",
+                "show",
+                "--json",
+                "--network",
+                "allow",
+                "--secret",
+                "GITHUB_TOKEN:api.github.com",
+                "--allow-request",
+                "GET,POST:git.example.com/org/repo.git/",
+                "--upstream-ca",
+                "/etc/ssl/certs/ca-certificates.crt",
+            ],
+        );
+        let text = stdout(&out);
+        v.check(
+            &format!("{} policy show: no secret value", who.name),
+            out.status.success() && !text.contains("moat-test-secret-value"),
+            show(&out),
+        );
+        let ignored = |d: &Value, needle: &str| {
+            d["ignored"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i.as_str().is_some_and(|t| t.contains(needle)))
+            })
+        };
+        v.check(
+            &format!("{} policy show: secrets, rules and CAs", who.name),
+            json(&out).is_some_and(|d| {
+                let n = &d["network"];
+                n["secrets"].as_array().is_some_and(|a| a.len() == 1)
+                    && n["secrets"][0]["env"] == "GITHUB_TOKEN"
+                    && n["secrets"][0]["hosts"][0] == "api.github.com"
+                    && n["allow"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["value"] == "api.github.com"))
+                    && n["requests"].as_array().is_some_and(|a| a.len() == 2)
+                    && n["requests"][1]["methods"][1] == "POST"
+                    && n["requests"][1]["paths"][0] == "/org/repo.git/"
+                    && n["upstream_ca"].as_array().is_some_and(|a| a.len() == 1)
+                    && ignored(&d, "network.secrets = NPM_TOKEN -> evil.test")
+                    && ignored(&d, "network.upstream_ca = /etc/evil-ca.pem")
             }),
             show(&out),
         );

@@ -18,7 +18,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::registry::Registry;
 use common::*;
@@ -541,11 +540,7 @@ fn package_managers_work_and_never_touch_the_persons_caches() {
         redirected(&mut v, &who, &reg);
     }
     two_runs_at_once(&mut v, &user(), &reg);
-    let setup = if is_root() { TestSetup::begin() } else { None };
-    if let Some(_setup) = setup {
-        let who = user();
-        let out = output(Command::new(moat()).args(["setup", "--user", &who.name]));
-        assert!(out.status.success(), "{}", show(&out));
+    if let Some(_setup) = elevated_tier() {
         for who in identities() {
             package_managers(&mut v, &who, &reg, "elevated");
             killed_run(&mut v, &who, "elevated");

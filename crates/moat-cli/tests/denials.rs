@@ -410,16 +410,9 @@ fn the_proxys_refusals_are_denials() {
 
 #[test]
 fn every_kind_is_reported_elevated() {
-    if !is_root() {
-        eprintln!("skipped: the elevated tier needs root to set up");
-        return;
-    }
-    let Some(_setup) = TestSetup::begin() else {
-        eprintln!("skipped: this machine has a moat setup of its own; not touching it");
+    let Some(_setup) = elevated_tier() else {
         return;
     };
-    let out = output(Command::new(moat()).args(["setup", "--user", &user().name]));
-    assert!(out.status.success(), "{}", show(&out));
     let mut v = in_mode(&ELEVATED);
     for who in identities() {
         proxy_refusal(&mut v, &who, ELEVATED.args);

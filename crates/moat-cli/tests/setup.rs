@@ -79,6 +79,7 @@ fn request_for(ws: &str) -> Vec<u8> {
         argv: vec!["true".into()],
         cwd: ws,
         pty: false,
+        extra_ca: None,
     })
 }
 

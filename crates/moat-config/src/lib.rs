@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use moat_policy::domains;
+use moat_policy::secrets::{self, RequestRule, SecretBinding};
 use moat_policy::units::{parse_duration, parse_size};
 use moat_policy::{Layer, NetworkMode, Preset, ReadMode, Source};
 use serde::Deserialize;
@@ -83,6 +84,35 @@ struct Network {
     allow_cidr: Option<Vec<Spanned<String>>>,
     resolve: Option<BTreeMap<String, Spanned<String>>>,
     require_isolation: Option<bool>,
+    secrets: Option<Vec<Secret>>,
+    requests: Option<Vec<Requests>>,
+    upstream_ca: Option<Spanned<OneOrMany>>,
+}
+
+/// `[[network.secrets]]`: a variable whose value only the proxy sees.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secret {
+    env: Spanned<String>,
+    hosts: Spanned<Vec<Spanned<String>>>,
+    file: Option<Spanned<String>>,
+}
+
+/// `[[network.requests]]`: which requests a host takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requests {
+    host: Spanned<String>,
+    methods: Option<Spanned<Vec<Spanned<String>>>>,
+    paths: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A path, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a path or a list of paths")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -201,6 +231,25 @@ pub fn parse(text: &str, path: &Path, source: Source) -> Result<Layer, ConfigErr
                 .map_err(|e| ctx.at("network.resolve", start(addr.span()), e.to_string()))?;
             layer.resolve.push(entry);
         }
+        for secret in net.secrets.unwrap_or_default() {
+            layer.secrets.push(ctx.secret(secret)?);
+        }
+        for rule in net.requests.unwrap_or_default() {
+            layer.request_rules.push(ctx.request_rule(rule)?);
+        }
+        if let Some(ca) = net.upstream_ca {
+            let at = start(ca.span());
+            let list = match ca.into_inner() {
+                OneOrMany::One(path) => vec![path],
+                OneOrMany::Many(paths) => paths,
+            };
+            for path in list {
+                if path.is_empty() || path.contains('\0') {
+                    return Err(ctx.at("network.upstream_ca", at, "empty path".to_string()));
+                }
+                layer.upstream_ca.push(PathBuf::from(path));
+            }
+        }
     }
     if let Some(env) = file.env {
         layer.env_set = env.set.unwrap_or_default().into_iter().collect();
@@ -296,6 +345,80 @@ impl Ctx<'_> {
         for v in values.unwrap_or_default() {
             check(v.get_ref()).map_err(|e| self.at(key, start(v.span()), e.to_string()))?;
             out.push(v.get_ref().clone());
+        }
+        Ok(out)
+    }
+
+    /// A secret binding, each part checked where it stands.
+    fn secret(&self, s: Secret) -> Result<SecretBinding, ConfigError> {
+        let env = s.env.get_ref();
+        secrets::check_env(env)
+            .map_err(|e| self.at("network.secrets.env", start(s.env.span()), e.to_string()))?;
+        let key = "network.secrets.hosts";
+        let hosts = self.list(key, s.hosts, "name at least one host", |h| {
+            secrets::host(h).map(|_| ())
+        })?;
+        let file = match s.file {
+            Some(f) if f.get_ref().is_empty() || f.get_ref().contains('\0') => {
+                let at = start(f.span());
+                return Err(self.at("network.secrets.file", at, "empty path".to_string()));
+            }
+            Some(f) => Some(PathBuf::from(f.into_inner())),
+            None => None,
+        };
+        Ok(SecretBinding {
+            env: env.clone(),
+            hosts,
+            file,
+        })
+    }
+
+    /// A request rule, each part checked where it stands. Lists that are
+    /// given must not be empty: leaving one out is how "any" is written.
+    fn request_rule(&self, r: Requests) -> Result<RequestRule, ConfigError> {
+        secrets::host(r.host.get_ref())
+            .map_err(|e| self.at("network.requests.host", start(r.host.span()), e.to_string()))?;
+        let mut methods = Vec::new();
+        if let Some(m) = r.methods {
+            let key = "network.requests.methods";
+            let at = start(m.span());
+            let omit = "leave `methods` out (or write [\"*\"]) for any method";
+            methods = self.list(key, m, omit, |m| secrets::method(m).map(|_| ()))?;
+            if methods.len() > 1 && methods.iter().any(|m| m == "*") {
+                let e = secrets::EntryError::AnyMethodNotAlone;
+                return Err(self.at(key, at, e.to_string()));
+            }
+        }
+        let mut paths = Vec::new();
+        if let Some(p) = r.paths {
+            let omit = "leave `paths` out for any path";
+            paths = self.list("network.requests.paths", p, omit, secrets::check_path)?;
+        }
+        Ok(RequestRule {
+            host: r.host.into_inner(),
+            methods,
+            paths,
+        })
+    }
+
+    /// A list that must not be empty (`omit` says what to write instead),
+    /// each entry checked by `check` where it stands.
+    fn list(
+        &self,
+        key: &str,
+        values: Spanned<Vec<Spanned<String>>>,
+        omit: &str,
+        check: impl Fn(&str) -> Result<(), secrets::EntryError>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let at = start(values.span());
+        let values = values.into_inner();
+        if values.is_empty() {
+            return Err(self.at(key, at, format!("an empty list; {}", omit)));
+        }
+        let mut out = Vec::new();
+        for v in values {
+            check(v.get_ref()).map_err(|e| self.at(key, start(v.span()), e.to_string()))?;
+            out.push(v.into_inner());
         }
         Ok(out)
     }
@@ -500,6 +623,165 @@ cpus = 1.5
             assert_eq!(e.line.map(|(l, _)| l), Some(line), "{text}: {e}");
             assert!(e.to_string().contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn secrets_requests_and_cas_are_read() {
+        let layer = user(
+            r#"
+[network]
+mode = "allow"
+upstream_ca = "~/ca.pem"
+
+[[network.secrets]]
+env = "GITHUB_TOKEN"
+hosts = ["api.github.com", "github.com"]
+
+[[network.secrets]]
+env = "NPM_TOKEN"
+hosts = ["registry.npmjs.org"]
+file = "~/.config/npm-token"
+
+[[network.requests]]
+host = "registry.npmjs.org"
+methods = ["GET", "head"]
+
+[[network.requests]]
+host = "git.example.com"
+paths = ["/org/repo.git/"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            layer.secrets,
+            [
+                SecretBinding {
+                    env: "GITHUB_TOKEN".into(),
+                    hosts: vec!["api.github.com".into(), "github.com".into()],
+                    file: None,
+                },
+                SecretBinding {
+                    env: "NPM_TOKEN".into(),
+                    hosts: vec!["registry.npmjs.org".into()],
+                    file: Some(PathBuf::from("~/.config/npm-token")),
+                },
+            ]
+        );
+        assert_eq!(
+            layer.request_rules,
+            [
+                RequestRule {
+                    host: "registry.npmjs.org".into(),
+                    methods: vec!["GET".into(), "head".into()],
+                    paths: vec![],
+                },
+                RequestRule {
+                    host: "git.example.com".into(),
+                    methods: vec![],
+                    paths: vec!["/org/repo.git/".into()],
+                },
+            ]
+        );
+        assert_eq!(layer.upstream_ca, [PathBuf::from("~/ca.pem")]);
+        let layer = user("[network]\nupstream_ca = [\"/a.pem\", \"/b.pem\"]\n").unwrap();
+        assert_eq!(
+            layer.upstream_ca,
+            [PathBuf::from("/a.pem"), PathBuf::from("/b.pem")]
+        );
+    }
+
+    #[test]
+    fn bad_secrets_and_requests_name_line_and_key() {
+        let cases: &[(&str, (usize, usize), &str, &str)] = &[
+            (
+                "[[network.secrets]]\nenv = \"T\"\nhosts = [\"a.test\"]\ntoken = \"x\"\n",
+                (4, 1),
+                "network.secrets.token",
+                "unknown field",
+            ),
+            (
+                "[[network.secrets]]\nenv = \"GITHUB-TOKEN\"\nhosts = [\"a.test\"]\n",
+                (2, 7),
+                "network.secrets.env",
+                "variable name",
+            ),
+            (
+                "[[network.secrets]]\nenv = \"T\"\nhosts = [\"a.test\", \"*.b.test\"]\n",
+                (3, 20),
+                "network.secrets.hosts",
+                "wildcard",
+            ),
+            (
+                "[[network.secrets]]\nenv = \"T\"\nhosts = []\n",
+                (3, 9),
+                "network.secrets.hosts",
+                "at least one host",
+            ),
+            (
+                "[[network.secrets]]\nenv = \"T\"\nhosts = [\"a.test\"]\nfile = \"\"\n",
+                (4, 8),
+                "network.secrets.file",
+                "empty path",
+            ),
+            (
+                "[[network.secrets]]\nenv = \"T\"\n",
+                (1, 1),
+                "network.secrets",
+                "hosts",
+            ),
+            (
+                "[[network.requests]]\nhost = \"a.test:443\"\n",
+                (2, 8),
+                "network.requests.host",
+                "port",
+            ),
+            (
+                "[[network.requests]]\nhost = \"a.test\"\nmethods = [\"GET\", \"FETCH\"]\n",
+                (3, 19),
+                "network.requests.methods",
+                "FETCH",
+            ),
+            (
+                "[[network.requests]]\nhost = \"a.test\"\nmethods = [\"*\", \"GET\"]\n",
+                (3, 11),
+                "network.requests.methods",
+                "stands alone",
+            ),
+            (
+                "[[network.requests]]\nhost = \"a.test\"\nmethods = []\n",
+                (3, 11),
+                "network.requests.methods",
+                "empty list",
+            ),
+            (
+                "[[network.requests]]\nhost = \"a.test\"\npaths = [\"api/\"]\n",
+                (3, 10),
+                "network.requests.paths",
+                "start with `/`",
+            ),
+            (
+                "[[network.requests]]\nhost = \"a.test\"\nmethod = [\"GET\"]\n",
+                (3, 1),
+                "network.requests.method",
+                "unknown field",
+            ),
+            (
+                "[network]\nupstream_ca = \"\"\n",
+                (2, 15),
+                "network.upstream_ca",
+                "empty path",
+            ),
+        ];
+        for (text, line, key, needle) in cases {
+            let err = user(text).unwrap_err();
+            assert_eq!(err.line, Some(*line), "{text}: {err}");
+            assert_eq!(err.key.as_deref(), Some(*key), "{text}: {err}");
+            assert!(err.message.contains(needle), "{text}: {err}");
+        }
+        let err = user("[network]\nupstream_ca = 3\n").unwrap_err();
+        assert_eq!(err.line.map(|l| l.0), Some(2), "{err}");
+        assert_eq!(err.key.as_deref(), Some("network.upstream_ca"), "{err}");
+        assert!(err.message.contains("a path or a list of paths"), "{err}");
     }
 
     #[test]

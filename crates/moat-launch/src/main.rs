@@ -96,8 +96,13 @@ fn read_request(control: &OwnedFd) -> Result<moat_spec::RunSpec, String> {
 fn launch(control: &OwnedFd, channel: &OwnedFd, caller: &Caller) -> Result<i32, String> {
     let spec = read_request(control)?;
     let elevation = check::check(&spec, caller)?;
-    let mut child = moat_linux::spawn_elevated(&spec, &Launch::default(), &elevation)
-        .map_err(|e| e.to_string())?;
+    // It waits below as soon as moat has the descriptors.
+    let launch = Launch {
+        waits_at_once: true,
+        ..Launch::default()
+    };
+    let mut child =
+        moat_linux::spawn_elevated(&spec, &launch, &elevation).map_err(|e| e.to_string())?;
     let mut fds: Vec<OwnedFd> = child.take_proxy_listeners();
     let mut raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     if let Some(master) = child.pty_master() {

@@ -124,8 +124,24 @@ fn make_temp_dir() -> Result<PathBuf, Error> {
 }
 
 /// The spec's environment, with a landlock-only run's own temporary
-/// directory where the spec says /tmp.
-fn environment(spec: &RunSpec, temp_dir: Option<&Path>) -> Vec<(OsString, OsString)> {
+/// directory where the spec says /tmp, and the variables that point TLS
+/// clients at `bundle` (the run's bundle of trusted authorities, if it has
+/// one of its own) in place of any the spec has.
+fn environment(
+    spec: &RunSpec,
+    temp_dir: Option<&Path>,
+    bundle: Option<&Path>,
+) -> Vec<(OsString, OsString)> {
+    let mut env = temp_env(spec, temp_dir);
+    if let Some(bundle) = bundle {
+        let vars = moat_spec::trust_env(&bundle.to_string_lossy());
+        env.retain(|(n, _)| !vars.iter().any(|(v, _)| n == OsStr::new(v)));
+        env.extend(vars.into_iter().map(|(n, v)| (n.into(), v.into())));
+    }
+    env
+}
+
+fn temp_env(spec: &RunSpec, temp_dir: Option<&Path>) -> Vec<(OsString, OsString)> {
     let Some(dir) = temp_dir else {
         return spec.env.clone();
     };
@@ -306,6 +322,7 @@ fn mounts(
     roots: &[Root],
     elevation: Option<&Elevation>,
     userns: Option<BorrowedFd<'_>>,
+    trust_bundle: Option<(PathBuf, Vec<u8>)>,
 ) -> Result<(Option<plan::MountPlan>, Vec<OwnedFd>), Error> {
     let mut trees: Vec<OwnedFd> = Vec::new();
     if !spec.namespaces().mount {
@@ -393,6 +410,7 @@ fn mounts(
     }
     let mut input = plan_input(spec, plan_roots, home, ws);
     input.caches = caches;
+    input.trust_bundle = trust_bundle;
     let plan = plan::build(&spec.fs, &input);
     Ok((Some(plan), trees))
 }
@@ -635,7 +653,19 @@ pub(crate) fn prepare(
     } else {
         Some(make_temp_dir()?)
     };
-    let env = environment(spec, temp_dir.as_deref());
+    // The command's own bundle of trusted authorities: the system's with
+    // moat's authority for the run appended, bound over the system's
+    // inside the sandbox, or a file beside it without mounts.
+    let trust = match &spec.extra_ca {
+        Some(pem) => Some((crate::trust::system_bundle()?, pem)),
+        None => None,
+    };
+    let bundle = match (&trust, temp_dir.as_deref()) {
+        (Some((system, pem)), Some(dir)) => Some(crate::trust::write_copy(dir, system, pem)?),
+        (Some((system, _)), None) => Some(system.clone()),
+        (None, _) => None,
+    };
+    let env = environment(spec, temp_dir.as_deref(), bundle.as_deref());
 
     let mut own_roots = Vec::new();
     let roots = opened_roots(spec, elevation, &mut own_roots)?;
@@ -657,7 +687,16 @@ pub(crate) fn prepare(
         (line(uid), line(gid))
     });
 
-    let (plan, trees) = mounts(spec, roots, elevation, idmap_ns.as_ref().map(|n| n.as_fd()))?;
+    let trust_bundle = trust
+        .filter(|_| ns.mount)
+        .map(|(system, pem)| (system, pem.as_bytes().to_vec()));
+    let (plan, trees) = mounts(
+        spec,
+        roots,
+        elevation,
+        idmap_ns.as_ref().map(|n| n.as_fd()),
+        trust_bundle,
+    )?;
     let landlock = landlock(
         spec,
         roots,
@@ -790,15 +829,30 @@ mod tests {
             argv: vec![OsString::from("true")],
             cwd: PathBuf::from("/w"),
             pty: false,
+            extra_ca: None,
         }
     }
 
     #[test]
     fn a_landlock_only_run_gets_its_own_temporary_directory() {
-        let env = environment(&spec(), Some(Path::new("/tmp/moat-1-x")));
+        let env = environment(&spec(), Some(Path::new("/tmp/moat-1-x")), None);
         assert!(env.contains(&(OsString::from("TMPDIR"), OsString::from("/tmp/moat-1-x"))));
         assert!(env.contains(&(OsString::from("HOME"), OsString::from("/home/u"))));
-        assert_eq!(environment(&spec(), None), spec().env);
+        assert_eq!(environment(&spec(), None, None), spec().env);
+    }
+
+    #[test]
+    fn a_bundle_of_its_own_replaces_the_trust_variables() {
+        let mut s = spec();
+        s.env
+            .push(("SSL_CERT_FILE".into(), "/elsewhere.pem".into()));
+        let env = environment(&s, None, Some(Path::new("/etc/ssl/b.pem")));
+        for (name, _) in moat_spec::trust_env("") {
+            let values: Vec<_> = env.iter().filter(|(n, _)| n == name).collect();
+            assert_eq!(values.len(), 1, "{name}: {env:?}");
+            assert_eq!(values[0].1, OsString::from("/etc/ssl/b.pem"));
+        }
+        assert!(env.contains(&(OsString::from("HOME"), OsString::from("/home/u"))));
     }
 
     /// The command gets the caller's limits, and the policy's only below

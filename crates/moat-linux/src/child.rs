@@ -273,6 +273,53 @@ fn attach_checked(mount: RawFd, target: &std::ffi::CStr, expect: Option<FileId>)
     result
 }
 
+/// Fork-safe: makes the detached tmpfs `mnt` (a file moat wrote for the
+/// sandbox) read-only, with nothing to run or open as a device on it.
+fn seal(mnt: RawFd) -> SysResult<()> {
+    use crate::sys::mount::*;
+    set_attr(
+        mnt,
+        c"",
+        true,
+        false,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        0,
+    )
+}
+
+/// Fork-safe: writes to `bundle.pem` on the tmpfs `mnt` the bundle at
+/// `system` followed by `extra`, through a buffer on the stack.
+fn write_bundle(mnt: RawFd, system: &std::ffi::CStr, extra: &[u8]) -> SysResult<()> {
+    let out = sys::fd::openat(
+        mnt,
+        c"bundle.pem",
+        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+        0o444,
+    )?;
+    let copied = sys::fd::open(system, libc::O_RDONLY | libc::O_CLOEXEC, 0).and_then(|src| {
+        let mut buf = [0u8; 4096];
+        let copied = loop {
+            match sys::fd::read(src, &mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if let Err(e) = sys::fd::write_all(out, &buf[..n]) {
+                        break Err(e);
+                    }
+                }
+                Err(Errno(libc::EINTR)) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        sys::fd::close_raw(src);
+        copied
+    });
+    let result = copied
+        .and_then(|()| sys::fd::write_all(out, b"\n"))
+        .and_then(|()| sys::fd::write_all(out, extra));
+    sys::fd::close_raw(out);
+    result
+}
+
 fn run_op(
     op: &Op,
     slots: &mut [RawFd],
@@ -402,14 +449,7 @@ fn run_op(
             let mnt = detached_tmpfs(&[c"mode=0555", c"size=4k"], 0)?;
             let file = sys::fd::openat(mnt, c"empty", libc::O_CREAT | libc::O_WRONLY, 0)?;
             sys::fd::close_raw(file);
-            set_attr(
-                mnt,
-                c"",
-                true,
-                false,
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-                0,
-            )?;
+            seal(mnt)?;
             // Kept open even if the attach fails, so the caller closes it.
             *empty_mount = mnt;
             attach(mnt, under)
@@ -424,6 +464,24 @@ fn run_op(
                 Err(Errno(libc::ENOENT | libc::EACCES)) if *transient => Ok(()),
                 other => other,
             }
+        }
+        Op::TrustBundle {
+            under,
+            target,
+            extra,
+        } => {
+            let mnt = detached_tmpfs(&[c"mode=0555", c"size=8m"], 0)?;
+            let result = write_bundle(mnt, target, extra)
+                .and_then(|()| seal(mnt))
+                .and_then(|()| attach(mnt, under))
+                .and_then(|()| {
+                    let fd = clone_tree(mnt, c"bundle.pem", false)?;
+                    let attached = attach(fd, target);
+                    sys::fd::close_raw(fd);
+                    attached
+                });
+            sys::fd::close_raw(mnt);
+            result
         }
         Op::MaskDir { target } => mount(
             Some(c"tmpfs"),

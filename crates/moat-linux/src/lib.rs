@@ -60,6 +60,7 @@ mod spec;
 mod supervise;
 #[allow(unsafe_code)]
 mod sys;
+mod trust;
 mod wire;
 
 pub use detect::Support;

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -152,37 +152,181 @@ impl Facts {
     }
 }
 
-/// The running observer.
+/// The running observer: answered in moat's own wait for the command
+/// ([`Launch::waits_at_once`](crate::Launch)), or by a thread of its own
+/// for callers that may do other things first.
 #[derive(Debug)]
-pub(crate) struct Observer {
-    stop: Option<OwnedFd>,
-    shared: Arc<Mutex<Shared>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+pub(crate) enum Observer {
+    Inline(Watch),
+    Thread {
+        watch: Arc<Mutex<Watch>>,
+        /// Closed to tell the thread the sandbox is gone.
+        stop: Option<OwnedFd>,
+    },
 }
 
-/// What the thread has seen so far; locked while it handles a call, so
-/// that once the sandbox is gone moat can take it without waiting for the
-/// thread to end (on a virtual machine, waking it and then being woken by
-/// its exit costs a few hundred microseconds of every run).
-#[derive(Debug, Default)]
-struct Shared {
-    phase: Phase,
+impl Observer {
+    /// Starts observing the sandbox that sends its listener on `sock`.
+    pub(crate) fn start(sock: OwnedFd, facts: Facts, inline: bool) -> Option<Observer> {
+        let watch = Watch::new(sock, facts);
+        if inline {
+            return Some(Observer::Inline(watch));
+        }
+        let (stop_read, stop) = sys::fd::pipe().ok()?;
+        let watch = Arc::new(Mutex::new(watch));
+        let theirs = Arc::clone(&watch);
+        crate::with_signals_blocked(|| {
+            // Its frames are small; a smaller stack is less to map and
+            // to give back.
+            std::thread::Builder::new()
+                .name("moat-observer".into())
+                .stack_size(256 * 1024)
+                .spawn(move || run(&theirs, stop_read))
+        })
+        .ok()?;
+        Some(Observer::Thread {
+            watch,
+            stop: Some(stop),
+        })
+    }
+
+    /// The descriptor moat's wait polls for input, when it answers the
+    /// calls itself.
+    pub(crate) fn poll_fd(&self) -> Option<RawFd> {
+        match self {
+            Observer::Inline(w) => w.fd(),
+            Observer::Thread { .. } => None,
+        }
+    }
+
+    /// Acts on what `poll` said of [`Observer::poll_fd`].
+    pub(crate) fn ready(&mut self, revents: libc::c_short) {
+        if let Observer::Inline(w) = self {
+            w.ready(revents);
+        }
+    }
+
+    /// What was seen, once every process of the sandbox is gone (no call
+    /// can be notified any more). The thread is not waited for: on a
+    /// virtual machine, waking it and then being woken by its end costs a
+    /// few hundred microseconds of every run.
+    pub(crate) fn finish(&mut self) -> Observed {
+        match self {
+            Observer::Inline(w) => w.observed(),
+            Observer::Thread { watch, stop } => {
+                stop.take();
+                let mut w = watch
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                w.observed()
+            }
+        }
+    }
+}
+
+/// What the observer sees.
+const OBSERVED: &str = "reads of denied paths, writes, connections and refused system calls";
+
+/// Why nothing could be observed when the sandbox sent no listener.
+const NO_LISTENER: &str = "the seccomp filter could not get a listener (moat runs inside \
+                           another sandbox that already observes it?), so they were refused \
+                           unobserved";
+
+/// One sandbox's listener: taken from the socket the sandbox sends it on,
+/// then asked for each notified call, which it answers.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    /// Until the listener comes.
+    sock: Option<OwnedFd>,
+    listener: Option<OwnedFd>,
+    facts: Facts,
     seen: Seen,
     unseen: Vec<String>,
+    /// What was seen has been taken: nothing more is done.
+    taken: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// The sandbox has not sent the listener yet (or the thread has not
-    /// taken it).
-    #[default]
-    Waiting,
-    Observing,
-    Done,
-}
+impl Watch {
+    fn new(sock: OwnedFd, facts: Facts) -> Watch {
+        let mut unseen = Vec::new();
+        if facts.isolation != Isolation::LandlockOnly && !facts.denied.is_empty() {
+            // (Landlock-only runs may list a denied directory: nothing
+            // there is refused.)
+            unseen.push(LISTINGS_UNSEEN.to_string());
+        }
+        if facts.restricted {
+            unseen.push(RESTRICTED_UNSEEN.to_string());
+        }
+        Watch {
+            sock: Some(sock),
+            listener: None,
+            facts,
+            seen: Seen::default(),
+            unseen,
+            taken: false,
+        }
+    }
 
-impl Shared {
-    fn take(&mut self) -> Observed {
+    /// What to poll for input: the socket until the listener came, then
+    /// the listener; nothing once it hung up (every process that could
+    /// be notified is gone).
+    fn fd(&self) -> Option<RawFd> {
+        if self.taken {
+            return None;
+        }
+        match (&self.sock, &self.listener) {
+            (Some(sock), _) => Some(sock.as_raw_fd()),
+            (None, Some(listener)) => Some(listener.as_raw_fd()),
+            (None, None) => None,
+        }
+    }
+
+    /// One step, once `poll` said `revents` of [`Watch::fd`]: takes the
+    /// listener, or answers one call.
+    fn ready(&mut self, revents: libc::c_short) {
+        if self.taken || revents == 0 {
+            return;
+        }
+        if self.sock.is_some() {
+            self.take_listener();
+            return;
+        }
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        if revents & libc::POLLIN != 0 {
+            if let Ok(n) = notify::receive(listener.as_fd()) {
+                handle(listener.as_fd(), &n, &self.facts, &mut self.seen);
+            }
+        } else if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            self.listener = None;
+        }
+    }
+
+    /// Takes the listener the sandbox sent, if it is there (the socket
+    /// polled readable); an end without one means the sandbox could not
+    /// get one.
+    fn take_listener(&mut self) {
+        let Some(sock) = self.sock.take() else {
+            return;
+        };
+        let readable = sys::fd::poll_one(sock.as_raw_fd(), libc::POLLIN, 0)
+            .is_ok_and(|r| r & libc::POLLIN != 0);
+        match readable.then(|| sys::fd::recv_fd(sock.as_raw_fd())) {
+            Some(Ok(listener)) => self.listener = Some(listener),
+            _ => self.unseen.insert(0, format!("{OBSERVED}: {NO_LISTENER}")),
+        }
+    }
+
+    /// What was seen, once no call can be notified any more; taken once.
+    fn observed(&mut self) -> Observed {
+        if self.taken {
+            return Observed::default();
+        }
+        // A listener sent but never polled for (the command ended before
+        // its first notified call) was still had.
+        self.take_listener();
+        self.taken = true;
         let seen = std::mem::take(&mut self.seen);
         let mut unseen = std::mem::take(&mut self.unseen);
         if seen.dropped > 0 {
@@ -198,94 +342,22 @@ impl Shared {
     }
 }
 
-impl Observer {
-    /// Starts the thread; it takes the listener the sandbox sends on
-    /// `sock`.
-    pub(crate) fn start(sock: OwnedFd, facts: Facts) -> Option<Observer> {
-        let (stop_read, stop) = sys::fd::pipe().ok()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let theirs = Arc::clone(&shared);
-        let thread = crate::with_signals_blocked(|| {
-            // Its frames are small; a smaller stack is less to map and
-            // to give back.
-            std::thread::Builder::new()
-                .name("moat-observer".into())
-                .stack_size(256 * 1024)
-                .spawn(move || run(sock, stop_read, facts, &theirs))
-        })
-        .ok()?;
-        Some(Observer {
-            stop: Some(stop),
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    /// What the thread saw, once every process of the sandbox is gone (no
-    /// call can be notified any more): taken as it stands while the thread
-    /// observes, else after the thread has ended.
-    pub(crate) fn finish(&mut self) -> Observed {
-        self.stop.take();
-        if let Ok(mut shared) = self.shared.lock() {
-            if shared.phase != Phase::Waiting {
-                return shared.take();
-            }
-        }
-        let ended = self.thread.take().map(|t| t.join());
-        match (ended, self.shared.lock()) {
-            (Some(Ok(())), Ok(mut shared)) => shared.take(),
-            _ => Observed {
-                denials: Vec::new(),
-                unseen: vec![format!(
-                    "{OBSERVED}: the observer failed; the layers refused them as before"
-                )],
-            },
-        }
-    }
-}
-
-impl Drop for Observer {
-    /// The thread ends on its own once told to stop; nothing waits for it.
-    fn drop(&mut self) {
-        self.stop.take();
-    }
-}
-
-/// What the observer sees.
-const OBSERVED: &str = "reads of denied paths, writes, connections and refused system calls";
-
-/// Why nothing could be observed when the sandbox sent no listener.
-const NO_LISTENER: &str = "the seccomp filter could not get a listener (moat runs inside \
-                           another sandbox that already observes it?), so they were refused \
-                           unobserved";
-
-fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts, shared: &Mutex<Shared>) {
+/// The observer's own thread: polls the watch's descriptor until moat
+/// says the sandbox is gone, then answers only what is already pending.
+fn run(watch: &Mutex<Watch>, stop: OwnedFd) {
     let lock = || {
-        shared
+        watch
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    if facts.isolation != Isolation::LandlockOnly && !facts.denied.is_empty() {
-        // (Landlock-only runs may list a denied directory: nothing there
-        // is refused.)
-        lock().unseen.push(LISTINGS_UNSEEN.to_string());
-    }
-    if facts.restricted {
-        lock().unseen.push(RESTRICTED_UNSEEN.to_string());
-    }
-    let Some(listener) = take_listener(&sock, &stop) else {
-        let mut s = lock();
-        s.unseen.insert(0, format!("{OBSERVED}: {NO_LISTENER}"));
-        s.phase = Phase::Done;
-        return;
-    };
-    drop(sock);
-    lock().phase = Phase::Observing;
     let mut stopping = false;
     loop {
+        let Some(fd) = lock().fd() else {
+            return;
+        };
         let mut fds = [
             libc::pollfd {
-                fd: listener.as_raw_fd(),
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -295,54 +367,24 @@ fn run(sock: OwnedFd, stop: OwnedFd, facts: Facts, shared: &Mutex<Shared>) {
                 revents: 0,
             },
         ];
-        // Once told to stop, only what is already pending is taken.
-        let timeout = if stopping { 0 } else { -1 };
-        match sys::fd::poll(&mut fds, timeout) {
-            Ok(0) => break,
+        match sys::fd::poll(&mut fds, if stopping { 0 } else { -1 }) {
+            Ok(0) => return,
             Ok(_) => {}
             Err(sys::Errno(libc::EINTR)) => continue,
-            Err(_) => break,
+            Err(_) => return,
         }
-        if fds[0].revents & libc::POLLIN != 0 {
-            if let Ok(n) = notify::receive(listener.as_fd()) {
-                handle(listener.as_fd(), &n, &facts, &mut lock().seen);
+        if fds[0].revents != 0 {
+            let mut w = lock();
+            // moat may have taken what was seen in the meantime.
+            if w.fd() == Some(fd) {
+                w.ready(fds[0].revents);
             }
             continue;
-        }
-        if fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-            break;
         }
         if fds[1].revents != 0 {
             stopping = true;
         }
     }
-    lock().phase = Phase::Done;
-}
-
-fn take_listener(sock: &OwnedFd, stop: &OwnedFd) -> Option<OwnedFd> {
-    let mut fds = [
-        libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        match sys::fd::poll(&mut fds, -1) {
-            Err(sys::Errno(libc::EINTR)) => continue,
-            Err(_) => return None,
-            Ok(_) => break,
-        }
-    }
-    if fds[0].revents & libc::POLLIN == 0 {
-        return None;
-    }
-    sys::fd::recv_fd(sock.as_raw_fd()).ok()
 }
 
 #[derive(Debug, Default)]

@@ -103,6 +103,14 @@ pub enum Op {
         target: CString,
         transient: bool,
     },
+    /// Bind over `target` (the system's bundle of trusted authorities) a
+    /// copy of it with `extra` appended, written to a tmpfs attached at
+    /// `under`, where a later mount covers it (see [`Op::EmptyFile`]).
+    TrustBundle {
+        under: CString,
+        target: CString,
+        extra: Vec<u8>,
+    },
     /// Mount an empty, unreadable, read-only tmpfs over `target`.
     MaskDir {
         target: CString,
@@ -236,6 +244,9 @@ impl Op {
             } => format!("keep {} read-only", s(path)),
             Op::BindSelf { path, .. } => format!("pin {}", s(path)),
             Op::EmptyFile { .. } => "prepare the mask for denied files".into(),
+            Op::TrustBundle { target, .. } => {
+                format!("add moat's certificate authority to {}", s(target))
+            }
             Op::MaskFile { target, .. } | Op::MaskDir { target } => format!("hide {}", s(target)),
             Op::Proc { target } => format!("mount proc on {}", s(target)),
             Op::Devpts { target } => format!("mount devpts on {}", s(target)),
@@ -290,6 +301,9 @@ pub struct PlanInput {
     pub dev_nodes: Vec<&'static str>,
     /// Paths of listening sockets of the host.
     pub host_sockets: Vec<PathBuf>,
+    /// The system's bundle of trusted authorities, and the authority (PEM)
+    /// the command trusts besides them.
+    pub trust_bundle: Option<(PathBuf, Vec<u8>)>,
     /// The elevated tier: writable roots are attached idmapped, and this
     /// home (the person's, owned by them) is attached idmapped and
     /// read-only, so the sandbox account can read it whatever its mode.
@@ -619,6 +633,15 @@ pub fn build(fs: &Fs, input: &PlanInput) -> MountPlan {
                 transient,
             });
         }
+    }
+
+    if let Some((target, extra)) = &input.trust_bundle {
+        // Like the mask, on a tmpfs /dev's own covers in step 8.
+        b.op(Op::TrustBundle {
+            under: cs("/dev"),
+            target: c(target),
+            extra: extra.clone(),
+        });
     }
 
     // 8. /dev, /proc, loopback.

@@ -343,6 +343,7 @@ mod tests {
             argv: vec!["true".into()],
             cwd: PathBuf::from("/w"),
             pty: false,
+            extra_ca: None,
         }
     }
 

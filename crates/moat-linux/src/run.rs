@@ -28,6 +28,14 @@ pub struct Launch {
     pub stdio: [StdioSpec; 3],
     /// Accept the losses of a weaker mode instead of refusing.
     pub allow_degraded: bool,
+    /// The caller waits for the command ([`Child::wait`]) as soon as the
+    /// spawn returns, and waits on nothing the command does before that:
+    /// its calls that the denial observer sees are then answered inside
+    /// the wait, without a thread of the observer's own (which costs a
+    /// few tenths of a millisecond of every run). Otherwise, the default,
+    /// the observer has a thread, so that a caller can first read the
+    /// command's output or write its input.
+    pub waits_at_once: bool,
 }
 
 impl Default for Launch {
@@ -35,6 +43,7 @@ impl Default for Launch {
         Launch {
             stdio: [StdioSpec::Inherit; 3],
             allow_degraded: false,
+            waits_at_once: false,
         }
     }
 }
@@ -111,6 +120,8 @@ pub enum Error {
     Cgroup(String),
     #[error("the elevated tier: {0}")]
     Launcher(String),
+    #[error("moat's certificate authority for the run: {0}")]
+    Trust(String),
 }
 
 fn sys_err(what: &'static str) -> impl Fn(Errno) -> Error {
@@ -216,7 +227,8 @@ fn spawn_once(
     // The child has its copies now.
     drop(std::mem::take(&mut p.child_fds));
     let (observe_sock, observe_facts) = p.observe;
-    let observer = crate::observe::Observer::start(observe_sock, observe_facts);
+    let observer =
+        crate::observe::Observer::start(observe_sock, observe_facts, launch.waits_at_once);
     let pidfd = pidfd.ok_or(Error::Sys {
         what: "starting the sandbox",
         errno: Errno(libc::ENOSYS),

@@ -62,8 +62,8 @@ pub struct Child {
     // The elevated tier, in the launcher: the run's cgroups, removed once
     // init is reaped.
     pub(crate) cgroup: Option<crate::cgroup::RunCgroup>,
-    // The denial observer's thread (this process built the sandbox), or
-    // what the launcher's observer saw (the elevated tier).
+    // The denial observer (this process built the sandbox), or what the
+    // launcher's observer saw (the elevated tier).
     pub(crate) observer: Option<crate::observe::Observer>,
     pub(crate) observed: Option<crate::observe::Observed>,
 }
@@ -412,6 +412,15 @@ impl Child {
                     events: 0,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: self
+                        .observer
+                        .as_ref()
+                        .and_then(|o| o.poll_fd())
+                        .unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             let timeout_ms = match (deadline, init_exit) {
                 (_, Some(_)) => 1000,
@@ -436,6 +445,9 @@ impl Child {
                     timed_out = true;
                     self.kill();
                 }
+            }
+            if let Some(o) = self.observer.as_mut() {
+                o.ready(fds[6].revents);
             }
             if fds[5].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
                 hangup = None;

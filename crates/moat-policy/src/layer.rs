@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::secrets::{RequestRule, SecretBinding};
 use crate::types::{NetworkMode, Preset, ReadMode, Source};
 
 /// Whether a layer may widen what the layers below it allow.
@@ -48,6 +49,14 @@ pub struct Layer {
     pub allow_cidr: Vec<String>,
     /// `NAME:ADDRESS` pins, like curl's --resolve.
     pub resolve: Vec<String>,
+    /// Secrets the proxy injects on requests to their hosts (never from a
+    /// workspace config).
+    pub secrets: Vec<SecretBinding>,
+    /// Which requests a host takes.
+    pub request_rules: Vec<RequestRule>,
+    /// Extra certificate authorities to verify upstream servers with,
+    /// where moat terminates TLS (never from a workspace config).
+    pub upstream_ca: Vec<PathBuf>,
     pub env_clear: Option<bool>,
     pub env_pass: Vec<String>,
     pub env_set: Vec<(String, String)>,
@@ -82,6 +91,9 @@ impl Layer {
             deny_domains: Vec::new(),
             allow_cidr: Vec::new(),
             resolve: Vec::new(),
+            secrets: Vec::new(),
+            request_rules: Vec::new(),
+            upstream_ca: Vec::new(),
             env_clear: None,
             env_pass: Vec::new(),
             env_set: Vec::new(),

@@ -17,6 +17,9 @@
 //!   the home directory get a writable layer of moat's own.
 //! - **Environment** ([`env`]): what the sandboxed command inherits, minus
 //!   secrets and host IPC addresses.
+//! - **Secrets and request rules** ([`secrets`]): which variables hold a
+//!   placeholder that the proxy swaps for the real value on requests to
+//!   their hosts, and which methods and paths a host takes.
 //! - **Git audit** ([`gitconfig`], [`gitdir`]): which git settings and files
 //!   would run code later outside the sandbox.
 //!
@@ -43,6 +46,7 @@ pub mod narrow;
 pub mod paths;
 mod resolve;
 pub mod scan;
+pub mod secrets;
 mod types;
 pub mod units;
 pub mod view;

@@ -9,6 +9,7 @@ use crate::host::HostFacts;
 use crate::known::{DENIED_UNDER_HOME, PROTECTED_IN_ROOT};
 use crate::layer::{Layer, Trust};
 use crate::paths::{absolutize, is_within, PathError};
+use crate::secrets::{EntryError, RequestRule, SecretBinding};
 use crate::types::{EnvPolicy, Limits, NetworkMode, Preset, ReadMode, Source, Sourced};
 
 /// A setting a layer asked for that did not take effect.
@@ -59,6 +60,20 @@ pub enum PolicyError {
         key: &'static str,
         error: crate::domains::RuleError,
     },
+    /// A secret binding or a request rule that is not usable.
+    BadSecretEntry {
+        source: Source,
+        key: &'static str,
+        /// The entry as written (for a secret, its variable's name).
+        entry: String,
+        error: EntryError,
+    },
+    /// One variable bound as a secret twice.
+    DuplicateSecret {
+        env: String,
+        first: Source,
+        second: Source,
+    },
 }
 
 impl fmt::Display for PolicyError {
@@ -94,6 +109,18 @@ impl fmt::Display for PolicyError {
             PolicyError::BadNetworkRule { source, key, error } => {
                 write!(f, "{} in {}: {}", key, source, error)
             }
+            PolicyError::BadSecretEntry {
+                source,
+                key,
+                entry,
+                error,
+            } => write!(f, "{} in {}: {}: {}", key, source, entry, error),
+            PolicyError::DuplicateSecret { env, first, second } => write!(
+                f,
+                "the secret {} is bound twice, in {} and in {}\n\
+                 hint: bind each variable once, with all of its hosts",
+                env, first, second
+            ),
         }
     }
 }
@@ -125,6 +152,13 @@ pub struct Policy {
     pub deny_domains: Vec<Sourced<Pattern>>,
     pub allow_cidr: Vec<Sourced<Cidr>>,
     pub resolve: Vec<Sourced<(String, IpAddr)>>,
+    /// Secrets the proxy injects: names checked, hosts canonical, files
+    /// absolute. Their hosts are on the allowlist too.
+    pub secrets: Vec<Sourced<SecretBinding>>,
+    /// Which requests a host takes; a host with no rule takes any.
+    pub request_rules: Vec<Sourced<RequestRule>>,
+    /// Extra certificate authorities for upstream servers (absolute).
+    pub upstream_ca: Vec<Sourced<PathBuf>>,
     pub env: EnvPolicy,
     pub limits: Limits,
     /// Settings that did not take effect, and why.
@@ -219,6 +253,9 @@ impl Settings {
             deny_domains: Vec::new(),
             allow_cidr: Vec::new(),
             resolve: Vec::new(),
+            secrets: Vec::new(),
+            request_rules: Vec::new(),
+            upstream_ca: Vec::new(),
             env: EnvPolicy {
                 clear: Sourced::default_value(false),
                 pass: Vec::new(),
@@ -386,6 +423,119 @@ fn apply_network_rules(p: &mut Policy, layer: &Layer) -> Result<(), PolicyError>
     Ok(())
 }
 
+const NO_WORKSPACE_SECRETS: &str = "a workspace config cannot add secrets; \
+                                    put them in your own config or on the command line";
+const NO_WORKSPACE_CAS: &str = "a workspace config cannot add upstream certificate authorities; \
+                                put them in your own config or on the command line";
+
+/// Adds a layer's secrets, request rules and upstream CAs. A workspace
+/// config cannot add secrets (it would choose where one is sent) or CAs (it
+/// would choose whom moat trusts to be that host); its request rules count,
+/// but only where they narrow what the person's own rules let a host take.
+fn apply_secrets(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyError> {
+    let narrow = layer.trust == Trust::NarrowOnly;
+    let bad = |key: &'static str, entry: &str, error: EntryError| PolicyError::BadSecretEntry {
+        source: layer.source.clone(),
+        key,
+        entry: entry.to_string(),
+        error,
+    };
+    for raw in &layer.secrets {
+        if narrow {
+            ignore(
+                p,
+                layer,
+                "network.secrets",
+                raw.to_string(),
+                NO_WORKSPACE_SECRETS,
+            );
+            continue;
+        }
+        let mut secret = raw
+            .checked()
+            .map_err(|e| bad("network.secrets", &raw.env, e))?;
+        if let Some(first) = p.secrets.iter().find(|s| s.value.env == secret.env) {
+            return Err(PolicyError::DuplicateSecret {
+                env: secret.env,
+                first: first.source.clone(),
+                second: layer.source.clone(),
+            });
+        }
+        // No base: a secret's file is never relative to where moat runs.
+        if let Some(file) = &secret.file {
+            let abs = absolutize(file, &p.home, None).map_err(|error| PolicyError::BadPath {
+                source: layer.source.clone(),
+                key: "network.secrets.file",
+                error,
+            })?;
+            secret.file = Some(abs);
+        }
+        allow_secret_hosts(p, &secret.hosts, &layer.source);
+        p.secrets.push(Sourced::new(secret, layer.source.clone()));
+    }
+    // What the layers below allow: a workspace rule must fit inside it.
+    let trusted = p.request_rules.clone();
+    for raw in &layer.request_rules {
+        let rule = raw
+            .checked()
+            .map_err(|e| bad("network.requests", &raw.to_string(), e))?;
+        let outer: Vec<&RequestRule> = trusted
+            .iter()
+            .filter(|t| t.value.host == rule.host)
+            .map(|t| &t.value)
+            .collect();
+        // A host without rules takes anything, so a first rule narrows;
+        // beside existing rules a new one adds what it allows.
+        if narrow && !outer.is_empty() && !outer.iter().any(|o| rule.within(o)) {
+            ignore(p, layer, "network.requests", rule.to_string(), WIDENS);
+        } else if !p.request_rules.iter().any(|r| r.value == rule) {
+            p.request_rules
+                .push(Sourced::new(rule, layer.source.clone()));
+        }
+    }
+    let home = p.home.clone();
+    let ws = p.workspace.value.clone();
+    for ca in paths(
+        layer,
+        "network.upstream_ca",
+        &layer.upstream_ca,
+        &home,
+        facts,
+        &ws,
+    )? {
+        if narrow {
+            let shown = ca.value.display().to_string();
+            ignore(p, layer, "network.upstream_ca", shown, NO_WORKSPACE_CAS);
+        } else if !p.upstream_ca.iter().any(|c| c.value == ca.value) {
+            p.upstream_ca.push(ca);
+        }
+    }
+    Ok(())
+}
+
+/// Puts a secret's hosts on the allowlist, so that `--network allow`
+/// reaches them: names as exact patterns, addresses as one-address blocks
+/// (the proxy decides an address only by its blocks).
+fn allow_secret_hosts(p: &mut Policy, hosts: &[String], source: &Source) {
+    for h in hosts {
+        match h.parse::<IpAddr>() {
+            Ok(ip) => {
+                if !p.allow_cidr.iter().any(|c| c.value.contains(ip)) {
+                    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+                    let cidr = Cidr { addr: ip, prefix };
+                    p.allow_cidr.push(Sourced::new(cidr, source.clone()));
+                }
+            }
+            Err(_) => {
+                if !p.allow_domains.iter().any(|a| a.value.matches(h)) {
+                    let pat = Pattern::Exact(h.clone());
+                    p.allow_domains.push(Sourced::new(pat, source.clone()));
+                }
+            }
+        }
+    }
+}
+
 fn valid_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('=') && !name.contains('\0')
 }
@@ -396,6 +546,7 @@ fn apply(p: &mut Policy, layer: &Layer, facts: &HostFacts) -> Result<(), PolicyE
     narrowable(p, layer, "filesystem.read", layer.read, |p| &mut p.read);
     narrowable(p, layer, "network.mode", layer.network, |p| &mut p.network);
     apply_network_rules(p, layer)?;
+    apply_secrets(p, layer, facts)?;
     // For these booleans, `true` is the narrower value.
     if let Some(strict) = layer.strict_git {
         if narrow && !strict && p.strict_git.value {
@@ -650,6 +801,220 @@ mod tests {
             e.contains("network.allow") && e.contains("too broad"),
             "{e}"
         );
+    }
+
+    fn secret(env: &str, hosts: &[&str]) -> SecretBinding {
+        SecretBinding {
+            env: env.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            file: None,
+        }
+    }
+
+    fn rule(host: &str, methods: &[&str], paths: &[&str]) -> RequestRule {
+        RequestRule {
+            host: host.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn resolve(layers: Vec<Layer>) -> Result<Policy, PolicyError> {
+        let mut settings = Settings::new();
+        for l in layers {
+            settings.push(l);
+        }
+        settings.resolve(&facts(), ws())
+    }
+
+    #[test]
+    fn secret_hosts_join_the_allowlist_and_the_mode_stays() {
+        let mut u = user();
+        u.allow_domains = vec!["*.github.com".into()];
+        let mut file = secret("NPM_TOKEN", &["Registry.npmjs.org"]);
+        file.file = Some(PathBuf::from("~/.npm-token"));
+        u.secrets = vec![
+            secret("GITHUB_TOKEN", &["api.github.com", "github.com"]),
+            file,
+        ];
+        let mut f = flags();
+        f.secrets = vec![secret("INTERNAL", &["10.1.2.3"])];
+        f.upstream_ca = vec![PathBuf::from("ca.pem")];
+        let p = resolve(vec![u, f]).unwrap();
+        assert_eq!(p.network.value, NetworkMode::Off);
+        let allowed: Vec<(String, &Source)> = p
+            .allow_domains
+            .iter()
+            .map(|a| (a.value.to_string(), &a.source))
+            .collect();
+        let user_source = user().source;
+        assert_eq!(
+            allowed,
+            [
+                ("*.github.com".to_string(), &user_source),
+                ("github.com".to_string(), &user_source),
+                ("registry.npmjs.org".to_string(), &user_source),
+            ]
+        );
+        assert_eq!(p.allow_cidr[0].value.to_string(), "10.1.2.3/32");
+        assert_eq!(p.secrets.len(), 3);
+        assert_eq!(p.secrets[1].value.hosts, ["registry.npmjs.org"]);
+        assert_eq!(
+            p.secrets[1].value.file.as_deref(),
+            Some(Path::new("/home/u/.npm-token"))
+        );
+        assert_eq!(p.upstream_ca[0].value, PathBuf::from("/ws/ca.pem"));
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+    }
+
+    #[test]
+    fn a_workspace_config_cannot_add_secrets_or_cas_but_its_request_rules_count() {
+        let mut u = user();
+        u.request_rules = vec![rule("git.example.com", &["GET", "POST"], &["/org/"])];
+        let mut r = repo();
+        r.secrets = vec![secret("GITHUB_TOKEN", &["evil.test"])];
+        r.upstream_ca = vec![PathBuf::from(".moat/ca.pem")];
+        r.request_rules = vec![
+            rule("registry.npmjs.org", &["get"], &[]), // a host without rules: narrows
+            rule("git.example.com", &["GET"], &["/org/repo.git/"]), // inside the user's rule
+            rule("git.example.com", &["DELETE"], &["/org/"]), // beside it: widens
+        ];
+        let p = resolve(vec![u, r]).unwrap();
+        assert!(p.secrets.is_empty());
+        assert!(p.upstream_ca.is_empty());
+        assert!(p.allow_domains.is_empty(), "{:?}", p.allow_domains);
+        let rules: Vec<String> = p
+            .request_rules
+            .iter()
+            .map(|r| r.value.to_string())
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "GET,POST:git.example.com paths /org/",
+                "GET:registry.npmjs.org",
+                "GET:git.example.com paths /org/repo.git/",
+            ]
+        );
+        let ignored: Vec<(&str, &str, &str)> = p
+            .ignored
+            .iter()
+            .map(|i| (i.key, i.value.as_str(), i.reason.as_str()))
+            .collect();
+        assert_eq!(ignored.len(), 3, "{ignored:?}");
+        assert_eq!(ignored[0].0, "network.secrets");
+        assert_eq!(ignored[0].1, "GITHUB_TOKEN -> evil.test");
+        assert!(ignored[0]
+            .2
+            .starts_with("a workspace config cannot add secrets"));
+        assert_eq!(ignored[1].0, "network.requests");
+        assert_eq!(ignored[2].0, "network.upstream_ca");
+        assert!(ignored[2]
+            .2
+            .contains("cannot add upstream certificate authorities"));
+    }
+
+    #[test]
+    fn bad_secrets_and_rules_name_their_source_and_entry() {
+        let cases: Vec<(Layer, &[&str])> = vec![
+            (
+                {
+                    let mut u = user();
+                    u.secrets = vec![secret("GITHUB-TOKEN", &["api.github.com"])];
+                    u
+                },
+                &[
+                    "network.secrets",
+                    "user config",
+                    "GITHUB-TOKEN",
+                    "variable name",
+                ],
+            ),
+            (
+                {
+                    let mut u = user();
+                    u.secrets = vec![secret("T", &[])];
+                    u
+                },
+                &["network.secrets", "T", "no host"],
+            ),
+            (
+                {
+                    let mut f = flags();
+                    f.secrets = vec![secret("T", &["*.github.com"])];
+                    f
+                },
+                &["flag --test", "wildcard"],
+            ),
+            (
+                {
+                    let mut f = flags();
+                    let mut s = secret("T", &["a.test"]);
+                    s.file = Some(PathBuf::from("token.txt"));
+                    f.secrets = vec![s];
+                    f
+                },
+                &["network.secrets.file", "relative"],
+            ),
+            (
+                {
+                    let mut u = user();
+                    u.request_rules = vec![rule("a.test", &["FETCH"], &[])];
+                    u
+                },
+                &["network.requests", "FETCH"],
+            ),
+            (
+                {
+                    let mut u = user();
+                    u.request_rules = vec![rule("a.test", &[], &["api/"])];
+                    u
+                },
+                &["network.requests", "*:a.test paths api/", "start with `/`"],
+            ),
+            (
+                {
+                    let mut u = user();
+                    u.upstream_ca = vec![PathBuf::from("ca.pem")];
+                    u
+                },
+                &["network.upstream_ca", "relative"],
+            ),
+        ];
+        for (layer, needles) in cases {
+            let e = resolve(vec![layer]).unwrap_err().to_string();
+            for n in needles {
+                assert!(e.contains(n), "{n}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_bound_twice_names_both_sources() {
+        let mut u = user();
+        u.secrets = vec![secret("GITHUB_TOKEN", &["api.github.com"])];
+        let mut f = flags();
+        f.secrets = vec![secret("GITHUB_TOKEN", &["github.com"])];
+        let e = resolve(vec![u, f]).unwrap_err();
+        assert_eq!(
+            e,
+            PolicyError::DuplicateSecret {
+                env: "GITHUB_TOKEN".into(),
+                first: user().source,
+                second: flags().source,
+            }
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("user config") && text.contains("flag --test"),
+            "{text}"
+        );
+        // A workspace's binding is ignored, so it clashes with nothing.
+        let mut u = user();
+        u.secrets = vec![secret("GITHUB_TOKEN", &["api.github.com"])];
+        let mut r = repo();
+        r.secrets = vec![secret("GITHUB_TOKEN", &["evil.test"])];
+        assert_eq!(resolve(vec![u, r]).unwrap().secrets.len(), 1);
     }
 
     #[test]

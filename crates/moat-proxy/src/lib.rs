@@ -60,6 +60,10 @@ pub struct NetDecision {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub duration_ms: u64,
+    /// The secrets (their variables' names) a [`Terminator`] put into the
+    /// request; never their values.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub injected: Vec<String>,
 }
 
 /// Asked about a name on neither list: allow it (for the rest of the run)?
@@ -70,6 +74,41 @@ pub type DecisionFn = dyn Fn(&NetDecision) + Send + Sync;
 /// Waits up to the given time for a connection to accept on a listener;
 /// whether one is there.
 pub type ReadableFn = dyn Fn(&TcpListener, Duration) -> bool + Send + Sync;
+
+/// What a [`Terminator`] made of one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terminated {
+    /// Why the request was refused (the client has been answered), if it
+    /// was.
+    pub refused: Option<String>,
+    /// What was done, for the decision's rule (`GET /path`).
+    pub note: String,
+    /// The secrets put into the request, by variable name.
+    pub injected: Vec<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// Serves the connections to some hosts itself instead of tunnelling them:
+/// moat's secret broker, which terminates their TLS to put secrets into
+/// requests and to hold them to request rules.
+pub trait Terminator: Send + Sync {
+    /// Whether connections to `host` go to [`Terminator::serve`].
+    fn terminates(&self, host: &str) -> bool;
+    /// Serves one allowed connection to `host:port`: `early` is what was
+    /// read of it already, `upstream` the connection to the server.
+    fn serve(
+        &self,
+        client: TcpStream,
+        early: &[u8],
+        host: &str,
+        port: u16,
+        upstream: TcpStream,
+    ) -> Terminated;
+    /// Why a plain-HTTP request head must be refused (it carries a
+    /// placeholder, which only a terminated TLS connection may), if so.
+    fn screen(&self, head: &[u8]) -> Option<String>;
+}
 
 /// The user name of the HTTP proxy's Basic authentication, when it
 /// requires a password ([`Hooks::password`]).
@@ -99,6 +138,8 @@ pub struct Hooks {
     /// and the DNS stub do not check it: they exist only inside the
     /// sandbox's namespace on Linux. `None`: no password.
     pub password: Option<String>,
+    /// Serves the connections to the hosts it terminates.
+    pub terminator: Option<Arc<dyn Terminator>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -108,6 +149,7 @@ impl std::fmt::Debug for Hooks {
             .field("on_decision", &self.on_decision.is_some())
             .field("readable", &self.readable.is_some())
             .field("password", &self.password.is_some())
+            .field("terminator", &self.terminator.is_some())
             .finish()
     }
 }
@@ -141,6 +183,7 @@ impl NetDecision {
             bytes_up: 0,
             bytes_down: 0,
             duration_ms: 0,
+            injected: Vec::new(),
         }
     }
 }
@@ -431,6 +474,62 @@ fn record(shared: &Shared, d: NetDecision) {
     if let Ok(mut log) = shared.log.lock() {
         log.push(d);
     }
+}
+
+/// The terminator for connections to `host`, if it serves them.
+fn terminator_for<'a>(shared: &'a Shared, host: &str) -> Option<&'a Arc<dyn Terminator>> {
+    shared
+        .hooks
+        .terminator
+        .as_ref()
+        .filter(|t| t.terminates(host))
+}
+
+/// Why a plain-HTTP request (`head`, to `host`) is refused before it is
+/// decided: a placeholder in it, or a host whose requests are held to
+/// rules or given secrets, which happens only inside its TLS.
+fn screen_plain(shared: &Shared, host: &str, head: &[u8]) -> Option<String> {
+    let t = shared.hooks.terminator.as_ref()?;
+    if t.terminates(host) {
+        return Some(format!(
+            "{host} takes only HTTPS through moat (its requests are checked inside TLS)"
+        ));
+    }
+    t.screen(head)
+}
+
+/// Serves an allowed connection: through the terminator for its host, or
+/// as a tunnel; what happened goes into `decision`.
+fn serve_allowed(
+    shared: &Shared,
+    decision: &mut NetDecision,
+    client: TcpStream,
+    upstream: TcpStream,
+    early: &[u8],
+) {
+    let t = match terminator_for(shared, &decision.name) {
+        Some(t) => t,
+        None => {
+            let (up, down) = relay(client, upstream, early);
+            decision.bytes_up = up;
+            decision.bytes_down = down;
+            return;
+        }
+    };
+    let done = t.serve(client, early, &decision.name, decision.port, upstream);
+    match done.refused {
+        Some(why) => {
+            decision.allowed = false;
+            decision.rule = why;
+        }
+        None if !done.note.is_empty() => {
+            decision.rule = format!("{}; {}", decision.rule, done.note);
+        }
+        None => {}
+    }
+    decision.injected = done.injected;
+    decision.bytes_up = done.bytes_up;
+    decision.bytes_down = done.bytes_down;
 }
 
 /// Copies both ways until both sides are done; bytes up and down.
@@ -769,6 +868,15 @@ fn http(mut client: TcpStream, shared: &Shared) {
         record(shared, decision);
         return;
     }
+    if method != "CONNECT" {
+        if let Some(why) = screen_plain(shared, &host, &head) {
+            answer(&mut client, "403 Forbidden", &format!("moat: {}\n", why));
+            decision.rule = why;
+            decision.duration_ms = started.elapsed().as_millis() as u64;
+            record(shared, decision);
+            return;
+        }
+    }
     match decide(shared, &host, port) {
         Verdict::No(why) => {
             answer(
@@ -781,21 +889,21 @@ fn http(mut client: TcpStream, shared: &Shared) {
         Verdict::Go(upstream, rule) => {
             decision.allowed = true;
             decision.rule = rule;
-            let (up, down) = if method == "CONNECT" {
+            if method == "CONNECT" {
                 if client
                     .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     .is_err()
                 {
                     return;
                 }
-                relay(client, upstream, &rest)
+                serve_allowed(shared, &mut decision, client, upstream, &rest);
             } else {
                 let mut out = req.origin_head();
                 out.extend_from_slice(&rest);
-                relay(client, upstream, &out)
-            };
-            decision.bytes_up = up;
-            decision.bytes_down = down;
+                let (up, down) = relay(client, upstream, &out);
+                decision.bytes_up = up;
+                decision.bytes_down = down;
+            }
         }
     }
     decision.duration_ms = started.elapsed().as_millis() as u64;
@@ -873,9 +981,7 @@ fn socks5(mut client: TcpStream, shared: &Shared) {
             reply(&mut client, 0);
             decision.allowed = true;
             decision.rule = rule;
-            let (up, down) = relay(client, upstream, &[]);
-            decision.bytes_up = up;
-            decision.bytes_down = down;
+            serve_allowed(shared, &mut decision, client, upstream, &[]);
         }
     }
     decision.duration_ms = started.elapsed().as_millis() as u64;
@@ -1033,6 +1139,15 @@ fn transparent(mut client: TcpStream, is_tls: bool, shared: &Shared) {
     };
     let host = named.or(behind).unwrap_or_else(|| shown(dst.ip()));
     let mut decision = NetDecision::pending(protocol, &host, port);
+    if !is_tls {
+        if let Some(why) = screen_plain(shared, &host, &early) {
+            answer(&mut client, "403 Forbidden", &format!("moat: {}\n", why));
+            decision.rule = why;
+            decision.duration_ms = started.elapsed().as_millis() as u64;
+            record(shared, decision);
+            return;
+        }
+    }
     match decide(shared, &host, port) {
         Verdict::No(why) => {
             if !is_tls {
@@ -1047,9 +1162,13 @@ fn transparent(mut client: TcpStream, is_tls: bool, shared: &Shared) {
         Verdict::Go(upstream, rule) => {
             decision.allowed = true;
             decision.rule = rule;
-            let (up, down) = relay(client, upstream, &early);
-            decision.bytes_up = up;
-            decision.bytes_down = down;
+            if is_tls {
+                serve_allowed(shared, &mut decision, client, upstream, &early);
+            } else {
+                let (up, down) = relay(client, upstream, &early);
+                decision.bytes_up = up;
+                decision.bytes_down = down;
+            }
         }
     }
     decision.duration_ms = started.elapsed().as_millis() as u64;

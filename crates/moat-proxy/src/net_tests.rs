@@ -206,6 +206,7 @@ fn socks5_asks_once_about_unlisted_names_and_reports_each_decision() {
             true
         })),
         password: None,
+        terminator: None,
     };
     let proxy = Proxy::start(vec![Listener::Socks(l)], rules(), hooks);
     let socks = |name: &str| -> (u8, String) {

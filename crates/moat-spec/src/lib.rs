@@ -187,7 +187,14 @@ pub struct RunSpec {
     pub cwd: PathBuf,
     /// Give the command a terminal of its own.
     pub pty: bool,
+    /// A certificate authority (PEM) the command's TLS clients trust as
+    /// well as the system's: moat's own for the run, for the hosts whose
+    /// TLS its proxy terminates. Public; its key never leaves moat.
+    pub extra_ca: Option<String>,
 }
+
+/// The largest [`RunSpec::extra_ca`]: one certificate is about 700 bytes.
+pub const MAX_EXTRA_CA: usize = 16 * 1024;
 
 /// The namespaces a run gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -246,6 +253,8 @@ pub enum SpecError {
     NotAbsolute(PathBuf),
     /// A variable name that is empty or holds `=` or NUL.
     BadVariable(OsString),
+    /// [`RunSpec::extra_ca`] is not a PEM certificate of bounded size.
+    BadExtraCa,
 }
 
 impl fmt::Display for SpecError {
@@ -261,6 +270,11 @@ impl fmt::Display for SpecError {
             SpecError::BadVariable(n) => {
                 write!(f, "{n:?} is not a valid environment variable name")
             }
+            SpecError::BadExtraCa => write!(
+                f,
+                "the extra certificate authority is not PEM certificates of at most \
+                 {MAX_EXTRA_CA} bytes"
+            ),
         }
     }
 }
@@ -347,6 +361,19 @@ impl RunSpec {
                 return Err(SpecError::BadVariable(name.clone()));
             }
         }
+        if let Some(pem) = &self.extra_ca {
+            // It becomes a file the command's programs parse: printable
+            // ASCII lines of certificates and nothing else.
+            let printable = pem
+                .bytes()
+                .all(|b| b == b'\n' || b == b'\r' || (b' '..=b'~').contains(&b));
+            if pem.len() > MAX_EXTRA_CA
+                || !printable
+                || !pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----")
+            {
+                return Err(SpecError::BadExtraCa);
+            }
+        }
         Ok(())
     }
 }
@@ -389,9 +416,44 @@ pub fn proxy_env() -> Vec<(&'static str, String)> {
     out
 }
 
+/// The variables that make a command's TLS clients read `bundle` as their
+/// trusted authorities: OpenSSL's (curl, git, Python, Go), and those of
+/// tools that read only their own or ship their own roots (Python's
+/// requests and pip, Node, cargo).
+pub fn trust_env(bundle: &str) -> Vec<(&'static str, String)> {
+    [
+        "SSL_CERT_FILE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "REQUESTS_CA_BUNDLE",
+        "PIP_CERT",
+        "NODE_EXTRA_CA_CERTS",
+        "CARGO_HTTP_CAINFO",
+    ]
+    .into_iter()
+    .map(|n| (n, bundle.to_string()))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_extra_ca_must_be_bounded_pem() {
+        let mut s = spec(Isolation::Namespaces, Net::Proxy);
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        s.extra_ca = Some(pem.into());
+        assert_eq!(s.check(), Ok(()));
+        for bad in [
+            "not a certificate".to_string(),
+            format!("{pem}\u{1b}[31m"),
+            format!("{pem}{}", "A".repeat(MAX_EXTRA_CA)),
+        ] {
+            s.extra_ca = Some(bad);
+            assert_eq!(s.check(), Err(SpecError::BadExtraCa));
+        }
+    }
 
     pub(crate) fn spec(isolation: Isolation, net: Net) -> RunSpec {
         RunSpec {
@@ -407,6 +469,7 @@ mod tests {
             argv: vec![OsString::from("true")],
             cwd: PathBuf::from("/home/a/prj"),
             pty: false,
+            extra_ca: None,
         }
     }
 

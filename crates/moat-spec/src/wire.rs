@@ -99,6 +99,7 @@ const T_MEMORY: u8 = b'M';
 const T_FILE_SIZE: u8 = b'F';
 const T_CPU: u8 = b'c';
 const T_PTY: u8 = b't';
+const T_EXTRA_CA: u8 = b'A';
 
 const ISOLATIONS: [(Isolation, &[u8]); 3] = [
     (Isolation::Namespaces, b"namespaces"),
@@ -197,6 +198,9 @@ pub fn encode(spec: &RunSpec) -> Vec<u8> {
     if spec.pty {
         field(&mut out, T_PTY, b"1");
     }
+    if let Some(pem) = &spec.extra_ca {
+        field(&mut out, T_EXTRA_CA, pem.as_bytes());
+    }
     out
 }
 
@@ -210,6 +214,7 @@ struct Singles<'a> {
     cwd: Option<PathBuf>,
     restricted: Option<&'a [u8]>,
     pty: Option<&'a [u8]>,
+    extra_ca: Option<&'a [u8]>,
     timeout: Option<&'a [u8]>,
     processes: Option<&'a [u8]>,
     memory: Option<&'a [u8]>,
@@ -246,6 +251,7 @@ pub fn decode(bytes: &[u8]) -> Result<RunSpec, ParseError> {
             )?,
             T_RESTRICTED => once(&mut s.restricted, value, "the read mode")?,
             T_PTY => once(&mut s.pty, value, "the terminal flag")?,
+            T_EXTRA_CA => once(&mut s.extra_ca, value, "the extra certificate authority")?,
             T_TIMEOUT => once(&mut s.timeout, value, "the timeout")?,
             T_PROCESSES => once(&mut s.processes, value, "the process limit")?,
             T_MEMORY => once(&mut s.memory, value, "the memory limit")?,
@@ -367,6 +373,13 @@ pub fn decode(bytes: &[u8]) -> Result<RunSpec, ParseError> {
         argv,
         cwd: s.cwd.ok_or(ParseError::Missing("the working directory"))?,
         pty: flag(s.pty, "the terminal flag")?,
+        extra_ca: match s.extra_ca {
+            None => None,
+            Some(v) => Some(
+                String::from_utf8(string(v, "the extra certificate authority")?)
+                    .map_err(|_| ParseError::BadValue("the extra certificate authority"))?,
+            ),
+        },
     })
 }
 
@@ -523,6 +536,7 @@ mod tests {
             ],
             cwd: PathBuf::from(OsString::from_vec(b"/home/a/prj/\xffsrc".to_vec())),
             pty: true,
+            extra_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         }
     }
 
@@ -533,6 +547,7 @@ mod tests {
         minimal.fs.readable = None;
         minimal.limits = Limits::default();
         minimal.pty = false;
+        minimal.extra_ca = None;
         assert_eq!(decode(&encode(&minimal)), Ok(minimal));
     }
 

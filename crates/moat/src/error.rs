@@ -26,6 +26,9 @@ pub enum Error {
     Spawn(std::io::Error),
     #[error("{0}")]
     Tier(String),
+    /// A secret or request rule that cannot be honoured.
+    #[error("{0}")]
+    Secrets(String),
     #[error("moat has no sandbox for this operating system yet")]
     Unsupported,
 }

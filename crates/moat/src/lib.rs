@@ -45,6 +45,8 @@ mod policy;
 #[cfg(target_os = "linux")]
 pub use moat_proxy as proxy;
 mod report;
+#[cfg(target_os = "linux")]
+mod secrets;
 
 pub use command::{Child, Command, Exit, Outcome, Output, Stdio, Tier};
 pub use denials::{Denial, Grant};
@@ -53,7 +55,7 @@ pub use moat_policy::{NetworkMode, Preset, ReadMode};
 pub use policy::{resolve, Policy, Resolved};
 #[cfg(target_os = "linux")]
 pub use proxy::{AskFn, DecisionFn, NetDecision};
-pub use report::{EnvRemoved, LayerReport, RunReport};
+pub use report::{EnvRemoved, LayerReport, RunReport, SecretReport};
 
 /// Low-level access for tools built on moat (the CLI): policy layers,
 /// config files and backend options.
@@ -62,7 +64,7 @@ pub mod advanced {
     #[cfg(target_os = "linux")]
     pub use moat_linux::{cgroup, detect, end_by_signal, launch, seccomp, Isolation};
     pub use moat_policy::{
-        audit, env, host, known, narrow, scan, units, view, Layer, Policy as ResolvedPolicy,
-        Settings, Source, Sourced, Trust,
+        audit, env, host, known, narrow, scan, secrets, units, view, Layer,
+        Policy as ResolvedPolicy, Settings, Source, Sourced, Trust,
     };
 }

@@ -170,6 +170,7 @@ pub(crate) fn lower(
             argv: command.argv,
             cwd: command.cwd,
             pty: command.pty,
+            extra_ca: None,
         },
         env_removed: plan.removed,
     }

@@ -134,6 +134,41 @@ impl Policy {
         self
     }
 
+    /// With [`NetworkMode::Allow`]: the command's `env` holds a
+    /// placeholder, and moat's proxy puts the variable's real value (from
+    /// this process's environment) into HTTPS requests to `hosts` only.
+    pub fn secret(mut self, env: impl Into<String>, hosts: &[&str]) -> Policy {
+        self.layer
+            .secrets
+            .push(moat_policy::secrets::SecretBinding {
+                env: env.into(),
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                file: None,
+            });
+        self
+    }
+
+    /// With [`NetworkMode::Allow`]: `host` takes only requests with one of
+    /// `methods` (empty: any) under one of the path prefixes `paths`
+    /// (empty: any path).
+    pub fn allow_request(mut self, host: &str, methods: &[&str], paths: &[&str]) -> Policy {
+        self.layer
+            .request_rules
+            .push(moat_policy::secrets::RequestRule {
+                host: host.to_string(),
+                methods: methods.iter().map(|m| m.to_string()).collect(),
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            });
+        self
+    }
+
+    /// Another authority (a PEM file) moat trusts for the certificates of
+    /// the hosts whose TLS it terminates.
+    pub fn upstream_ca(mut self, file: impl Into<PathBuf>) -> Policy {
+        self.layer.upstream_ca.push(file.into());
+        self
+    }
+
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Policy {
         self.layer.env_set.push((name.into(), value.into()));
         self

@@ -58,4 +58,15 @@ pub struct RunReport {
     /// With `network = allow`: every destination the proxy decided on.
     #[cfg(target_os = "linux")]
     pub network_decisions: Vec<crate::proxy::NetDecision>,
+    /// The secrets the proxy held for the run (never their values).
+    pub secrets: Vec<SecretReport>,
+}
+
+/// A secret of the run: its variable, where it may go, and how many
+/// requests it was put into.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SecretReport {
+    pub env: String,
+    pub hosts: Vec<String>,
+    pub injected: u32,
 }

@@ -200,7 +200,9 @@ pub fn call(server: &Server, params: &Value) -> Result<Value, String> {
         .stdin(Stdio::Null)
         .stdout(Stdio::Piped)
         .stderr(Stdio::Piped)
-        .forward_signals(false);
+        .forward_signals(false)
+        // Threads read its output; the wait begins as soon as they start.
+        .waits_at_once(true);
     crate::flags::sandbox(&mut cmd, &args.sandbox);
     let mut resolved = match cmd.resolve() {
         Ok(r) => r,

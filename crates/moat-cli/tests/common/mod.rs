@@ -67,6 +67,23 @@ impl TestSetup {
     }
 }
 
+/// The elevated tier set up for the test account, for a test to use (None,
+/// said on stderr, where it cannot be: not root, or the machine's own
+/// setup is there).
+pub fn elevated_tier() -> Option<TestSetup> {
+    if !is_root() {
+        eprintln!("skipped: the elevated tier needs root to set up");
+        return None;
+    }
+    let Some(setup) = TestSetup::begin() else {
+        eprintln!("skipped: this machine has a moat setup of its own; not touching it");
+        return None;
+    };
+    let out = output(Command::new(moat()).args(["setup", "--user", &user().name]));
+    assert!(out.status.success(), "{}", show(&out));
+    Some(setup)
+}
+
 impl Drop for TestSetup {
     fn drop(&mut self) {
         let removed = Command::new(moat()).args(["setup", "--remove"]).output();

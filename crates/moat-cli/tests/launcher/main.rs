@@ -50,6 +50,7 @@ fn spec(ws: &Path, argv: &[&str]) -> RunSpec {
         argv: argv.iter().map(OsString::from).collect(),
         cwd: ws.to_path_buf(),
         pty: false,
+        extra_ca: None,
     }
 }
 
