@@ -190,3 +190,35 @@ impl moat_proxy::Terminator for Brokerage {
         self.broker.screen(head)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn values_come_from_the_environment_or_a_file() {
+        let env = vec![
+            (OsString::from("TOKEN"), OsString::from("ghp_abc")),
+            (OsString::from("EMPTY"), OsString::new()),
+        ];
+        assert_eq!(value(&env, "TOKEN", None).unwrap(), "ghp_abc");
+        for (name, want) in [("EMPTY", "is empty"), ("MISSING", "no such variable")] {
+            let e = value(&env, name, None).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains(name), "{e}");
+        }
+        let dir = std::env::temp_dir().join(format!("moat-secret-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "from-file\r\n").unwrap();
+        assert_eq!(value(&env, "TOKEN", Some(&file)).unwrap(), "from-file");
+        std::fs::write(&file, vec![b'x'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        let e = value(&env, "TOKEN", Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("at most"), "{e}");
+        let e = value(&env, "TOKEN", Some(&dir.join("absent")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absent"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
