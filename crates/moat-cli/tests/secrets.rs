@@ -361,8 +361,10 @@ fn nothing_inside(v: &mut Verdicts, who: &Who, up: &Upstream, tier: &[&str]) {
     let s = Scratch::new(who, "secret-inside");
     let args = with(tier, SECRET);
     // In Python, with the value given reversed: a search whose arguments
-    // held it would find itself in /proc.
-    let search = format!("python3 {}/tests/find_value.py", env!("CARGO_MANIFEST_DIR"));
+    // held it would find itself in /proc. Copied into the workspace: the
+    // checkout may be under /tmp, which is private inside the sandbox.
+    s.write("ws/find_value.py", include_str!("find_value.py"));
+    let search = "python3 find_value.py";
     let reversed: String = up.token.chars().rev().collect();
     let script = format!(
         "{search} {reversed} /tmp /dev/shm /etc/ssl /run .; \
