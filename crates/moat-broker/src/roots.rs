@@ -144,6 +144,7 @@ mod tests {
             UpstreamRoots::only(vec![]).load(),
             Err(Error::NoRoots)
         ));
+        let _ = fs::remove_dir_all(empty.parent().unwrap());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver};
@@ -56,7 +56,9 @@ impl TestCa {
     }
 
     fn file(&self, name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("moat-broker-test-{}", std::process::id()));
+        // In cargo's directory for tests' files, not /tmp.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("moat-broker-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // Tests run in parallel: each file gets its own name.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -552,7 +554,8 @@ fn curl_gets_200_through_the_broker() {
     }
     let s = Setup::new(vec![]);
     let ph = s.placeholder("GITHUB_TOKEN");
-    let dir = std::env::temp_dir().join(format!("moat-broker-curl-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("moat-broker-curl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("moat-ca.pem");
     std::fs::write(&ca, s.broker.cert_pem()).unwrap();
