@@ -353,7 +353,56 @@ fn every_kind_is_reported_unelevated() {
 
 #[test]
 fn every_kind_is_reported_landlock_only() {
-    in_mode(&LANDLOCK_ONLY).finish();
+    let mut v = in_mode(&LANDLOCK_ONLY);
+    for who in identities() {
+        signal_outside(&mut v, &who, &LANDLOCK_ONLY);
+    }
+    v.finish();
+}
+
+/// A signal to a process of the same account outside the sandbox. Only a
+/// run without a pid namespace can name one; Landlock's signal scope
+/// refuses it.
+fn signal_outside(v: &mut Verdicts, who: &Who, mode: &Mode) {
+    let tag = format!("{} {}", mode.name, who.name);
+    let s = Scratch::new(who, "signal");
+    let mut outside = command_as(who, "sleep").arg("60").spawn().unwrap();
+    let pid = outside.id();
+    let comm = format!("/proc/{pid}/comm");
+    for _ in 0..200 {
+        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The control: outside the sandbox the same account may signal it.
+    let control = s.sh(&format!("kill -0 {pid} && echo alive"));
+    v.check(
+        &format!("{tag}: control: kill -0 of its own process outside"),
+        stdout(&control).contains("alive"),
+        show(&control),
+    );
+    let (out, report) = run(who, &s, mode.args, &format!("kill -0 {pid}; echo rc=$?"));
+    v.check(
+        &format!("{tag}: the signal is refused"),
+        stdout(&out).contains("rc=1") && stderr(&out).contains("not permitted"),
+        show(&out),
+    );
+    expect(
+        v,
+        &format!("{tag}: a signal to a process outside"),
+        &report,
+        (
+            "signal",
+            &format!("pid {pid} (sleep)"),
+            "landlock",
+            Some("sh"),
+        ),
+        "not allowed by moat in any mode",
+        grants(&[]),
+    );
+    let _ = outside.kill();
+    let _ = outside.wait();
 }
 
 /// The proxy's refusal of a name off the allowlist is a denial, and

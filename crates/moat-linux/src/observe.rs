@@ -32,6 +32,7 @@ pub enum Kind {
     Read,
     Network,
     Syscall,
+    Signal,
 }
 
 impl Kind {
@@ -41,13 +42,20 @@ impl Kind {
             Kind::Read => "read",
             Kind::Network => "network",
             Kind::Syscall => "syscall",
+            Kind::Signal => "signal",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Write, Kind::Read, Kind::Network, Kind::Syscall]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Kind::Write,
+            Kind::Read,
+            Kind::Network,
+            Kind::Syscall,
+            Kind::Signal,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -514,6 +522,9 @@ fn judge(n: &notify::Notification, facts: &Facts) -> Option<(Kind, Layer, String
     if nr == libc::SYS_connect {
         return judge_connect(n, facts);
     }
+    if let Some(target) = signal_target(nr, &n.args) {
+        return judge_signal(n.pid, target, facts);
+    }
     let read_open = match nr {
         libc::SYS_open => Some((AT_FDCWD, n.args[0], n.args[1])),
         libc::SYS_openat => Some((n.args[0] as i32 as i64, n.args[1], n.args[2])),
@@ -530,6 +541,57 @@ fn judge(n: &notify::Notification, facts: &Facts) -> Option<(Kind, Layer, String
         }
     }
     None
+}
+
+/// The one process a signal call is sent to (its thread group for
+/// `tgkill`), as the caller names it; none for process groups or
+/// "everyone" (`kill` with 0 or less).
+fn signal_target(nr: i64, a: &[u64; 6]) -> Option<i32> {
+    let pid = a[0] as i32;
+    match nr {
+        libc::SYS_kill | libc::SYS_tkill | libc::SYS_tgkill if pid > 0 => Some(pid),
+        _ => None,
+    }
+}
+
+/// A signal to a process outside the sandbox: Landlock's signal scope
+/// refuses it. Judged only without a pid namespace (landlock-only runs),
+/// where the caller can name processes outside at all; a process is in
+/// the sandbox when moat is among its ancestors (moat is the run's
+/// subreaper, so orphans of the sandbox stay below it). One of another
+/// user is left to the kernel's own permission check, which refuses it
+/// first.
+fn judge_signal(sender: u32, target: i32, facts: &Facts) -> Option<(Kind, Layer, String)> {
+    if facts.isolation != Isolation::LandlockOnly {
+        return None;
+    }
+    let moat = std::process::id() as i32;
+    let mut pid = target;
+    for _ in 0..4096 {
+        if pid == moat {
+            return None;
+        }
+        if pid <= 1 {
+            break;
+        }
+        pid = crate::supervise::parent_of(pid)?;
+    }
+    let owner = |p: i64| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{p}"))
+            .ok()
+            .map(|m| m.uid())
+    };
+    let by = owner(i64::from(sender))?;
+    if by != 0 && owner(i64::from(target))? != by {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{target}/comm")).unwrap_or_default();
+    Some((
+        Kind::Signal,
+        Layer::Landlock,
+        format!("pid {target} ({})", comm.trim_end()),
+    ))
 }
 
 /// Reads the NUL-terminated string at `addr` in `pid`, page by page (a

@@ -246,6 +246,10 @@ pub struct Filters {
     pub observed: Vec<libc::sock_filter>,
 }
 
+/// Calls that send a signal to one process: with an observer they are
+/// notified, so that it can tell those Landlock's signal scope refuses.
+const SIGNALS: &[i64] = &[libc::SYS_kill, libc::SYS_tkill, libc::SYS_tgkill];
+
 /// Calls that change the file system through a path. With an observer
 /// they are notified, so that it can tell which of them a layer refuses.
 const WRITES: &[i64] = &[
@@ -382,6 +386,9 @@ fn observed_entries(sockets: Sockets) -> Vec<Entry> {
         notify(*nr, Rule::always(Action::Notify));
     }
     notify(libc::SYS_connect, Rule::always(Action::Notify));
+    for nr in SIGNALS {
+        notify(*nr, Rule::always(Action::Notify));
+    }
     out
 }
 
@@ -584,6 +591,8 @@ mod tests {
         assert_eq!(observed(libc::SYS_open, [0, 0o1000, 0, 0, 0, 0]), notify);
         assert_eq!(observed(libc::SYS_mkdir, [0; 6]), notify);
         assert_eq!(observed(libc::SYS_connect, [0; 6]), notify);
+        assert_eq!(observed(libc::SYS_kill, [1, 15, 0, 0, 0, 0]), notify);
+        assert_eq!(observed(libc::SYS_tgkill, [1, 1, 15, 0, 0, 0]), notify);
         assert_eq!(observed(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), notify);
         // Opens for reading too (a denied path may be read); reads of
         // open files, and what callers fall back from, never trap.

@@ -71,7 +71,7 @@ pub struct Child {
 /// Kills every process left that was reparented to us (landlock-only runs
 /// have no pid namespace to end them).
 pub(crate) fn kill_orphans() {
-    let me = std::process::id().to_string();
+    let me = std::process::id() as libc::pid_t;
     for _round in 0..16 {
         let mut found = false;
         if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -81,15 +81,7 @@ pub(crate) fn kill_orphans() {
                     Some(p) => p,
                     None => continue,
                 };
-                let stat = match std::fs::read_to_string(entry.path().join("stat")) {
-                    Ok(s) => s,
-                    Err(_) => continue,
-                };
-                // The parent pid is the second field after the command name,
-                // which is in parentheses and may contain spaces.
-                let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-                let ppid = after.split_whitespace().nth(1);
-                if ppid == Some(me.as_str()) {
+                if parent_of(pid) == Some(me) {
                     found = true;
                     let _ = sys::process::kill(pid, libc::SIGKILL);
                     let _ = sys::process::wait(pid);
@@ -100,6 +92,14 @@ pub(crate) fn kill_orphans() {
             break;
         }
     }
+}
+
+/// The parent of `pid`, from /proc: the second field after the command
+/// name, which is in parentheses and may hold anything.
+pub(crate) fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Child {

@@ -151,6 +151,10 @@ pub(crate) fn from_observed(d: &moat_linux::observe::Denial, facts: &HintFacts) 
             vec![grant("filesystem.allow_read", d.target.clone())],
         ),
         Kind::Syscall => (NEVER.into(), Vec::new()),
+        Kind::Signal => (
+            format!("{NEVER}: a sandboxed command signals only its own processes"),
+            Vec::new(),
+        ),
     };
     Denial {
         kind: d.kind.as_str().into(),
