@@ -471,7 +471,8 @@ pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
 
 /// Validates one secret and makes its placeholder.
 fn check_secret(s: &Secret, earlier: &[Brokered]) -> Result<Brokered, Error> {
-    if !secret::valid_env_name(&s.env) {
+    // The policy's rule for variable names, said once.
+    if moat_policy::secrets::check_env(&s.env).is_err() {
         return Err(Error::BadSecretName { env: s.env.clone() });
     }
     if earlier.iter().any(|b| b.env == s.env) {

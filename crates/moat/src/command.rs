@@ -495,17 +495,19 @@ impl Command {
                 report.env_removed.retain(|r| r.name != name);
             }
             spec.extra_ca = Some(b.cert_pem());
+            // Only secrets a broker holds: those a config left out (no
+            // proxy) are in the notes instead.
+            report.secrets = resolved
+                .policy
+                .secrets
+                .iter()
+                .map(|s| crate::report::SecretReport {
+                    env: s.value.env.clone(),
+                    hosts: s.value.hosts.clone(),
+                    injected: 0,
+                })
+                .collect();
         }
-        report.secrets = resolved
-            .policy
-            .secrets
-            .iter()
-            .map(|s| crate::report::SecretReport {
-                env: s.value.env.clone(),
-                hosts: s.value.hosts.clone(),
-                injected: 0,
-            })
-            .collect();
         let mut child = backend::spawn(&spec, &launch)?;
         drop(stdio);
         let proxy = (spec.net == moat_spec::Net::Proxy).then(|| {

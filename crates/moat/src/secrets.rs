@@ -145,10 +145,6 @@ impl Brokerage {
 
 /// What the proxy records of a brokered connection.
 fn terminated(out: Outcome) -> moat_proxy::Terminated {
-    let what = match (&out.method, &out.path) {
-        (Some(m), Some(p)) => format!("{m} {p}"),
-        _ => String::new(),
-    };
     let refused = match &out.verdict {
         Verdict::Forwarded => None,
         Verdict::Refused(r) => Some(r.message(&out.host)),
@@ -157,13 +153,17 @@ fn terminated(out: Outcome) -> moat_proxy::Terminated {
         | Verdict::Failed { reason } => Some(reason.clone()),
         other => Some(format!("{other:?}")),
     };
-    let mut note = what;
+    // "GET /path; put in NAME": what of it there is.
+    let mut note = Vec::new();
+    if let (Some(m), Some(p)) = (&out.method, &out.path) {
+        note.push(format!("{m} {p}"));
+    }
     if !out.injected.is_empty() {
-        note = format!("{note}; put in {}", out.injected.join(", "));
+        note.push(format!("put in {}", out.injected.join(", ")));
     }
     moat_proxy::Terminated {
         refused,
-        note: note.trim_start_matches("; ").to_string(),
+        note: note.join("; "),
         injected: out.injected,
         bytes_up: out.bytes_up,
         bytes_down: out.bytes_down,
